@@ -43,12 +43,26 @@ class MiniLMTextEncoder:
     dim = 384
 
     def __init__(self, batch_size: int = 128, show_progress: bool = False, device: str = "cpu") -> None:
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.device = device
+        self._model = self._load()
+
+    def _load(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        self.batch_size = batch_size
-        self.show_progress = show_progress
-        self._model = SentenceTransformer(str(minilm_path()), device=device)
+        return SentenceTransformer(str(minilm_path()), device=self.device)
+
+    def __getstate__(self) -> dict:
+        """Pickle without the weights; they are reloaded from the package on unpickling."""
+        state = self.__dict__.copy()
+        del state["_model"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._model = self._load()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode ``b`` strings into L2-normalised ``float32 (b, 384)``."""

@@ -1,0 +1,69 @@
+"""Encoders and fusions selectable by name from configs (a dict lookup; ``"module:attr"`` also works).
+
+Image encoders may need training on the catalog (the contrastive one does), so every image-encoder
+factory receives an :class:`EncoderContext`; text encoders and fusions are built from their name alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from encoders.catalog import Catalog
+from encoders.fusion import ConcatProjectionFusion
+from encoders.pixels import PixelStatsImageEncoder
+from encoders.protocols import Fusion, ImageEncoder, TextEncoder
+from encoders.store import EmbeddingStore
+from encoders.text import HashingTextEncoder, MiniLMTextEncoder
+
+
+@dataclass
+class EncoderContext:
+    """What an image-encoder factory may use to fit itself to a catalog.
+
+    Attributes:
+        catalog: The products.
+        text_vectors: ``float32 (n, d_text)`` frozen text vectors of the catalog.
+        store: The embedding cache (its ``root`` is where weights may be cached too).
+        seed: Seed for any training.
+        progress: Show progress bars.
+    """
+
+    catalog: Catalog
+    text_vectors: np.ndarray
+    store: EmbeddingStore
+    seed: int = 0
+    progress: bool = False
+
+
+TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
+    "minilm": MiniLMTextEncoder,
+    "hashing": HashingTextEncoder,
+}
+IMAGE_ENCODERS: dict[str, Callable[[EncoderContext], ImageEncoder]] = {
+    "pixel-stats": lambda context: PixelStatsImageEncoder(),
+}
+FUSIONS: dict[str, Callable[[int, float], Fusion]] = {
+    "concat": lambda dim, image_weight: ConcatProjectionFusion(dim, {"image": image_weight}),
+}
+"""Fusion factories: ``(fused_dim, image_weight) -> Fusion``."""
+
+
+def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str) -> Callable[..., Any]:
+    """Look ``name`` up in ``registry`` or import it from a ``"package.module:attribute"`` path.
+
+    Raises:
+        ValueError: naming the known choices when ``name`` is neither.
+    """
+    if name in registry:
+        return registry[name]
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot import {what} '{name}': {exc}") from exc
+    raise ValueError(f"unknown {what} '{name}'; choose one of {sorted(registry)} or give 'package.module:attribute'.")

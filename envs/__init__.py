@@ -1,0 +1,32 @@
+"""Gymnasium environments of ShopRank, registered on import.
+
+* ``ShopRank-v0`` — one step per query of a multi-query session, ``Box(K)`` scores.
+* ``ShopRankStatic-v0`` — the same with one query per episode (bandit-style).
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from envs.config import EnvConfig
+from envs.reward import RewardSpec
+from envs.shoprank_env import ShopRankEnv
+from envs.world import ShopWorld, WorldConfig, get_world
+
+__all__ = ["EnvConfig", "RewardSpec", "ShopRankEnv", "ShopWorld", "WorldConfig", "get_world", "static_config"]
+
+
+def static_config(**overrides) -> EnvConfig:
+    """An :class:`EnvConfig` for one query per episode."""
+    return EnvConfig(**{"max_queries": 1, **overrides})
+
+
+def _register() -> None:
+    if "ShopRank-v0" not in registry:
+        register(id="ShopRank-v0", entry_point="envs.shoprank_env:ShopRankEnv")
+    if "ShopRankStatic-v0" not in registry:
+        register(id="ShopRankStatic-v0", entry_point="envs.shoprank_env:ShopRankEnv",
+                 kwargs={"config": static_config()})
+
+
+_register()

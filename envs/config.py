@@ -1,0 +1,46 @@
+"""Typed configuration of the ShopRank environments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envs.reward import RewardSpec
+from envs.world import WorldConfig
+from simulators.shopper import ShopperConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Shape and rules of an environment.
+
+    Attributes:
+        n_candidates: ``K``, candidates the retriever returns per query (the agent ranks them).
+        slate_size: ``N``, products shown to the shopper (``N <= K``).
+        max_queries: Query budget per session; reaching it truncates the episode (1 = static variant).
+        history_size: ``H``, recently clicked products shown to the agent.
+        reward: Reward weights.
+        shopper: Parameters of the default shopper (ignored when a custom simulator is given).
+        world: What catalog, encoders and fusion to build the world from.
+        simulator: ``""`` for the default shopper, or ``"package.module:factory"`` where
+            ``factory(items: ItemTable, n_slots: int) -> UserSimulator``.
+    """
+
+    n_candidates: int = 20
+    slate_size: int = 10
+    max_queries: int = 10
+    history_size: int = 5
+    reward: RewardSpec = field(default_factory=RewardSpec)
+    shopper: ShopperConfig = field(default_factory=ShopperConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    simulator: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}.")
+        if not 1 <= self.slate_size <= self.n_candidates:
+            raise ValueError(
+                f"slate_size must be between 1 and n_candidates={self.n_candidates}, got {self.slate_size}.")
+        if self.max_queries < 1:
+            raise ValueError(f"max_queries must be >= 1, got {self.max_queries}.")
+        if self.history_size < 1:
+            raise ValueError(f"history_size must be >= 1, got {self.history_size}.")

@@ -1,0 +1,40 @@
+"""How a shopper's response becomes a scalar reward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """Reward = ``click * #clicks + purchase * #purchases + revenue * sum(price of purchases)``.
+
+    Attributes:
+        click: Weight per click.
+        purchase: Weight per purchase.
+        revenue: Weight per currency unit of purchased products' prices.
+    """
+
+    click: float = 1.0
+    purchase: float = 1.0
+    revenue: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("click", "purchase", "revenue"):
+            value = getattr(self, name)
+            if not np.isfinite(value):
+                raise ValueError(f"RewardSpec.{name} must be finite, got {value}.")
+
+    def parts(self, clicks: np.ndarray, purchases: np.ndarray, prices: np.ndarray) -> dict[str, float]:
+        """Reward parts of one slate: ``clicks``, ``purchases`` bool ``(N,)``, ``prices`` ``(N,)``."""
+        return {
+            "clicks": float(np.sum(clicks)),
+            "purchases": float(np.sum(purchases)),
+            "revenue": float(np.sum(np.where(purchases, prices, 0.0))),
+        }
+
+    def total(self, parts: dict[str, float]) -> float:
+        """Weighted sum of :meth:`parts`."""
+        return self.click * parts["clicks"] + self.purchase * parts["purchases"] + self.revenue * parts["revenue"]

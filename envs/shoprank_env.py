@@ -1,0 +1,137 @@
+"""``ShopRank-v0``: rerank the retriever's candidates, one step per query of a shopping session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.config import EnvConfig
+from envs.session import SessionCore, make_simulator, observation_space
+from envs.world import ShopWorld, get_world
+from simulators.protocols import UserSimulator
+
+
+class ShopRankEnv(gym.Env):
+    """Rerank e-commerce search results for a simulated shopper.
+
+    ## Description
+    One episode is one shopping session of one sampled shopper. Each step the shopper types a query,
+    a vector-index retriever returns ``K`` candidate products (multimodal fused vectors), the agent scores
+    them, and the top ``N`` by score are shown. The shopper examines, clicks and buys; their hidden state
+    (intent, visual taste, patience) changes, and they may leave. The retriever sees only the query text,
+    while the shopper also cares about the look of the product (photo) and its price: a reranker that
+    reads the photo features and the shopper's profile can beat the retriever's order.
+
+    ## Action Space
+    ``Box(-1, 1, (K,), float32)``: one score per candidate, in the retriever's order. The slate is the
+    ``N`` valid candidates with the highest scores (ties keep the retriever's order). Any finite values are
+    accepted (only their order matters); a wrong shape or a NaN/inf raises ``ValueError``.
+
+    ## Observation Space
+    ``Dict`` of float32 arrays with fixed shapes (``F`` = fused width, ``H`` = history size):
+
+    | key | shape | content |
+    |-----|-------|---------|
+    | query | (Q,) | query text vector, projected |
+    | profile | (P,) | observable shopper profile: segment one-hot, noisy taste, noisy price sensitivity |
+    | session | (4,) | queries so far / budget, clicks / 10, purchases / 5, last slate's CTR |
+    | history | (H, F) | fused vectors of the shopper's last clicked products |
+    | history_mask | (H,) | 1 where ``history`` holds a product |
+    | candidates | (K, F + 4) | fused vector, retriever score, ``1 - rank/K``, price z-score, has-photo |
+    | mask | (K,) | 1 for a real candidate, 0 for padding (fewer than K results) |
+
+    ## Rewards
+    ``RewardSpec``: ``click * clicks + purchase * purchases + revenue * revenue`` of the shown slate.
+    ``info`` carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``shown_ids``,
+    ``ndcg`` (slate vs the shopper's true utilities of the K candidates) and ``left``.
+
+    ## Starting State
+    A shopper sampled from the simulator's population, and their first query's candidates.
+
+    ## Episode End
+    ``terminated``: the shopper left (patience ran out, or satisfied after a purchase).
+    ``truncated``: the query budget ``max_queries`` was reached.
+
+    ## Arguments
+    ``gymnasium.make("ShopRank-v0", config=EnvConfig(...), world=None, simulator=None, render_mode=None)``.
+    ``world`` shares a pre-built :class:`~envs.world.ShopWorld`; ``simulator`` overrides
+    ``config.simulator`` with any ``UserSimulator`` object. ``render_mode="ansi"`` renders the last slate.
+    ``ShopRankStatic-v0`` is the same env with ``max_queries=1`` (one query per episode, bandit-style).
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, config: EnvConfig | None = None, world: ShopWorld | None = None,
+                 simulator: UserSimulator | None = None, render_mode: str | None = None) -> None:
+        self.config = config or EnvConfig()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
+        self.render_mode = render_mode
+        self.world = world if world is not None else get_world(self.config.world)
+        self.core = SessionCore(self.config, self.world, simulator or make_simulator(self.config, self.world))
+        k = self.config.n_candidates
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(k,), dtype=np.float32)
+        self.observation_space = observation_space(self.config, self.world, self.core.profile_dim)
+        self._last: dict[str, Any] | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.start(self.np_random)
+        self._last = None
+        return self.core.observation(), {"query": self.core.query.text}
+
+    def slate_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Top-``N`` catalog rows by score among valid candidates (``int64 (N,)``, -1 padded)."""
+        scores = np.asarray(scores)
+        k = self.config.n_candidates
+        if scores.shape != (k,):
+            raise ValueError(f"action must have shape ({k},), got {scores.shape}.")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("action contains NaN or infinite scores.")
+        valid = self.core.candidates >= 0
+        order = np.argsort(np.where(valid, -scores.astype(np.float64), np.inf), kind="stable")
+        slate = self.core.candidates[order[: self.config.slate_size]]
+        return np.where(valid[order[: self.config.slate_size]], slate, -1)
+
+    def step(self, action: np.ndarray):
+        if self.core.query is None:
+            raise RuntimeError("call reset() before step().")
+        slate = self.slate_from_scores(action)
+        outcome = self.core.show(slate, self.np_random)
+        terminated = outcome.left
+        truncated = (not terminated) and self.core.n_queries >= self.config.max_queries
+        info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.response.clicks),
+                "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
+                "query": self.core.query.text}
+        self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
+                      "reward": outcome.reward}
+        if not (terminated or truncated):
+            self.core.next_query(self.np_random)
+            info["next_query"] = self.core.query.text
+        return self.core.observation(), float(outcome.reward), terminated, truncated, info
+
+    def privileged_scores(self) -> np.ndarray:
+        """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracle only."""
+        return self.core.candidate_values()
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        catalog = self.world.catalog
+        if self._last is None:
+            return f"query: {self.core.query.text!r}  (no slate shown yet)\n"
+        lines = [f"query: {self._last['query']!r}   reward {self._last['reward']:.2f}"]
+        resp = self._last["response"]
+        for pos, item in enumerate(self._last["slate"]):
+            if item < 0:
+                lines.append(f"{pos + 1:>3}. (empty)")
+                continue
+            mark = "BUY " if resp.purchases[pos] else ("click" if resp.clicks[pos] else "")
+            lines.append(f"{pos + 1:>3}. {mark:<5} {catalog.titles[item][:60]:<60} {catalog.prices[item]:>8.2f}")
+        return "\n".join(lines) + "\n"

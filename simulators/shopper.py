@@ -1,0 +1,308 @@
+"""The default shopper: hidden intent, visual taste and price sensitivity; PBM clicks; purchase funnel;
+multi-query sessions that end when the shopper leaves.
+
+Utility of product ``j`` for a shopper with intent ``q``, taste ``t`` and price sensitivity ``s``::
+
+    u_j = relevance_weight * rel(j, q) + visual_weight * <t, visual_z_j> / sqrt(V)
+          - price_weight * s * price_z_j
+    attractiveness_j = sigmoid(temperature * (u_j - threshold))
+    P(click at slot k) = examination_k * attractiveness_j          (the click model decides)
+    P(buy | click)   = sigmoid(buy_bias + buy_relevance * rel + visual_weight * <t, visual_z_j> / sqrt(V)
+                               - buy_price * s * price_z_j)
+
+``rel(j, q)`` is the weighted fraction of the intent's facets (type, gender, colour, pattern, material)
+that product ``j`` has. The retriever sees only the query text, so visual taste and price sensitivity
+are what a reranker can add; the observable profile carries noisy signals of both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from simulators.click_models import PositionBasedModel
+from simulators.items import INTENT_FACETS, ItemTable
+from simulators.protocols import ClickModel, ExpectedResponse, Query, Response
+
+SEGMENTS = ("women", "men", "any")
+_POSSESSIVE = {"women": "women's", "men": "men's"}
+_FACET_WEIGHT = {"type": 2.0, "gender": 1.0, "colour": 1.0, "pattern": 1.0, "material": 0.5}
+_P_STATE = {"gender": 0.8, "colour": 0.5, "pattern": 0.35, "material": 0.3}
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the shopper wants now: facet -> value (stated in the query) and the product it came from."""
+
+    facets: tuple[tuple[str, str], ...]
+    target: int
+
+
+@dataclass(frozen=True)
+class ShopperState:
+    """Hidden state of one shopper (immutable; transitions return a new one).
+
+    Attributes:
+        segment: Index into :data:`SEGMENTS` (gender the shopper shops for).
+        taste: ``float32 (V,)`` visual taste over z-scored visual traits.
+        price_sensitivity: ``>= 0``; how much a high price lowers utility.
+        profile_noise: ``float32 (V + 1,)`` fixed noise of the observable profile for this shopper.
+        patience: Remaining patience; the shopper leaves when it drops to 0.
+        intent: Current intent, ``None`` before the first query or after a purchase.
+        n_queries: Queries issued so far.
+        n_purchases: Purchases so far.
+        history: Catalog rows of the most recently clicked products (newest last).
+    """
+
+    segment: int
+    taste: np.ndarray
+    price_sensitivity: float
+    profile_noise: np.ndarray
+    patience: float
+    intent: Intent | None = None
+    n_queries: int = 0
+    n_purchases: int = 0
+    history: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShopperConfig:
+    """Parameters of the default shopper population.
+
+    Attributes:
+        relevance_weight: Weight of intent match in utility.
+        visual_weight: Weight of visual taste in utility (0 switches visual taste off).
+        price_weight: Weight of price in utility.
+        temperature: Sharpness of the attractiveness sigmoid.
+        threshold: Utility at which attractiveness is 0.5.
+        buy_bias, buy_relevance, buy_price: Purchase-after-click logit terms.
+        profile_noise: Std of the noise on the observable taste/price signals (0 = profile reveals the
+            truth, large = profile is useless). The documented knob of how informative the profile is.
+        patience: Initial patience (queries' worth of disappointment the shopper tolerates).
+        fatigue: Patience lost per slate, scaled by the fraction of irrelevant results in it
+            (``rel < 0.5``); 0 switches fatigue off.
+        no_click_penalty: Extra patience lost after a slate without any click.
+        p_continue_after_purchase: Probability a shopper starts a new intent after buying (else leaves).
+        drift: Fraction by which taste moves toward the visual traits of clicked products (0 = off).
+        boredom: Attractiveness lost by a product per near-duplicate shown above it in the slate (0 = off).
+        duplicate_threshold: Cosine similarity above which two products count as near-duplicates.
+        history_size: Clicked products remembered.
+        query_bank_size: Intents drawn once (with ``query_bank_seed``) into the population's query bank,
+            the "query log" sessions sample from; a finite bank lets the env pre-encode every query.
+        query_bank_seed: Seed of the query bank (part of the population, not of a session).
+    """
+
+    relevance_weight: float = 3.0
+    visual_weight: float = 2.5
+    price_weight: float = 0.6
+    temperature: float = 1.6
+    threshold: float = 2.6
+    buy_bias: float = -2.0
+    buy_relevance: float = 2.0
+    buy_price: float = 0.8
+    profile_noise: float = 0.5
+    patience: float = 3.0
+    fatigue: float = 1.0
+    no_click_penalty: float = 0.5
+    p_continue_after_purchase: float = 0.5
+    drift: float = 0.2
+    boredom: float = 0.0
+    duplicate_threshold: float = 0.95
+    history_size: int = 8
+    query_bank_size: int = 2000
+    query_bank_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("profile_noise", "patience", "fatigue", "no_click_penalty", "drift", "boredom",
+                     "temperature", "price_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ShopperConfig.{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0 <= self.p_continue_after_purchase <= 1:
+            raise ValueError(
+                f"ShopperConfig.p_continue_after_purchase must be in [0, 1], got {self.p_continue_after_purchase}.")
+        if self.query_bank_size < 1:
+            raise ValueError(f"ShopperConfig.query_bank_size must be >= 1, got {self.query_bank_size}.")
+        if not 0 <= self.drift <= 1:
+            raise ValueError(f"ShopperConfig.drift must be in [0, 1], got {self.drift}.")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class DefaultShopper:
+    """The built-in shopper population (satisfies ``UserSimulator`` and ``PrivilegedSimulator``).
+
+    Args:
+        items: Catalog facts (:class:`ItemTable`).
+        config: Population parameters.
+        click_model: Any ``ClickModel``; default PBM with examination ``0.9 ** k`` over ``n_slots``.
+        n_slots: Slate size ``N`` (for the default click model).
+    """
+
+    def __init__(self, items: ItemTable, config: ShopperConfig = ShopperConfig(),
+                 click_model: ClickModel | None = None, n_slots: int = 10) -> None:
+        self.items = items
+        self.config = config
+        self.click_model = click_model or PositionBasedModel.geometric(max(n_slots, 1), 0.9)
+        self.visual_dim = items.visual_dim
+        self.profile_dim = len(SEGMENTS) + self.visual_dim + 1
+        self.bank = self._build_bank(np.random.default_rng(config.query_bank_seed))
+        self._bank_by_segment = []
+        for segment in SEGMENTS:
+            ok = [i for i, intent in enumerate(self.bank)
+                  if segment == "any" or dict(intent.facets).get("gender", segment) in (segment, "unisex")]
+            self._bank_by_segment.append(np.array(ok or range(len(self.bank)), dtype=np.int64))
+
+    def _build_bank(self, rng: np.random.Generator) -> list[Intent]:
+        """Draw ``query_bank_size`` intents from random catalog products (deduplicated by query text)."""
+        bank: dict[str, Intent] = {}
+        for _ in range(self.config.query_bank_size):
+            target = int(rng.integers(self.items.n))
+            values = self.items.item_facets[target]
+            chosen = []
+            for facet in INTENT_FACETS:
+                options = values.get(facet, ())
+                if options and (facet == "type" or rng.random() < _P_STATE[facet]):
+                    value = options[int(rng.integers(len(options)))]
+                    if not (facet == "pattern" and value == "solid"):
+                        chosen.append((facet, value))
+            intent = Intent(facets=tuple(chosen), target=target)
+            bank.setdefault(self.query_text(intent), intent)
+        return list(bank.values())
+
+    def known_queries(self) -> list[str]:
+        """Every query text this population can type (the env pre-encodes them in one batch)."""
+        return [self.query_text(intent) for intent in self.bank]
+
+    # -- sampling -------------------------------------------------------------------------------------
+    def reset(self, rng: np.random.Generator) -> ShopperState:
+        """Sample a shopper: segment, taste ``N(0, I)``, price sensitivity, profile noise."""
+        v = self.visual_dim
+        return ShopperState(
+            segment=int(rng.integers(len(SEGMENTS))),
+            taste=rng.normal(size=v).astype(np.float32),
+            price_sensitivity=float(rng.gamma(2.0, 0.5)),
+            profile_noise=(self.config.profile_noise * rng.normal(size=v + 1)).astype(np.float32),
+            patience=float(self.config.patience),
+        )
+
+    def profile(self, state: ShopperState) -> np.ndarray:
+        """``float32 (profile_dim,)``: segment one-hot, noisy taste, noisy price sensitivity."""
+        out = np.zeros(self.profile_dim, dtype=np.float32)
+        out[state.segment] = 1.0
+        out[len(SEGMENTS):-1] = state.taste + state.profile_noise[:-1]
+        out[-1] = state.price_sensitivity + state.profile_noise[-1]
+        return out
+
+    def _sample_intent(self, state: ShopperState, rng: np.random.Generator) -> Intent:
+        """An intent from the query bank that fits the shopper's segment."""
+        options = self._bank_by_segment[state.segment]
+        return self.bank[int(options[rng.integers(len(options))])]
+
+    @staticmethod
+    def query_text(intent: Intent) -> str:
+        """Real query text of an intent, e.g. ``"women's striped blue cotton tee"``."""
+        facets = dict(intent.facets)
+        words = [_POSSESSIVE.get(facets.get("gender", ""), "")]
+        words += [facets.get(f, "") for f in ("pattern", "colour", "material", "type")]
+        return " ".join(w for w in words if w)
+
+    def next_query(self, state: ShopperState, rng: np.random.Generator) -> Query:
+        """The query for the current intent (a new intent is sampled when there is none)."""
+        intent = state.intent if state.intent is not None else self._sample_intent(state, rng)
+        return Query(text=self.query_text(intent), intent=intent)
+
+    # -- utilities ------------------------------------------------------------------------------------
+    def relevance(self, intent: Intent, rows: np.ndarray) -> np.ndarray:
+        """``float (len(rows),)`` weighted fraction of the intent's facets each product has (0 for -1)."""
+        rows = np.asarray(rows)
+        valid = rows >= 0
+        safe = np.where(valid, rows, 0)
+        score = np.zeros(len(rows))
+        total = 0.0
+        for facet, value in intent.facets:
+            w = _FACET_WEIGHT[facet]
+            total += w
+            member = self.items.facets[facet].get(value)
+            if member is not None:
+                score += w * member[safe]
+        return np.where(valid, score / max(total, 1e-9), 0.0)
+
+    def _visual_match(self, state: ShopperState, rows: np.ndarray) -> np.ndarray:
+        return self.items.visual_z[rows] @ state.taste / np.sqrt(self.visual_dim)
+
+    def _boredom_factor(self, slate: np.ndarray) -> np.ndarray:
+        """``(N,)`` multiplier ``(1 - boredom) ** (#near-duplicates shown above)``."""
+        cfg = self.config
+        if cfg.boredom == 0 or self.items.similarity is None:
+            return np.ones(len(slate))
+        valid = slate >= 0
+        vec = self.items.similarity[np.where(valid, slate, 0)]
+        sim = vec @ vec.T
+        dup = (sim > cfg.duplicate_threshold) & valid[:, None] & valid[None, :]
+        above = np.tril(dup, k=-1).sum(axis=1)
+        return (1.0 - cfg.boredom) ** above
+
+    def item_probabilities(self, state: ShopperState, intent: Intent, slate: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Attractiveness, purchase-given-click probability and utility of each slot's product.
+
+        Args:
+            state: Shopper state.
+            intent: The intent being served.
+            slate: ``int64 (N,)`` catalog rows, ``-1`` = empty slot.
+
+        Returns:
+            ``(attractiveness (N,), p_buy (N,), utility (N,))``; all zero for empty slots.
+        """
+        cfg = self.config
+        slate = np.asarray(slate, dtype=np.int64)
+        valid = slate >= 0
+        rows = np.where(valid, slate, 0)
+        rel = self.relevance(intent, slate)
+        vis = self._visual_match(state, rows)
+        price = state.price_sensitivity * self.items.price_z[rows]
+        utility = cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
+        attract = _sigmoid(cfg.temperature * (utility - cfg.threshold)) * self._boredom_factor(slate)
+        p_buy = _sigmoid(cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price)
+        return np.where(valid, attract, 0.0), np.where(valid, p_buy, 0.0), np.where(valid, utility, 0.0)
+
+    # -- protocol -------------------------------------------------------------------------------------
+    def expected_response(self, state: ShopperState, query: Query, slate: np.ndarray) -> ExpectedResponse:
+        """Marginal click and purchase probabilities per slot and true utilities (privileged)."""
+        attract, p_buy, utility = self.item_probabilities(state, query.intent, slate)
+        click = self.click_model.click_probs(attract[None, :])[0]
+        return ExpectedResponse(click_prob=click, purchase_prob=click * p_buy, utility=utility)
+
+    def respond(self, state: ShopperState, query: Query, slate: np.ndarray, rng: np.random.Generator) -> Response:
+        """Sample clicks from the click model, then purchases among the clicks."""
+        attract, p_buy, _ = self.item_probabilities(state, query.intent, slate)
+        clicks = self.click_model.sample(attract[None, :], rng)[0]
+        purchases = clicks & (rng.random(len(slate)) < p_buy)
+        dwell = np.where(clicks, rng.gamma(2.0, 15.0, size=len(slate)) * (1 + 2 * purchases), 0.0)
+        return Response(clicks=clicks, purchases=purchases, dwell=dwell.astype(np.float32))
+
+    def transition(self, state: ShopperState, query: Query, slate: np.ndarray, response: Response,
+                   rng: np.random.Generator) -> tuple[ShopperState, bool]:
+        """Apply drift, fatigue, satisfaction and patience; returns ``(new_state, left)``."""
+        cfg = self.config
+        slate = np.asarray(slate, dtype=np.int64)
+        clicked = slate[response.clicks & (slate >= 0)]
+        taste = state.taste
+        if cfg.drift > 0 and len(clicked):
+            target = self.items.visual_z[clicked].mean(axis=0)
+            taste = ((1 - cfg.drift) * taste + cfg.drift * target).astype(np.float32)
+        shown = slate[slate >= 0]
+        irrelevant = float(np.mean(self.relevance(query.intent, shown) < 0.5)) if len(shown) else 1.0
+        patience = state.patience - cfg.fatigue * irrelevant
+        if not response.clicks.any():
+            patience -= cfg.no_click_penalty
+        history = (state.history + tuple(int(c) for c in clicked))[-cfg.history_size:]
+        bought = bool(response.purchases.any())
+        new_state = replace(state, taste=taste, patience=patience, n_queries=state.n_queries + 1,
+                            n_purchases=state.n_purchases + int(response.purchases.sum()), history=history,
+                            intent=None if bought else query.intent)
+        left = patience <= 0 or (bought and rng.random() >= cfg.p_continue_after_purchase)
+        return new_state, bool(left)
