@@ -2,6 +2,8 @@
 
 * ``ShopRank-v0`` — one step per query of a multi-query session, ``Box(K)`` scores.
 * ``ShopRankStatic-v0`` — the same with one query per episode (bandit-style).
+* ``ShopRankSeq-v0`` — one step per slot, ``Discrete(K)`` with ``action_masks()`` (MaskablePPO).
+* ``ShopRankSeqStatic-v0`` — the same with one query (one slate) per episode.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from gymnasium.envs.registration import register, registry
 
 from envs.config import EnvConfig
 from envs.reward import RewardSpec
+from envs.seq_env import ShopRankSeqEnv
 from envs.shoprank_env import ShopRankEnv
 from envs.world import ShopWorld, WorldConfig, get_world
 
-__all__ = ["EnvConfig", "RewardSpec", "ShopRankEnv", "ShopWorld", "WorldConfig", "get_world", "static_config"]
+__all__ = ["EnvConfig", "RewardSpec", "ShopRankEnv", "ShopRankSeqEnv", "ShopWorld", "WorldConfig", "get_world", "static_config"]
 
 
 def static_config(**overrides) -> EnvConfig:
@@ -26,6 +29,11 @@ def _register() -> None:
         register(id="ShopRank-v0", entry_point="envs.shoprank_env:ShopRankEnv")
     if "ShopRankStatic-v0" not in registry:
         register(id="ShopRankStatic-v0", entry_point="envs.shoprank_env:ShopRankEnv",
+                 kwargs={"config": static_config()})
+    if "ShopRankSeq-v0" not in registry:
+        register(id="ShopRankSeq-v0", entry_point="envs.seq_env:ShopRankSeqEnv")
+    if "ShopRankSeqStatic-v0" not in registry:
+        register(id="ShopRankSeqStatic-v0", entry_point="envs.seq_env:ShopRankSeqEnv",
                  kwargs={"config": static_config()})
 
 

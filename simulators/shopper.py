@@ -1,23 +1,44 @@
-"""The default shopper: hidden intent, visual taste and price sensitivity; PBM clicks; purchase funnel;
-multi-query sessions that end when the shopper leaves.
+"""The default shopper: hidden intent, visual taste, price sensitivity and willingness to pay; PBM clicks;
+purchase funnel; multi-query sessions with dynamics that end when the shopper leaves.
 
 Utility of product ``j`` for a shopper with intent ``q``, taste ``t`` and price sensitivity ``s``::
 
     u_j = relevance_weight * rel(j, q) + visual_weight * <t, visual_z_j> / sqrt(V)
           - price_weight * s * price_z_j
-    attractiveness_j = sigmoid(temperature * (u_j - threshold))
+    attractiveness_j = sigmoid(temperature * (u_j - threshold)) * (1 - boredom) ** dup_above_j
     P(click at slot k) = examination_k * attractiveness_j          (the click model decides)
     P(buy | click)   = sigmoid(buy_bias + buy_relevance * rel + visual_weight * <t, visual_z_j> / sqrt(V)
-                               - buy_price * s * price_z_j)
+                               - buy_price * s * price_z_j
+                               - buy_over_budget * max(0, log(price_j / budget_j)))
+    budget_j = median price of j's product type * exp(w)           (w: the shopper's willingness to pay)
 
 ``rel(j, q)`` is the weighted fraction of the intent's facets (type, gender, colour, pattern, material)
-that product ``j`` has. The retriever sees only the query text, so visual taste and price sensitivity
-are what a reranker can add; the observable profile carries noisy signals of both.
+that product ``j`` has; ``dup_above_j`` counts the near-duplicates of ``j`` shown above it in the same
+slate. Revenue is the price of purchased products (the env's ``RewardSpec`` adds it up). The retriever
+sees only the query text, so visual taste and price are what a reranker can add; the observable profile
+carries noisy signals of taste and price sensitivity (not of the willingness to pay).
+
+Session dynamics (:meth:`DefaultShopper.transition`), each switchable on its own so users can study them
+one at a time (:meth:`ShopperConfig.without_dynamics` turns them all off):
+
+==================  ======================================================  ============================
+effect              what happens                                            off with
+==================  ======================================================  ============================
+drift               taste moves toward the look of clicked products        ``drift=0``
+satisfaction        a purchase ends the need: new intent, or leave with     ``p_continue_after_purchase
+                    probability ``1 - p_continue_after_purchase``           =1`` (never leaves on it)
+fatigue             patience drops with the share of irrelevant results     ``fatigue=0``
+                    (``rel < 0.5``) in the slate; more after no click        ``no_click_penalty=0``
+boredom             near-duplicates shown above a product in the same      ``boredom=0``
+                    slate make it less attractive (diversity matters)
+patience            the shopper leaves once patience reaches 0             ``patience=math.inf``
+==================  ======================================================  ============================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,6 +74,8 @@ class ShopperState:
         n_queries: Queries issued so far.
         n_purchases: Purchases so far.
         history: Catalog rows of the most recently clicked products (newest last).
+        willingness_to_pay: Log of the multiple of a product type's median price the shopper will pay
+            without hesitation (their budget); ``inf`` = no budget.
     """
 
     segment: int
@@ -64,6 +87,7 @@ class ShopperState:
     n_queries: int = 0
     n_purchases: int = 0
     history: tuple[int, ...] = ()
+    willingness_to_pay: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -77,15 +101,24 @@ class ShopperConfig:
         temperature: Sharpness of the attractiveness sigmoid.
         threshold: Utility at which attractiveness is 0.5.
         buy_bias, buy_relevance, buy_price: Purchase-after-click logit terms.
+        buy_over_budget: Purchase logit lost per unit of ``log(price / budget)`` above the shopper's
+            budget (0 switches the budget off; see :meth:`DefaultShopper.budget`).
+        budget_mean, budget_std: Willingness to pay ``w ~ N(budget_mean, budget_std)`` per shopper, as the
+            log of the multiple of a product type's median price they accept (0 = the median price).
         profile_noise: Std of the noise on the observable taste/price signals (0 = profile reveals the
             truth, large = profile is useless). The documented knob of how informative the profile is.
-        patience: Initial patience (queries' worth of disappointment the shopper tolerates).
+        patience: Initial patience (queries' worth of disappointment the shopper tolerates); the shopper
+            leaves when it reaches 0. ``math.inf`` switches abandonment off.
         fatigue: Patience lost per slate, scaled by the fraction of irrelevant results in it
             (``rel < 0.5``); 0 switches fatigue off.
-        no_click_penalty: Extra patience lost after a slate without any click.
-        p_continue_after_purchase: Probability a shopper starts a new intent after buying (else leaves).
+        no_click_penalty: Extra patience lost after a slate without any click (0 = off).
+        p_continue_after_purchase: Probability a shopper starts a new intent after buying (else leaves);
+            1 = a purchase never ends the session (the need is still satisfied: a new intent follows).
         drift: Fraction by which taste moves toward the visual traits of clicked products (0 = off).
-        boredom: Attractiveness lost by a product per near-duplicate shown above it in the slate (0 = off).
+        boredom: Fraction of attractiveness a product loses per near-duplicate shown above it in the same
+            slate (0 = off). Near-duplicates are products whose ``ItemTable.similarity`` vectors (the text
+            vectors in a ``ShopWorld``) have cosine above ``duplicate_threshold``: in the synthetic catalog
+            these are mostly the same model in another colour or pattern.
         duplicate_threshold: Cosine similarity above which two products count as near-duplicates.
         history_size: Clicked products remembered.
         query_bank_size: Intents drawn once (with ``query_bank_seed``) into the population's query bank,
@@ -101,13 +134,16 @@ class ShopperConfig:
     buy_bias: float = -2.0
     buy_relevance: float = 2.0
     buy_price: float = 0.8
+    buy_over_budget: float = 3.0
+    budget_mean: float = 0.0
+    budget_std: float = 0.3
     profile_noise: float = 0.5
     patience: float = 3.0
     fatigue: float = 1.0
     no_click_penalty: float = 0.5
     p_continue_after_purchase: float = 0.5
     drift: float = 0.2
-    boredom: float = 0.0
+    boredom: float = 0.3
     duplicate_threshold: float = 0.95
     history_size: int = 8
     query_bank_size: int = 2000
@@ -115,7 +151,7 @@ class ShopperConfig:
 
     def __post_init__(self) -> None:
         for name in ("profile_noise", "patience", "fatigue", "no_click_penalty", "drift", "boredom",
-                     "temperature", "price_weight"):
+                     "temperature", "price_weight", "buy_over_budget", "budget_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ShopperConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.p_continue_after_purchase <= 1:
@@ -125,6 +161,19 @@ class ShopperConfig:
             raise ValueError(f"ShopperConfig.query_bank_size must be >= 1, got {self.query_bank_size}.")
         if not 0 <= self.drift <= 1:
             raise ValueError(f"ShopperConfig.drift must be in [0, 1], got {self.drift}.")
+        if not 0 <= self.boredom <= 1:
+            raise ValueError(f"ShopperConfig.boredom must be in [0, 1], got {self.boredom}.")
+        if not np.isfinite(self.budget_mean):
+            raise ValueError(f"ShopperConfig.budget_mean must be finite, got {self.budget_mean}.")
+        if self.history_size < 1:
+            raise ValueError(f"ShopperConfig.history_size must be >= 1, got {self.history_size}.")
+
+    def without_dynamics(self) -> "ShopperConfig":
+        """This config with every session dynamic off (no drift, boredom, fatigue or abandonment; a
+        purchase moves to a new intent but never ends the session). Switch effects back on with
+        ``dataclasses.replace(cfg.without_dynamics(), drift=0.2)`` to study one at a time."""
+        return replace(self, drift=0.0, boredom=0.0, fatigue=0.0, no_click_penalty=0.0, patience=math.inf,
+                       p_continue_after_purchase=1.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -148,12 +197,23 @@ class DefaultShopper:
         self.click_model = click_model or PositionBasedModel.geometric(max(n_slots, 1), 0.9)
         self.visual_dim = items.visual_dim
         self.profile_dim = len(SEGMENTS) + self.visual_dim + 1
+        self._log_ref_price = self._reference_log_prices(items)
         self.bank = self._build_bank(np.random.default_rng(config.query_bank_seed))
         self._bank_by_segment = []
         for segment in SEGMENTS:
             ok = [i for i, intent in enumerate(self.bank)
                   if segment == "any" or dict(intent.facets).get("gender", segment) in (segment, "unisex")]
             self._bank_by_segment.append(np.array(ok or range(len(self.bank)), dtype=np.int64))
+
+    @staticmethod
+    def _reference_log_prices(items: ItemTable) -> np.ndarray:
+        """``float (n,)`` log of the median price of each product's type (catalog median if untyped)."""
+        logp = np.log(np.maximum(np.asarray(items.prices, dtype=np.float64), 1e-2))
+        ref = np.full(items.n, np.median(logp) if items.n else 0.0)
+        for member in items.facets.get("type", {}).values():
+            if member.any():
+                ref[member] = np.median(logp[member])
+        return ref
 
     def _build_bank(self, rng: np.random.Generator) -> list[Intent]:
         """Draw ``query_bank_size`` intents from random catalog products (deduplicated by query text)."""
@@ -178,14 +238,15 @@ class DefaultShopper:
 
     # -- sampling -------------------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> ShopperState:
-        """Sample a shopper: segment, taste ``N(0, I)``, price sensitivity, profile noise."""
-        v = self.visual_dim
+        """Sample a shopper: segment, taste ``N(0, I)``, price sensitivity, profile noise, willingness to pay."""
+        v, cfg = self.visual_dim, self.config
         return ShopperState(
             segment=int(rng.integers(len(SEGMENTS))),
             taste=rng.normal(size=v).astype(np.float32),
             price_sensitivity=float(rng.gamma(2.0, 0.5)),
-            profile_noise=(self.config.profile_noise * rng.normal(size=v + 1)).astype(np.float32),
-            patience=float(self.config.patience),
+            profile_noise=(cfg.profile_noise * rng.normal(size=v + 1)).astype(np.float32),
+            patience=float(cfg.patience),
+            willingness_to_pay=float(cfg.budget_mean + cfg.budget_std * rng.normal()),
         )
 
     def profile(self, state: ShopperState) -> np.ndarray:
@@ -233,6 +294,20 @@ class DefaultShopper:
     def _visual_match(self, state: ShopperState, rows: np.ndarray) -> np.ndarray:
         return self.items.visual_z[rows] @ state.taste / np.sqrt(self.visual_dim)
 
+    def budget(self, state: ShopperState, rows: np.ndarray) -> np.ndarray:
+        """``float (len(rows),)`` the price the shopper will pay for each product without hesitation.
+
+        ``median price of the product's type * exp(state.willingness_to_pay)``: a budget in currency that
+        scales with what such products cost (``inf`` for a shopper without a budget).
+        """
+        rows = np.where(np.asarray(rows) >= 0, rows, 0)
+        return np.exp(self._log_ref_price[rows] + state.willingness_to_pay)
+
+    def _over_budget(self, state: ShopperState, rows: np.ndarray) -> np.ndarray:
+        """``float (len(rows),)`` ``max(0, log(price / budget))`` (0 within budget)."""
+        logp = np.log(np.maximum(self.items.prices[rows].astype(np.float64), 1e-2))
+        return np.maximum(0.0, logp - self._log_ref_price[rows] - state.willingness_to_pay)
+
     def _boredom_factor(self, slate: np.ndarray) -> np.ndarray:
         """``(N,)`` multiplier ``(1 - boredom) ** (#near-duplicates shown above)``."""
         cfg = self.config
@@ -247,7 +322,7 @@ class DefaultShopper:
 
     def item_probabilities(self, state: ShopperState, intent: Intent, slate: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Attractiveness, purchase-given-click probability and utility of each slot's product.
+        """Attractiveness (after boredom), purchase-given-click probability and utility of each slot's product.
 
         Args:
             state: Shopper state.
@@ -266,7 +341,10 @@ class DefaultShopper:
         price = state.price_sensitivity * self.items.price_z[rows]
         utility = cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
         attract = _sigmoid(cfg.temperature * (utility - cfg.threshold)) * self._boredom_factor(slate)
-        p_buy = _sigmoid(cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price)
+        buy_logit = cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price
+        if cfg.buy_over_budget > 0:
+            buy_logit = buy_logit - cfg.buy_over_budget * self._over_budget(state, rows)
+        p_buy = _sigmoid(buy_logit)
         return np.where(valid, attract, 0.0), np.where(valid, p_buy, 0.0), np.where(valid, utility, 0.0)
 
     # -- protocol -------------------------------------------------------------------------------------
@@ -286,10 +364,19 @@ class DefaultShopper:
 
     def transition(self, state: ShopperState, query: Query, slate: np.ndarray, response: Response,
                    rng: np.random.Generator) -> tuple[ShopperState, bool]:
-        """Apply drift, fatigue, satisfaction and patience; returns ``(new_state, left)``."""
+        """Apply drift, fatigue, satisfaction and patience; returns ``(new_state, left)``.
+
+        * drift: ``taste <- (1 - drift) * taste + drift * mean(visual_z of clicked products)``;
+        * fatigue: ``patience -= fatigue * (share of shown products with rel < 0.5)``, and
+          ``no_click_penalty`` more after a slate without clicks;
+        * satisfaction: after a purchase the intent is cleared (the next query samples a new one) and the
+          shopper leaves with probability ``1 - p_continue_after_purchase``;
+        * patience: the shopper leaves when patience is ``<= 0``.
+        """
         cfg = self.config
         slate = np.asarray(slate, dtype=np.int64)
-        clicked = slate[response.clicks & (slate >= 0)]
+        clicks = np.asarray(response.clicks, dtype=bool)
+        clicked = slate[clicks & (slate >= 0)]
         taste = state.taste
         if cfg.drift > 0 and len(clicked):
             target = self.items.visual_z[clicked].mean(axis=0)
@@ -297,7 +384,7 @@ class DefaultShopper:
         shown = slate[slate >= 0]
         irrelevant = float(np.mean(self.relevance(query.intent, shown) < 0.5)) if len(shown) else 1.0
         patience = state.patience - cfg.fatigue * irrelevant
-        if not response.clicks.any():
+        if not clicks.any():
             patience -= cfg.no_click_penalty
         history = (state.history + tuple(int(c) for c in clicked))[-cfg.history_size:]
         bought = bool(response.purchases.any())

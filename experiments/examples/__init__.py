@@ -1,0 +1,1 @@
+"""Small, complete examples of ShopRank plug-ins (see ``docs/custom_simulator.md``)."""
