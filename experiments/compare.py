@@ -1,0 +1,139 @@
+"""``shoprank compare``: agents × seeds × sessions with common random numbers, CIs and paired differences.
+
+Example::
+
+    shoprank compare --agents random,retriever,linucb,lambdamart,oracle,ppo --seeds 5 --sessions 200 \\
+        --env ShopRankStatic-v0 --catalog synthetic --out runs/compare --train-steps 50000
+
+Baselines (``random, retriever, popularity, price, linucb, thompson, lambdamart, oracle``) are built by
+:func:`agents.baselines.make_baseline`; RL agents (``ppo, dqn, maskable_ppo``) are trained per seed by
+``agents.factory.train_agent(name, env_config, total_timesteps, seed, run_dir)`` into
+``OUT/train/<name>/seed<k>`` and then evaluated deterministically. The report (``summary.csv``,
+``paired.csv``, ``summary.md``, plots) lands in ``OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+
+from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
+from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
+
+RL_AGENTS = ("ppo", "dqn", "maskable_ppo")
+"""Agents trained by ``agents.factory.train_agent``."""
+DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,oracle"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"5"`` -> ``[0, 1, 2, 3, 4]``; ``"3,7,11"`` -> ``[3, 7, 11]``."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            seeds = list(range(count))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds takes a count (e.g. 5) or a comma-separated list of seeds (e.g. 0,1,2), got {text!r}.") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise argparse.ArgumentTypeError(f"--seeds must be distinct and non-empty, got {text!r}.")
+    return seeds
+
+
+def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path) -> AgentFactory:
+    """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed."""
+
+    def build(env: gym.Env, seed: int) -> Any:
+        try:
+            from agents.factory import train_agent
+        except ImportError as exc:
+            raise ImportError(f"agent {name!r} needs agents.factory.train_agent, which could not be imported "
+                              f"({exc}); baselines-only runs work without it.") from exc
+        return train_agent(name, env_config, total_timesteps, seed, run_root / name / f"seed{seed}")
+
+    return build
+
+
+def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_root: Path,
+                 baseline_config: BaselineConfig = BaselineConfig()) -> dict[str, AgentFactory]:
+    """Name -> factory for every requested agent; unknown names raise ``ValueError`` listing the choices."""
+    known = {**{n: (lambda n=n: baseline_factory(n, baseline_config)) for n in BASELINES},
+             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root)) for n in RL_AGENTS}}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown agent(s) {unknown}; choose from {sorted(known)}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"agents must be distinct, got {list(names)}.")
+    return {n: known[n]() for n in names}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shoprank compare", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--agents", default=DEFAULT_AGENTS,
+                   help=f"comma-separated agents: baselines {sorted(BASELINES)} and RL agents {list(RL_AGENTS)}")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("5"),
+                   help="number of seeds (0..n-1) or a comma-separated list")
+    p.add_argument("--sessions", type=int, default=200, help="evaluation sessions per seed")
+    p.add_argument("--env", default="ShopRankStatic-v0", help="registered env id")
+    p.add_argument("--catalog", default=None, help="'synthetic' or a CSV catalog folder (default: the env's)")
+    p.add_argument("--text-encoder", default=None, help="override the world's text encoder (e.g. 'hashing')")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the report")
+    p.add_argument("--train-steps", type=int, default=50_000, help="training timesteps per RL agent and seed")
+    p.add_argument("--log-sessions", type=int, default=1000,
+                   help="logged sessions of the random logging policy for popularity / lambdamart")
+    p.add_argument("--baseline", default="retriever", help="agent the paired differences are taken against")
+    p.add_argument("--ci-over", default="auto", choices=["auto", "seeds", "sessions"],
+                   help="CI unit: per-seed means or all sessions (auto: seeds when >= 5 seeds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _jsonable(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) else value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison; returns a process exit code (0 ok, 2 bad arguments)."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.sessions < 1:
+        parser.error(f"--sessions must be >= 1, got {args.sessions}.")
+    if args.train_steps < 1:
+        parser.error(f"--train-steps must be >= 1, got {args.train_steps}.")
+    names = [n.strip() for n in args.agents.split(",") if n.strip()]
+    try:
+        config = resolve_config(args.env, None, args.catalog, args.text_encoder)
+        baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
+        agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config)
+    except ValueError as exc:
+        print(f"shoprank compare: error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare_config.json").write_text(json.dumps(
+        {"argv": list(argv) if argv is not None else sys.argv[1:], "agents": names, "seeds": args.seeds,
+         "sessions": args.sessions, "env": args.env, "env_config": _jsonable(config),
+         "baseline_config": _jsonable(baseline_config), "train_steps": args.train_steps}, indent=2, default=str))
+    start = time.time()
+    env = make_env(args.env, config)
+    df = evaluate_agents(agents, args.env, config, args.seeds, args.sessions, env=env,
+                         progress=not args.no_progress)
+    paths = write_summary(df, args.out, baseline=args.baseline, ci_over=args.ci_over)
+    print(paths["markdown"].read_text())
+    print(f"\n{len(names)} agents x {len(args.seeds)} seeds x {args.sessions} sessions in "
+          f"{time.time() - start:.0f}s; report in {args.out}/ (summary.csv, paired.csv, summary.md, *.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
