@@ -154,7 +154,7 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
         except ValueError as exc:
             if not config.allow_missing_images:
                 raise CatalogError(
-                    f"{csv_path.name} row {i + 2}, column '{m.image}': {exc} "
+                    f"{csv_path.name} row {i + 2} (product '{rows[i][m.id].strip()}'), column '{m.image}': {exc} "
                     "(pass allow_missing_images=True to keep the product without a photo)") from None
             has_image[i] = False
             image_paths[i] = None

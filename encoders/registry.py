@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from encoders.catalog import Catalog
-from encoders.fusion import ConcatProjectionFusion
+from encoders.fusion import ConcatProjectionFusion, GatedAttentionFusion, WeightedMeanFusion
 from encoders.pixels import PixelStatsImageEncoder
 from encoders.protocols import Fusion, ImageEncoder, TextEncoder
 from encoders.store import EmbeddingStore
@@ -30,6 +30,8 @@ class EncoderContext:
         store: The embedding cache (its ``root`` is where weights may be cached too).
         seed: Seed for any training.
         progress: Show progress bars.
+        text_encoder: The encoder that made ``text_vectors`` (optional): lets a trained image encoder
+            encode augmented texts; without it, text augmentation falls back to noise on the vectors.
     """
 
     catalog: Catalog
@@ -37,6 +39,23 @@ class EncoderContext:
     store: EmbeddingStore
     seed: int = 0
     progress: bool = False
+    text_encoder: TextEncoder | None = None
+
+
+def _contrastive_image_encoder(context: EncoderContext) -> ImageEncoder:
+    """Train (once per catalog, then load from the weight cache) the CLIP-style catalog image encoder."""
+    from encoders.image_contrastive import ContrastiveImageConfig, train_contrastive_image_encoder
+
+    return train_contrastive_image_encoder(context.catalog, context.text_vectors, ContrastiveImageConfig(),
+                                           seed=context.seed, text_encoder=context.text_encoder,
+                                           store=context.store, progress=context.progress)
+
+
+def _openclip_image_encoder(context: EncoderContext) -> ImageEncoder:
+    """A local open_clip checkpoint named by ``SHOPRANK_OPENCLIP_MODEL`` / ``SHOPRANK_OPENCLIP_CHECKPOINT``."""
+    from encoders.openclip_adapter import openclip_from_env
+
+    return openclip_from_env()
 
 
 TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
@@ -45,9 +64,13 @@ TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
 }
 IMAGE_ENCODERS: dict[str, Callable[[EncoderContext], ImageEncoder]] = {
     "pixel-stats": lambda context: PixelStatsImageEncoder(),
+    "contrastive": _contrastive_image_encoder,
+    "openclip": _openclip_image_encoder,
 }
 FUSIONS: dict[str, Callable[[int, float], Fusion]] = {
     "concat": lambda dim, image_weight: ConcatProjectionFusion(dim, {"image": image_weight}),
+    "mean": lambda dim, image_weight: WeightedMeanFusion(dim, {"image": image_weight}),
+    "gated": lambda dim, image_weight: GatedAttentionFusion(dim, {"image": image_weight}),
 }
 """Fusion factories: ``(fused_dim, image_weight) -> Fusion``."""
 
