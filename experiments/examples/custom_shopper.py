@@ -1,13 +1,11 @@
-"""A popularity-biased shopper: a complete ShopRank plug-in in under 30 lines (docs/custom_simulator.md)."""
+"""A popularity-biased shopper: a complete ShopRank plug-in in 30 lines (docs/custom_simulator.md)."""
 import numpy as np
-
 from simulators.protocols import Query, Response
 
 
 class PopularityShopper:
     """Clicks popular products of the queried type near the top, buys 20% of clicks, may leave each query."""
     profile_dim = 1  # observable profile: the shopper's leave probability
-
     def __init__(self, items, n_slots=10, p_leave=0.3):
         self.types = items.facets["type"]  # product type -> bool (n,) membership; queries name a type
         self.popularity = 1 - np.exp(-np.random.default_rng(0).pareto(1.5, items.n))  # fixed, in [0, 1)
