@@ -2,6 +2,8 @@
 
 * ``ShopRank-v0`` — one step per query of a multi-query session, ``Box(K)`` scores.
 * ``ShopRankStatic-v0`` — the same with one query per episode (bandit-style).
+  Both have a ``vector_entry_point`` (:class:`envs.vector_env.ShopRankVectorEnv`, array-batched sessions):
+  ``gymnasium.make_vec("ShopRank-v0", num_envs=B, vectorization_mode="vector_entry_point")``.
 * ``ShopRankSeq-v0`` — one step per slot, ``Discrete(K)`` with ``action_masks()`` (MaskablePPO).
 * ``ShopRankSeqStatic-v0`` — the same with one query (one slate) per episode.
 """
@@ -26,10 +28,11 @@ def static_config(**overrides) -> EnvConfig:
 
 def _register() -> None:
     if "ShopRank-v0" not in registry:
-        register(id="ShopRank-v0", entry_point="envs.shoprank_env:ShopRankEnv")
+        register(id="ShopRank-v0", entry_point="envs.shoprank_env:ShopRankEnv",
+                 vector_entry_point="envs.vector_env:ShopRankVectorEnv")
     if "ShopRankStatic-v0" not in registry:
         register(id="ShopRankStatic-v0", entry_point="envs.shoprank_env:ShopRankEnv",
-                 kwargs={"config": static_config()})
+                 vector_entry_point="envs.vector_env:ShopRankVectorEnv", kwargs={"config": static_config()})
     if "ShopRankSeq-v0" not in registry:
         register(id="ShopRankSeq-v0", entry_point="envs.seq_env:ShopRankSeqEnv")
     if "ShopRankSeqStatic-v0" not in registry:
