@@ -21,18 +21,16 @@ carries noisy signals of taste and price sensitivity (not of the willingness to 
 Session dynamics (:meth:`DefaultShopper.transition`), each switchable on its own so users can study them
 one at a time (:meth:`ShopperConfig.without_dynamics` turns them all off):
 
-==================  ======================================================  ============================
-effect              what happens                                            off with
-==================  ======================================================  ============================
-drift               taste moves toward the look of clicked products        ``drift=0``
-satisfaction        a purchase ends the need: new intent, or leave with     ``p_continue_after_purchase
-                    probability ``1 - p_continue_after_purchase``           =1`` (never leaves on it)
-fatigue             patience drops with the share of irrelevant results     ``fatigue=0``
-                    (``rel < 0.5``) in the slate; more after no click        ``no_click_penalty=0``
-boredom             near-duplicates shown above a product in the same      ``boredom=0``
-                    slate make it less attractive (diversity matters)
-patience            the shopper leaves once patience reaches 0             ``patience=math.inf``
-==================  ======================================================  ============================
+* **drift**: taste moves toward the look of clicked products. Off: ``drift=0``.
+* **satisfaction**: a purchase ends the need; the next query has a new intent, or the shopper leaves with
+  probability ``1 - p_continue_after_purchase``. Never leaves on it: ``p_continue_after_purchase=1``.
+* **fatigue**: patience drops with the share of irrelevant results (``rel < 0.5``) in each slate, and by
+  ``no_click_penalty`` more after a slate without clicks. Off: ``fatigue=0``, ``no_click_penalty=0``.
+* **boredom**: near-duplicates shown above a product in the same slate make it less attractive, so
+  diversity matters. Off: ``boredom=0``.
+* **patience**: the shopper leaves once patience reaches 0. Off: ``patience=math.inf``.
+
+The purchase funnel's budget is switched off with ``buy_over_budget=0``.
 """
 
 from __future__ import annotations
@@ -118,8 +116,12 @@ class ShopperConfig:
         boredom: Fraction of attractiveness a product loses per near-duplicate shown above it in the same
             slate (0 = off). Near-duplicates are products whose ``ItemTable.similarity`` vectors (the text
             vectors in a ``ShopWorld``) have cosine above ``duplicate_threshold``: in the synthetic catalog
-            these are mostly the same model in another colour or pattern.
-        duplicate_threshold: Cosine similarity above which two products count as near-duplicates.
+            these are mostly the same model in another colour or pattern. Measured with the MiniLM world
+            and the retriever's order (1500 one-query sessions): 0.3 bores 0.65 of the 10 slots per slate
+            and costs 1.5% of clicks (under 0.3% at ``duplicate_threshold=0.95``); a reranker can avoid
+            the loss by moving look-alikes apart.
+        duplicate_threshold: Cosine similarity above which two products count as near-duplicates (0.9: mostly
+            the same product type, brand and style; 0.95 keeps only near-identical listings).
         history_size: Clicked products remembered.
         query_bank_size: Intents drawn once (with ``query_bank_seed``) into the population's query bank,
             the "query log" sessions sample from; a finite bank lets the env pre-encode every query.
@@ -144,7 +146,7 @@ class ShopperConfig:
     p_continue_after_purchase: float = 0.5
     drift: float = 0.2
     boredom: float = 0.3
-    duplicate_threshold: float = 0.95
+    duplicate_threshold: float = 0.9
     history_size: int = 8
     query_bank_size: int = 2000
     query_bank_seed: int = 0
