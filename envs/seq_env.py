@@ -120,6 +120,7 @@ class ShopRankSeqEnv(gym.Env):
         self._order: list[int] = []
         self._values: np.ndarray | None = None
         self._last: dict[str, Any] | None = None
+        self._ended = False
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -168,6 +169,7 @@ class ShopRankSeqEnv(gym.Env):
         self.core.start(self.np_random)
         self._new_query_state()
         self._last = None
+        self._ended = False
         return self._observation(), {"query": self.core.query.text}
 
     def _check_action(self, action: Any) -> int:
@@ -188,6 +190,8 @@ class ShopRankSeqEnv(gym.Env):
     def step(self, action: Any):
         if self.core.query is None:
             raise RuntimeError("call reset() before step().")
+        if self._ended:
+            raise RuntimeError("the episode has ended (terminated or truncated); call reset() before step().")
         index = self._check_action(action)
         filled = self.slot
         if self._n_valid() > 0:
@@ -206,7 +210,8 @@ class ShopRankSeqEnv(gym.Env):
                      "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left})
         self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
                       "reward": outcome.reward}
-        if not (terminated or truncated):
+        self._ended = terminated or truncated
+        if not self._ended:
             self.core.next_query(self.np_random)
             self._new_query_state()
             info["next_query"] = self.core.query.text

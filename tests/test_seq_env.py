@@ -76,6 +76,10 @@ def test_static_variant_is_one_slate_per_episode() -> None:
     steps = trace[1:]
     assert len(steps) == N and (steps[-1][3] or steps[-1][4])
     assert all(s[2] == 0.0 and not s[3] and not s[4] for s in steps[:-1])
+    env = _make("ShopRankSeqStatic-v0")
+    _rollout(env, seed=3)
+    with pytest.raises(RuntimeError, match=re.escape("the episode has ended (terminated or truncated); call reset()")):
+        env.step(int(np.flatnonzero(env.unwrapped.action_masks())[0]))
 
 
 def test_slate_builds_one_slot_per_step_and_reward_comes_when_full() -> None:
