@@ -103,6 +103,13 @@ class SessionCore:
         self.last_ctr = 0.0
         self.history: list[int] = []
         self._obs: dict[str, np.ndarray] = {}
+        self._privileged = isinstance(simulator, PrivilegedSimulator)  # protocol isinstance is slow: once
+        # DefaultShopper's utility does not depend on the rest of the slate: one call scores all K
+        # candidates (a subclass that overrides the probabilities keeps the generic per-chunk path).
+        self._fast_utility = (
+            getattr(type(simulator), "expected_response", None) is DefaultShopper.expected_response
+            and getattr(type(simulator), "item_probabilities", None) is DefaultShopper.item_probabilities)
+        self._discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
         known = getattr(simulator, "known_queries", None)
         if callable(known):
             world.prewarm(list(known()), k)
@@ -201,7 +208,7 @@ class SessionCore:
     # -- privileged truth -----------------------------------------------------------------------------
     @property
     def privileged(self) -> bool:
-        return isinstance(self.sim, PrivilegedSimulator)
+        return self._privileged
 
     def candidate_values(self) -> np.ndarray:
         """``float (K,)`` expected immediate reward of each candidate shown alone in the top slot (privileged).
@@ -228,6 +235,9 @@ class SessionCore:
         """``float (K,)`` true utility of each candidate (privileged), or ``None`` without it."""
         if not self.privileged:
             return None
+        if self._fast_utility:
+            return np.asarray(self.sim.item_probabilities(self.state, self.query.intent, self.candidates)[2],
+                              dtype=float)
         n = self.config.slate_size
         chunks = []
         for start in range(0, len(self.candidates), n):
@@ -250,9 +260,12 @@ class SessionCore:
             return float("nan")
         valid = self.candidates >= 0
         gains = np.where(valid, util - util[valid].min(), 0.0)
-        by_item = dict(zip(self.candidates.tolist(), gains.tolist()))
         n = len(slate)
-        discounts = 1.0 / np.log2(np.arange(2, n + 2))
-        dcg = sum(by_item.get(int(item), 0.0) * d for item, d in zip(slate, discounts) if item >= 0)
+        discounts = self._discounts if n == len(self._discounts) else 1.0 / np.log2(np.arange(2, n + 2))
+        # gain of each slate item: its candidate's gain (the last one if an id repeats), 0 if absent/empty
+        match = (np.asarray(slate)[:, None] == self.candidates[None, :]) & (np.asarray(slate) >= 0)[:, None]
+        last = len(gains) - 1 - np.argmax(match[:, ::-1], axis=1)
+        slate_gains = np.where(match.any(axis=1), gains[last], 0.0)
+        dcg = float(slate_gains @ discounts)
         ideal = float(np.sort(gains)[::-1][:n] @ discounts[: min(n, len(gains))])
         return float(dcg / ideal) if ideal > 0 else 1.0
