@@ -5,7 +5,9 @@
 queries; the env's step randomness is drawn in the same amounts whatever the slate, so their clicks
 share the same uniforms too. Agents are built per seed by ``factory(env, seed)`` and own their
 randomness (seeded generators), never the env's. Privileged truth for MRR (best) is read from the env
-without drawing random numbers.
+without drawing random numbers. Agents with ``sequential = True`` (one candidate per slot: DQN,
+MaskablePPO) are run in ``ShopRankSeq-v0`` built with the same config and world, which draws the same
+shoppers, queries and clicks per reset seed — so they are paired with the Box-env agents too.
 
 **Confidence intervals.** ``summarize(..., ci_over="auto")``: with at least 5 seeds, a Student-t 95%
 interval over the per-seed means (``n`` = seeds) — the honest unit when a seed also changes the agent's
@@ -18,6 +20,7 @@ kind of interval; an agent paired with an identical agent gives exactly 0.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -33,6 +36,8 @@ from experiments.metrics import SESSION_METRICS, SessionAccumulator, Truth, cata
 SUMMARY_COLUMNS = ["agent", "metric", "mean", "ci95_low", "ci95_high", "n"]
 PAIRED_COLUMNS = ["agent", "baseline", "metric", "mean_diff", "ci95_low", "ci95_high", "n", "rel_diff"]
 MIN_SEEDS_FOR_SEED_CI = 5
+SEQUENTIAL_ENV_ID = "ShopRankSeq-v0"
+"""Where agents with ``sequential = True`` (one candidate per slot, e.g. DQN / MaskablePPO) are evaluated."""
 BAR_METRICS = ("reward", "clicks", "purchases", "ctr", "ndcg", "mrr_best")
 
 
@@ -90,23 +95,39 @@ def _truth(env: gym.Env) -> Truth | None:
 # ----------------------------------------------------------------------------------------------------
 # evaluation
 # ----------------------------------------------------------------------------------------------------
+def _wants_masks(agent: Policy) -> bool:
+    try:
+        return "action_masks" in inspect.signature(agent.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def run_session(env: gym.Env, agent: Policy, reset_seed: int, slate_size: int, fused: np.ndarray | None,
                 deterministic: bool = True) -> tuple[dict[str, float], list[int]]:
     """Play one session; returns its metrics and the shown catalog ids.
 
-    Calls ``agent.update(obs, action, info)`` after each step when the agent has it (online bandits).
+    Works in the Box envs (one step per slate) and the sequential envs (one step per slot; a slate's
+    metrics are recorded when its ``info`` carries ``shown_ids``; ``action_masks=`` is passed to
+    ``predict`` when the agent's ``predict`` accepts it, as MaskablePPO's does). Calls
+    ``agent.update(obs, action, info)`` after each step when the agent has it (online bandits).
     """
     acc = SessionAccumulator(slate_size, fused)
     update = getattr(agent, "update", None)
+    masks = getattr(env.unwrapped, "action_masks", None) if _wants_masks(agent) else None
     obs, _ = env.reset(seed=reset_seed)
     done = False
+    reward_since_slate = 0.0
     while not done:
         truth = _truth(env)
-        action, _ = agent.predict(obs, deterministic=deterministic)
+        extra = {"action_masks": masks()} if masks is not None else {}
+        action, _ = agent.predict(obs, deterministic=deterministic, **extra)
         next_obs, reward, terminated, truncated, info = env.step(action)
         if callable(update):
             update(obs, action, info)
-        acc.add(reward, info, truth)
+        reward_since_slate += float(reward)
+        if "shown_ids" in info:
+            acc.add(reward_since_slate, info, truth)
+            reward_since_slate = 0.0
         obs, done = next_obs, terminated or truncated
     return acc.result(), acc.shown_ids
 
@@ -142,6 +163,18 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {list(seeds)}.")
     env = env if env is not None else make_env(env_id, config)
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError("evaluate_agents needs a Box-action env (ShopRank-v0 / ShopRankStatic-v0); agents with "
+                         "sequential=True are run in ShopRankSeq-v0 with the same config automatically.")
+    seq_env: list[gym.Env] = []
+
+    def env_for(agent: Policy) -> gym.Env:
+        if not getattr(agent, "sequential", False):
+            return env
+        if not seq_env:  # same config and world: same shoppers and queries per reset seed
+            seq_env.append(gym.make(SEQUENTIAL_ENV_ID, config=env.unwrapped.config, world=env.unwrapped.world))
+        return seq_env[0]
+
     world = getattr(env.unwrapped, "world", None)
     fused = getattr(world, "fused", None)
     catalog_size = int(world.n_products) if world is not None else 0
@@ -153,11 +186,12 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
             for seed in seeds:
                 bar.set_description(f"{name} seed {seed}")
                 agent = factory(env, int(seed))
+                agent_env = env_for(agent)
                 shown: set[int] = set()
                 start = len(rows)
                 for i in range(n_sessions):
                     reset_seed = derive_seed(seed, i)
-                    metrics, ids = run_session(env, agent, reset_seed, slate_size, fused, deterministic)
+                    metrics, ids = run_session(agent_env, agent, reset_seed, slate_size, fused, deterministic)
                     shown.update(ids)
                     rows.append({"agent": name, "seed": int(seed), "session": i, "reset_seed": reset_seed, **metrics})
                     bar.update(1)

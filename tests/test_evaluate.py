@@ -93,6 +93,25 @@ def test_common_random_numbers_and_self_paired_difference_is_zero(env):
     assert len(paired[paired.agent == "oracle"]) == copy.shape[0]
 
 
+class SlotRetriever:
+    """A sequential agent that fills each slot with the best-ranked unplaced candidate (retriever order)."""
+
+    sequential = True
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True, action_masks=None):
+        return int(np.flatnonzero(action_masks)[0]), None
+
+
+def test_sequential_agent_runs_in_seq_env_with_common_random_numbers():
+    env = gym.make("ShopRank-v0", config=SESSION_CONFIG)
+    agents = {"retriever": baseline_factory("retriever"), "slot_retriever": lambda e, s: SlotRetriever()}
+    df = evaluate_agents(agents, env=env, seeds=[0], n_sessions=8, progress=False)
+    cols = [c for c in df.columns if c != "agent"]
+    pd.testing.assert_frame_equal(df[df.agent == "retriever"][cols].reset_index(drop=True),
+                                  df[df.agent == "slot_retriever"][cols].reset_index(drop=True))
+    assert df.session_length.max() > 1
+
+
 def test_ci_over_seeds_with_five_seeds(env):
     df = evaluate_agents({"retriever": baseline_factory("retriever")}, env=env, seeds=[0, 1, 2, 3, 4],
                          n_sessions=4, progress=False)
