@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from envs.reward import RewardSpec
 from envs.world import WorldConfig
@@ -44,3 +44,26 @@ class EnvConfig:
             raise ValueError(f"max_queries must be >= 1, got {self.max_queries}.")
         if self.history_size < 1:
             raise ValueError(f"history_size must be >= 1, got {self.history_size}.")
+
+
+def config_to_dict(config: EnvConfig) -> dict:
+    """Plain nested dict of an :class:`EnvConfig` (JSON/YAML-safe)."""
+    return asdict(config)
+
+
+def config_from_dict(data: dict) -> EnvConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError`` naming them."""
+    nested = {"reward": RewardSpec, "shopper": ShopperConfig, "world": WorldConfig}
+    known = {f.name for f in fields(EnvConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown EnvConfig field(s) {unknown}; known: {sorted(known)}")
+    kwargs = dict(data)
+    for key, cls in nested.items():
+        if key in kwargs and isinstance(kwargs[key], dict):
+            sub_known = {f.name for f in fields(cls)}
+            bad = sorted(set(kwargs[key]) - sub_known)
+            if bad:
+                raise ValueError(f"unknown {cls.__name__} field(s) {bad}; known: {sorted(sub_known)}")
+            kwargs[key] = cls(**kwargs[key])
+    return EnvConfig(**kwargs)

@@ -1,0 +1,86 @@
+"""A permutation-equivariant feature extractor for a set of candidates (SB3 ``BaseFeaturesExtractor``).
+
+Each candidate is embedded by a shared MLP conditioned on a context vector (query, shopper profile,
+session features, and attention over the recently clicked products), then the candidates attend to each
+other (multi-head self-attention, padding masked), and a shared head gives **one score per candidate**.
+Permuting the candidates permutes the scores the same way; the pooled value features are invariant.
+
+Output layout, ``float32 (B, K + value_dim)``: the first ``K`` entries are the candidate scores (masked
+candidates get :data:`MASKED_SCORE`), the rest are pooled features for the critic / value head.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+MASKED_SCORE = -1e4
+"""Score given to padded (and, in the sequential env, already placed) candidates."""
+
+
+class CandidateSetExtractor(BaseFeaturesExtractor):
+    """Scores ``K`` candidates from a ShopRank ``Dict`` observation.
+
+    Args:
+        observation_space: The env's ``Dict`` space (keys ``query``, ``profile``, ``session``, ``history``,
+            ``history_mask``, ``candidates``, ``mask``; optionally ``placed`` and ``slot`` from the
+            sequential env).
+        hidden: Width of the candidate embeddings.
+        heads: Attention heads.
+        layers: Self-attention layers across candidates.
+        value_dim: Width of the pooled features appended after the scores.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Dict, hidden: int = 64, heads: int = 4, layers: int = 1,
+                 value_dim: int = 64) -> None:
+        spaces = observation_space.spaces
+        k, f = spaces["candidates"].shape
+        super().__init__(observation_space, features_dim=k + value_dim)
+        self.n_candidates = k
+        self.has_placed = "placed" in spaces
+        context_keys = ["query", "profile", "session"] + (["slot"] if "slot" in spaces else [])
+        self.context_keys = context_keys
+        context_dim = sum(int(torch.tensor(spaces[key].shape).prod()) for key in context_keys)
+        history_dim = spaces["history"].shape[1]
+        self.history_proj = nn.Linear(history_dim, hidden)
+        self.context_mlp = nn.Sequential(nn.Linear(context_dim + hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        extra = 1 if self.has_placed else 0
+        self.candidate_mlp = nn.Sequential(nn.Linear(f + extra + hidden, hidden), nn.ReLU(),
+                                           nn.Linear(hidden, hidden), nn.ReLU())
+        self.history_attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.attention = nn.ModuleList(nn.MultiheadAttention(hidden, heads, batch_first=True) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.score_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.value_head = nn.Sequential(nn.Linear(2 * hidden, value_dim), nn.ReLU())
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        cand = obs["candidates"]                                   # (B, K, F)
+        valid = obs["mask"] > 0.5                                  # (B, K)
+        selectable = valid & (obs["placed"] < 0.5) if self.has_placed else valid
+        bsz = cand.shape[0]
+        history = self.history_proj(obs["history"])                # (B, H, D)
+        hmask = obs["history_mask"] > 0.5
+        h_pool = (history * hmask.unsqueeze(-1)).sum(1) / hmask.sum(1, keepdim=True).clamp(min=1)
+        context = torch.cat([obs[key].reshape(bsz, -1) for key in self.context_keys] + [h_pool], dim=1)
+        context = self.context_mlp(context)                        # (B, D)
+        parts = [cand]
+        if self.has_placed:
+            parts.append(obs["placed"].unsqueeze(-1))
+        parts.append(context.unsqueeze(1).expand(-1, cand.shape[1], -1))
+        x = self.candidate_mlp(torch.cat(parts, dim=-1))           # (B, K, D)
+        # candidates attend to the clicked products (the shopper's memory); no history -> no update
+        has_history = hmask.any(dim=1, keepdim=True)               # (B, 1)
+        safe_hmask = hmask | ~has_history
+        recalled, _ = self.history_attention(x, history, history, key_padding_mask=~safe_hmask)
+        x = x + recalled * has_history.unsqueeze(-1)
+        safe_valid = valid | ~valid.any(dim=1, keepdim=True)       # avoid all-masked rows (NaN)
+        for attention, norm in zip(self.attention, self.norms):
+            attended, _ = attention(x, x, x, key_padding_mask=~safe_valid)
+            x = norm(x + attended)
+        pooled = (x * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+        scores = self.score_head(torch.cat([x, pooled.unsqueeze(1).expand_as(x)], dim=-1)).squeeze(-1)
+        scores = torch.where(selectable, scores, torch.full_like(scores, MASKED_SCORE))
+        value = self.value_head(torch.cat([pooled, context], dim=-1))
+        return torch.cat([scores, value], dim=1)

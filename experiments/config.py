@@ -1,0 +1,102 @@
+"""Typed run configuration: dataclasses with field docs, YAML files and ``key.sub=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.factory import AgentConfig
+from envs.config import EnvConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``shoprank train`` needs.
+
+    Attributes:
+        algo: ``ppo`` (``ShopRank-v0``), ``maskable_ppo`` or ``dqn`` (``ShopRankSeq-v0``).
+        total_timesteps: Environment steps to train for.
+        seed: Seed of the model, the envs and exploration.
+        eval_sessions: Held-out sessions evaluated at the end (0 to skip).
+        env: Environment config.
+        agent: Agent hyperparameters.
+    """
+
+    algo: str = "ppo"
+    total_timesteps: int = 50_000
+    seed: int = 0
+    eval_sessions: int = 500
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+    def __post_init__(self) -> None:
+        if self.total_timesteps <= 0:
+            raise ValueError(f"total_timesteps must be > 0, got {self.total_timesteps}.")
+
+
+def _build(cls: type, data: dict, path: str) -> Any:
+    """Instantiate dataclass ``cls`` from a nested dict, naming any unknown key with its full path."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config section '{path or cls.__name__}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        where = f"'{path}'" if path else "the top level"
+        raise ValueError(f"unknown config key(s) {unknown} in {where}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        sub = f"{path}.{name}" if path else name
+        if is_dataclass(hint):
+            kwargs[name] = _build(hint, value, sub)
+        else:
+            kwargs[name] = _coerce(value, hint, sub)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ValueError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None, cls: type = TrainConfig) -> Any:
+    """Read a YAML file (optional), apply ``a.b=value`` overrides (values parsed as YAML), validate.
+
+    Raises:
+        ValueError: for unknown keys, wrong types or malformed overrides, naming the key.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' must look like key.sub=value")
+        key, _, raw = item.partition("=")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{item}': '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return _build(cls, data, "")
+
+
+def dump_config(config: Any, path: Path) -> None:
+    """Write the resolved config as YAML (and JSON beside it, for scripts)."""
+    data = asdict(config)
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    Path(path).with_suffix(".json").write_text(json.dumps(data, indent=2))
