@@ -1,13 +1,13 @@
-"""``shoprank evaluate``: evaluate one saved agent (baseline checkpoint folder or SB3 ``.zip``).
+"""``shoprank evaluate``: evaluate one saved agent (baseline checkpoint folder or RL checkpoint folder).
 
 Example::
 
-    shoprank evaluate --checkpoint runs/ppo/model.zip --env ShopRankStatic-v0 --seeds 5 --sessions 200 \\
+    shoprank evaluate --checkpoint runs/ppo/checkpoint --env ShopRankStatic-v0 --seeds 5 --sessions 200 \\
         --out runs/ppo/eval --with-baselines retriever,oracle
 
 A baseline checkpoint (a folder with ``baseline.json``) is loaded by :func:`agents.baselines.load_baseline`
-(JSON/NPZ/LightGBM text, never pickle), once per seed so every seed starts from the saved state; an SB3
-zip by ``agents.factory.load_agent``. No training code runs. ``--with-baselines`` adds reference agents
+(JSON/NPZ/LightGBM text, never pickle), once per seed so every seed starts from the saved state; an RL
+checkpoint (``agent.json`` + ``policy.pt``) by ``agents.factory.load_agent``. No training code runs. ``--with-baselines`` adds reference agents
 evaluated on the same shoppers (paired differences need ``retriever``).
 """
 
@@ -48,7 +48,7 @@ def checkpoint_factory(path: Path) -> tuple[str, AgentFactory]:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shoprank evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="baseline checkpoint folder or SB3 .zip")
+    p.add_argument("--checkpoint", type=Path, required=True, help="baseline checkpoint folder (baseline.json) or RL checkpoint folder (agents.factory.load_agent)")
     p.add_argument("--name", default=None, help="agent name in the report (default: from the checkpoint)")
     p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("5"), help="count or comma-separated list")
     p.add_argument("--sessions", type=int, default=200, help="sessions per seed")
