@@ -194,7 +194,11 @@ class SessionCore:
         parts = cfg.reward.parts(response.clicks, response.purchases, prices)
         reward = cfg.reward.total(parts)
         ndcg = self.ndcg(slate)
-        self.state, left = self._call("transition", self.state, self.query, slate, response, rng)
+        result = self._call("transition", self.state, self.query, slate, response, rng)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise SimulatorError(f"{type(self.sim).__name__}.transition must return (new_state, left: bool), "
+                                 f"got {result!r:.200}")
+        self.state, left = result
         for key in self.totals:
             self.totals[key] += parts[key]
         shown = max(int((slate >= 0).sum()), 1)

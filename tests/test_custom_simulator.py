@@ -148,8 +148,6 @@ class BareTransition(PopularityShopper):
         return True
 
 
-@pytest.mark.xfail(strict=True, reason="envs/session.py does not yet check what transition returns "
-                                       "(unpacking error instead of SimulatorError)")
 def test_transition_with_wrong_return_gives_simulator_error() -> None:
     env = gym.make("ShopRank-v0", config=EnvConfig(world=FAST), simulator=BareTransition(get_world(FAST).items, 10))
     env.reset(seed=0)

@@ -1,0 +1,1 @@
+"""Agents: the candidate-set feature extractor, SB3 policies, the agent factory and baselines."""

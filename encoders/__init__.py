@@ -1,0 +1,1 @@
+"""Encoders: catalogs, text/image/audio encoders, fusion, embedding cache and the faiss retriever."""

@@ -1,0 +1,1 @@
+"""Experiments: the shoprank CLI, training, evaluation, comparison and reports."""
