@@ -184,7 +184,12 @@ class LoadedAgent:
         self.sequential = algo_spec(name).sequential
         self.env_config = env_config
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+                action_masks: np.ndarray | None = None):
+        """SB3-style ``predict``; ``action_masks`` reaches MaskablePPO policies (others read the mask
+        from the observation)."""
+        if action_masks is not None and isinstance(self.policy, MaskableCandidateScorePolicy):
+            return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)
         return self.policy.predict(observation, state, episode_start, deterministic)
 
 
