@@ -489,10 +489,74 @@ class ShopRankVectorEnv(VectorEnv):
         return self.shopper.utilities(self._state)[0]
 
 
+def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | None = None, **kwargs: Any):
+    """A stable-baselines3 ``VecEnv`` backed by one :class:`ShopRankVectorEnv` (SAME_STEP autoreset).
+
+    Drop-in for ``DummyVecEnv([make ShopRank-v0] * num_envs)`` in SB3 (``PPO(policy, sb3_vec_env(8, cfg))``)
+    without the per-env Python loop: SB3's conventions are kept (``dones`` = terminated or truncated, the
+    final observation in ``info["terminal_observation"]``, ``info["TimeLimit.truncated"]``, and the
+    single env's per-step ``info`` keys incl. ``clicked_positions``). Building the ``infos`` list is the
+    one per-session loop left (SB3's format is a list of dicts).
+    """
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnv as SB3VecEnv
+
+    class ShopRankSB3VecEnv(SB3VecEnv):
+        def __init__(self, env: ShopRankVectorEnv) -> None:
+            self.env = env
+            super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+            self._actions: np.ndarray | None = None
+            self._first_seed = seed
+
+        def reset(self):
+            first = self._seeds[0] if self._seeds[0] is not None else self._first_seed
+            self._first_seed = None
+            obs, _ = self.env.reset(seed=first)
+            self._reset_seeds()
+            self._reset_options()
+            return obs
+
+        def step_async(self, actions: np.ndarray) -> None:
+            self._actions = actions
+
+        def step_wait(self):
+            obs, reward, term, trunc, info = self.env.step(self._actions)
+            done = term | trunc
+            final = info.get("final_obs")
+            infos = []
+            for i in range(self.num_envs):
+                row = {"clicks": float(info["clicks"][i]), "purchases": float(info["purchases"][i]),
+                       "revenue": float(info["revenue"][i]), "ndcg": float(info["ndcg"][i]),
+                       "left": bool(info["left"][i]), "shown_ids": info["shown_ids"][i],
+                       "clicked_positions": np.flatnonzero(info["clicked"][i])}
+                if done[i]:
+                    row["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+                    row["terminal_observation"] = {k: v[i] for k, v in final.items()}
+                infos.append(row)
+            return obs, reward.astype(np.float32), done, infos
+
+        def close(self) -> None:
+            self.env.close()
+
+        def get_attr(self, attr_name, indices=None):
+            return [getattr(self.env, attr_name)] * len(list(self._get_indices(indices)))
+
+        def set_attr(self, attr_name, value, indices=None) -> None:
+            setattr(self.env, attr_name, value)
+
+        def env_method(self, method_name, *method_args, indices=None, **method_kwargs):
+            raise NotImplementedError("ShopRankSB3VecEnv batches all sessions in one env: no per-env methods.")
+
+        def env_is_wrapped(self, wrapper_class, indices=None):
+            return [False] * len(list(self._get_indices(indices)))
+
+    return ShopRankSB3VecEnv(ShopRankVectorEnv(num_envs=num_envs, config=config,
+                                               autoreset_mode=AutoresetMode.SAME_STEP, **kwargs))
+
+
 def make_vector_env(num_envs: int = 1, config: EnvConfig | None = None, **kwargs: Any) -> ShopRankVectorEnv:
     """``vector_entry_point`` of ``ShopRank-v0`` / ``ShopRankStatic-v0`` (see :class:`ShopRankVectorEnv`)."""
     return ShopRankVectorEnv(num_envs=num_envs, config=config, **kwargs)
 
 
-__all__ = ["BatchedShopper", "ShopperBatch", "ShopRankVectorEnv", "make_vector_env"]
+__all__ = ["BatchedShopper", "ShopperBatch", "ShopRankVectorEnv", "make_vector_env", "sb3_vec_env"]
 _ = gym  # gymnasium is the API this module implements

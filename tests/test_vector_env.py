@@ -255,3 +255,24 @@ def test_make_vec_entry_point(env_id):
     default_static = gym.make_vec("ShopRankStatic-v0", num_envs=2, vectorization_mode="vector_entry_point",
                                   config=EnvConfig(max_queries=1, world=WORLD))
     assert default_static.unwrapped.config.max_queries == 1
+
+
+def test_sb3_adapter_learns_a_rollout(world):
+    from stable_baselines3 import PPO
+
+    from envs.vector_env import sb3_vec_env
+
+    venv = sb3_vec_env(4, CFG, seed=0, world=world)
+    obs = venv.reset()
+    assert obs["candidates"].shape[0] == 4
+    saw_done = False
+    for _ in range(12):
+        obs, rewards, dones, infos = venv.step(np.ones((4, 20), dtype=np.float32))
+        assert rewards.shape == (4,) and len(infos) == 4 and "clicked_positions" in infos[0]
+        for d, info in zip(dones, infos):
+            if d:
+                saw_done = True
+                assert "terminal_observation" in info and "TimeLimit.truncated" in info
+    assert saw_done
+    model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, device="cpu", seed=0)
+    model.learn(64)
