@@ -209,6 +209,8 @@ class _NeuralFusion:
 
     gated = False
     kind = "neural"
+    version = 2
+    """Bump when training changes, so cached fusion weights of older code are not reused."""
 
     def __init__(self, dim: int = 32, weights: dict[str, float] | None = None,
                  config: FusionTrainingConfig = FusionTrainingConfig(), query_modality: str = "text",
@@ -223,7 +225,7 @@ class _NeuralFusion:
         self.config = config
         self.query_modality = query_modality
         self.seed = seed
-        tag = hashlib.sha256(json.dumps([asdict(config), sorted(self.weights.items()), query_modality, seed],
+        tag = hashlib.sha256(json.dumps([asdict(config), sorted(self.weights.items()), query_modality, seed, self.version],
                                         default=str).encode()).hexdigest()[:8]
         self.name = f"{self.kind}{dim}-{tag}"
         self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
@@ -303,8 +305,10 @@ class _NeuralFusion:
             raise ValueError(f"targets must have width {dims[self.query_modality]}, got {targets.shape}.")
         cfg = self.config
         with torch_threads(cfg.n_threads):
-            torch.manual_seed(self.seed)  # module initialisation only; data randomness uses `gen`
-            self._net = _FusionNet.build(dims, self.dim, self.gated, cfg.hidden, cfg.init_temperature)
+            with torch.random.fork_rng():  # seeded init without touching the caller's global RNG state
+                torch.manual_seed(self.seed)
+                self._net = _FusionNet.build(dims, self.dim, self.gated, cfg.hidden, cfg.init_temperature)
+            self._init_from_pca(modalities, present)
             x, mask = self._inputs(modalities, present)
             bank = None
             if text_views is not None and len(text_views):
@@ -365,6 +369,28 @@ class _NeuralFusion:
             net.eval()
         return self
 
+    def _init_from_pca(self, modalities: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+        """Start each projection at its modality's top principal directions (centred), and the gate at
+        equal weights, so training starts from "PCA + mean" and small catalogs stay near it."""
+        import torch
+
+        net = self._net
+        with torch.no_grad():
+            for m in net.order:
+                arr = np.asarray(modalities[m], dtype=np.float32)
+                rows = arr[np.asarray(present.get(m, np.ones(len(arr), bool)), dtype=bool)][:20_000]
+                if len(rows) < 2:
+                    continue
+                mean = rows.mean(axis=0)
+                _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
+                k = min(self.dim, len(vt))
+                weight = net.proj[m].weight
+                weight[:k] = torch.from_numpy(vt[:k])
+                net.proj[m].bias.copy_(-(weight @ torch.from_numpy(mean)))
+            if self.gated:
+                net.gate[-1].weight.zero_()
+                net.gate[-1].bias.zero_()
+
     def _forward(self, modalities: dict[str, np.ndarray], present: dict[str, np.ndarray]):
         import torch
 
@@ -415,7 +441,10 @@ class _NeuralFusion:
                 if k.startswith("proj.") and k.endswith(".weight")}
         if not dims:
             raise ValueError("state dict has no 'proj.<modality>.weight' entries: not a fusion state.")
-        self._net = _FusionNet.build(dims, self.dim, self.gated, self.config.hidden, self.config.init_temperature)
+        import torch
+
+        with torch.random.fork_rng():  # construction draws from torch's global RNG: leave the caller's intact
+            self._net = _FusionNet.build(dims, self.dim, self.gated, self.config.hidden, self.config.init_temperature)
         self._net.load_state_dict(state)
         self._net.eval()
         return self

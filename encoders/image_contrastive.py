@@ -309,7 +309,8 @@ def train_contrastive_image_encoder(
         raise ValueError(f"text_vectors must be (n={len(catalog)}, d), got {text_vectors.shape}.")
     key = cache_key(catalog, text_vectors, config, seed, text_encoder.name if text_encoder else None)
     path = weights_path(store, catalog, key)
-    model = ContrastiveModel(text_vectors.shape[1], config)
+    with torch.random.fork_rng():  # constructing draws from torch's global RNG: leave the caller's intact
+        model = ContrastiveModel(text_vectors.shape[1], config)
     if path is not None and path.is_file():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return ContrastiveImageEncoder(model, key, TrainingHistory(from_cache=True))
@@ -337,8 +338,9 @@ def train_contrastive_image_encoder(
 def _train(model: ContrastiveModel, catalog: Catalog, rows: np.ndarray, text_vectors: np.ndarray,
            views: np.ndarray, config: ContrastiveImageConfig, seed: int, progress: bool) -> TrainingHistory:
     start = time.perf_counter()
-    torch.manual_seed(seed)  # only to make nn init deterministic; data randomness uses `generator`
-    model.load_state_dict(ContrastiveModel(text_vectors.shape[1], config).state_dict())
+    with torch.random.fork_rng():  # seeded nn init without touching the caller's global RNG state
+        torch.manual_seed(seed)
+        model.load_state_dict(ContrastiveModel(text_vectors.shape[1], config).state_dict())
     generator = torch.Generator().manual_seed(seed)
     images = {}
     for s in range(0, len(rows), 512):

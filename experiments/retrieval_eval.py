@@ -156,7 +156,8 @@ def rank_metrics(scores: np.ndarray, relevant: list[np.ndarray]) -> dict[str, np
         hit = np.isin(top[q], rel)
         out["recall@10"][q] = hit[:10].sum() / len(rel)
         out["recall@50"][q] = hit[:50].sum() / len(rel)
-        out["ndcg@10"][q] = (hit[:10] * discounts).sum() / discounts[: min(len(rel), 10)].sum()
+        top10 = hit[:10]
+        out["ndcg@10"][q] = (top10 * discounts[: len(top10)]).sum() / discounts[: min(len(rel), 10)].sum()
     return out
 
 

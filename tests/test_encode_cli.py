@@ -66,3 +66,44 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
     assert "unknown fusion 'nope'; choose one of ['concat', 'gated', 'mean']" in capsys.readouterr().err
     assert main(ARGS + ["--cache-dir", ""]) == 2
     assert "encode needs a cache folder" in capsys.readouterr().err
+
+
+# --- shoprank eval-retrieval ------------------------------------------------------------------------------
+
+def test_rank_metrics_exact_values():
+    import numpy as np
+
+    from experiments.retrieval_eval import bootstrap_ci, rank_metrics
+
+    scores = np.array([[0.9, 0.8, 0.1, 0.0], [0.0, 0.1, 0.2, 0.3]])
+    m = rank_metrics(scores, [np.array([1]), np.array([0, 3])])
+    assert m["recall@10"].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(m["ndcg@10"], [1 / np.log2(3), (1 + 1 / np.log2(5)) / (1 + 1 / np.log2(3))])
+    mean, lo, hi = bootstrap_ci(np.array([0.0, 1.0] * 50), 200, np.random.default_rng(0))
+    assert mean == 0.5 and lo < 0.5 < hi
+
+
+def test_eval_retrieval_end_to_end_tiny(tmp_path, monkeypatch, capsys):
+    import experiments.retrieval_eval as retrieval_eval
+
+    monkeypatch.setattr(retrieval_eval, "ContrastiveImageConfig", lambda: TINY)
+    argv = ["--n-products", "100", "--luma", "", "--text-encoder", "hashing", "--n-queries", "20",
+            "--n-boot", "50", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert retrieval_eval.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "## synthetic/attributes (20 queries)" in out and "| gated |" in out
+    assert (tmp_path / "out" / "retrieval.csv").is_file() and (tmp_path / "out" / "photo_text.csv").is_file()
+    assert retrieval_eval.main(["--no-synthetic", "--luma", str(tmp_path / "none"), "--cache-dir", ""]) == 2
+    assert "Luma catalog not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DATA / "luma" / "products.csv").is_file(), reason="shared Luma data not present")
+def test_luma_queries():
+    from encoders.csv_catalog import CsvCatalogConfig, load_csv_catalog
+    from experiments.retrieval_eval import luma_queries
+
+    catalog = load_csv_catalog(CsvCatalogConfig(path=DATA / "luma"))
+    names, reviews = luma_queries(catalog, DATA / "luma")
+    assert len(names.texts) == 199 and names.texts[0] == "Kangeroo Hoodie" and names.relevant[0].tolist() == [0]
+    assert 0 < len(reviews.texts) <= 500
+    assert all(len(r) == 1 for r in reviews.relevant)
