@@ -75,7 +75,7 @@ class EnvBenchConfig:
     n_candidates: int = 50
     slate_size: int = 10
     batch_sizes: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
-    ppo_timesteps: int = 4096
+    ppo_timesteps: int = 2048
     ppo_repeats: int = 3
     encode_products: int = 2000
     large: int = 0
@@ -175,11 +175,19 @@ def bench_single(cfg: EnvBenchConfig, log=print) -> dict:
         shop.reset(seed=0)
         cart_actions = rng.integers(2, size=4096)
         shop_actions = rng.random((512, cfg.n_candidates)).astype(np.float32)
-        out[f"cartpole_{tag}"] = _timed(_step_loop(cart, cart_actions, 1000), cfg.repeats, cfg.min_time)
-        out[f"shoprank_{tag}"] = _timed(_step_loop(shop, shop_actions, 50), cfg.repeats, cfg.min_time)
+        runs: dict[str, list[dict]] = {"cartpole": [], "shoprank": []}
+        for _ in range(cfg.repeats):  # interleaved, so load from other processes hits both alike
+            runs["cartpole"].append(_timed(_step_loop(cart, cart_actions, 1000), 1, cfg.min_time))
+            runs["shoprank"].append(_timed(_step_loop(shop, shop_actions, 50), 1, cfg.min_time))
+        for name, rs in runs.items():
+            out[f"{name}_{tag}"] = {"median": statistics.median(r["median"] for r in rs),
+                                    "per_cpu_s": statistics.median(r["per_cpu_s"] for r in rs),
+                                    "repeats": cfg.repeats}
         out[f"ratio_{tag}"] = out[f"shoprank_{tag}"]["median"] / out[f"cartpole_{tag}"]["median"]
+        out[f"ratio_{tag}_cpu"] = out[f"shoprank_{tag}"]["per_cpu_s"] / out[f"cartpole_{tag}"]["per_cpu_s"]
         log(f"[single/{tag}] ShopRank {out[f'shoprank_{tag}']['median']:,.0f} steps/s vs CartPole "
-            f"{out[f'cartpole_{tag}']['median']:,.0f} steps/s -> {out[f'ratio_{tag}']:.4f}x")
+            f"{out[f'cartpole_{tag}']['median']:,.0f} steps/s -> {out[f'ratio_{tag}']:.4f}x "
+            f"(per CPU-s: {out[f'ratio_{tag}_cpu']:.4f}x)")
     # where the time goes (top functions of a profiled run), for the report
     shop = gym.make("ShopRank-v0", config=env_cfg).unwrapped
     shop.reset(seed=0)
@@ -190,7 +198,7 @@ def bench_single(cfg: EnvBenchConfig, log=print) -> dict:
     stream = io.StringIO()
     pstats.Stats(prof, stream=stream).sort_stats("tottime").print_stats(8)
     out["profile_top"] = [line.strip() for line in stream.getvalue().splitlines() if "(" in line][:8]
-    out["us_per_step"] = 1e6 / out["shoprank_unwrapped"]["median"]
+    out["us_per_step"] = 1e6 / out["shoprank_unwrapped"]["per_cpu_s"]
     return out
 
 
@@ -263,18 +271,26 @@ def bench_ppo(cfg: EnvBenchConfig, log=print) -> dict:
     out: dict[str, Any] = {"settings": {**{k: v for k, v in common.items() if k != "verbose"},
                                         "n_envs": agent.n_envs, "timesteps": cfg.ppo_timesteps,
                                         "torch_threads": torch.get_num_threads()}}
-    for name, build in builders.items():
-        rates = []
-        for _ in range(cfg.ppo_repeats):
+    # repeats are interleaved (every run once per round) so that load from other processes hits all
+    # runs alike; ratios use steps per CPU-second of this process (one torch thread), which other
+    # processes on a shared machine do not inflate; wall-clock rates are reported beside them.
+    wall: dict[str, list[float]] = {name: [] for name in builders}
+    cpu: dict[str, list[float]] = {name: [] for name in builders}
+    for _ in range(cfg.ppo_repeats):
+        for name, build in builders.items():
             model = build()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model.learn(total_timesteps=cfg.ppo_timesteps)
-            rates.append(cfg.ppo_timesteps / (time.perf_counter() - t0))
-        out[name] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
-        log(f"[ppo] {name}: {out[name]['median']:,.0f} steps/s")
-    out["ratio_ours"] = out["shoprank_ours"]["median"] / out["cartpole_mlp"]["median"]
-    for key in ("multiinput", "ours_vector_env", "multiinput_vector_env"):
+            wall[name].append(cfg.ppo_timesteps / (time.perf_counter() - t0))
+            cpu[name].append(cfg.ppo_timesteps / max(time.process_time() - c0, 1e-9))
+            del model
+    for name in builders:
+        out[name] = {"median": statistics.median(cpu[name]), "wall_median": statistics.median(wall[name]),
+                     "min": min(cpu[name]), "max": max(cpu[name])}
+        log(f"[ppo] {name}: {out[name]['median']:,.0f} steps per CPU-s ({out[name]['wall_median']:,.0f} steps/s wall)")
+    for key in ("ours", "multiinput", "ours_vector_env", "multiinput_vector_env"):
         out[f"ratio_{key}"] = out[f"shoprank_{key}"]["median"] / out["cartpole_mlp"]["median"]
+        out[f"ratio_{key}_wall"] = out[f"shoprank_{key}"]["wall_median"] / out["cartpole_mlp"]["wall_median"]
     # how much of ShopRank PPO is the env: rollout-only rate of the env under a DummyVecEnv of 4
     shop = DummyVecEnv([lambda: gym.make("ShopRank-v0", config=env_cfg) for _ in range(agent.n_envs)])
     shop.seed(0)
@@ -391,7 +407,7 @@ def targets(report: dict) -> dict:
     """Which of issue 6's env/PPO targets the figures meet."""
     out = {}
     if "single" in report:
-        r = report["single"]["ratio_made"]
+        r = report["single"]["ratio_made_cpu"]
         out["single env >= 0.5x CartPole raw steps/s"] = {"value": r, "met": r >= TARGETS["single_vs_cartpole"]}
     if "vector" in report:
         v = report["vector"]["best_scorings_per_cpu_s"]
@@ -404,6 +420,18 @@ def targets(report: dict) -> dict:
             r = report["ppo"][key]
             out[f"PPO on ShopRank ({label}) >= 0.5x CartPole"] = {"value": r, "met": r >= TARGETS["ppo_vs_cartpole"]}
     return out
+
+
+def _vector_vs_cartpole(report: dict) -> str:
+    """`` (from B = b it steps >= 0.5x CartPole's raw rate in slate-steps/s; B = max: r x)`` or ``""``."""
+    if "single" not in report or "vector" not in report:
+        return ""
+    cart = report["single"]["cartpole_made"]["median"]
+    rows = report["vector"]["rows"]
+    ok = [r["B"] for r in rows if r["slate_steps_per_s"] >= 0.5 * cart]
+    best = rows[-1]
+    text = f" (B = {best['B']}: {best['slate_steps_per_s'] / cart:.2f}x CartPole's raw steps/s in slate-steps/s"
+    return text + (f"; >= 0.5x from B = {ok[0]})" if ok else ")")
 
 
 def to_markdown(report: dict) -> str:
@@ -424,8 +452,10 @@ def to_markdown(report: dict) -> str:
         lines += ["## Single env", "", "| env | made (steps/s) | unwrapped (steps/s) |", "|---|---:|---:|",
                   f"| CartPole-v1 | {s['cartpole_made']['median']:,.0f} | {s['cartpole_unwrapped']['median']:,.0f} |",
                   f"| ShopRank-v0 | {s['shoprank_made']['median']:,.0f} | {s['shoprank_unwrapped']['median']:,.0f} |",
-                  f"| ratio | {s['ratio_made']:.4f} | {s['ratio_unwrapped']:.4f} |", "",
-                  f"One ShopRank step costs {s['us_per_step']:.0f} µs (unwrapped).", ""]
+                  f"| ratio (wall) | {s['ratio_made']:.4f} | {s['ratio_unwrapped']:.4f} |",
+                  f"| ratio (per CPU-second) | {s['ratio_made_cpu']:.4f} | {s['ratio_unwrapped_cpu']:.4f} |", "",
+                  f"One ShopRank step costs {s['us_per_step']:.0f} µs of CPU (unwrapped). Top of its profile "
+                  "(tottime):", "", "```", *s["profile_top"], "```", ""]
     if "vector" in report:
         lines += ["## Vector env (`ShopRankVectorEnv`)", "",
                   "| B | slate-steps/s | candidate-scorings/s | scorings per CPU-second |", "|---:|---:|---:|---:|"]
@@ -440,15 +470,21 @@ def to_markdown(report: dict) -> str:
                   f"`learn()` wall time, {st['timesteps']} timesteps, {st['n_envs']} envs (DummyVecEnv), "
                   f"n_steps={st['n_steps']}, batch={st['batch_size']}, epochs={st['n_epochs']}, "
                   f"torch threads={st['torch_threads']}.", "",
-                  "| run | steps/s | vs CartPole |", "|---|---:|---:|",
-                  f"| CartPole-v1, MlpPolicy | {p['cartpole_mlp']['median']:,.0f} | 1.000 |",
-                  f"| ShopRank-v0, candidate-set policy (ours) | {p['shoprank_ours']['median']:,.0f} | {p['ratio_ours']:.3f} |",
-                  f"| ShopRank-v0, MultiInputPolicy | {p['shoprank_multiinput']['median']:,.0f} | "
-                  f"{p['ratio_multiinput']:.3f} |",
-                  f"| ShopRank, ours, `sb3_vec_env` (batched env) | {p['shoprank_ours_vector_env']['median']:,.0f} | "
-                  f"{p['ratio_ours_vector_env']:.3f} |",
-                  f"| ShopRank, MultiInputPolicy, `sb3_vec_env` | {p['shoprank_multiinput_vector_env']['median']:,.0f} | "
-                  f"{p['ratio_multiinput_vector_env']:.3f} |", "",
+                  "Repeats interleaved; ratios from steps per CPU-second of the process (robust to other "
+                  "processes on a shared machine), wall-clock beside them.", "",
+                  "| run | steps per CPU-s | vs CartPole | wall steps/s | vs CartPole (wall) |",
+                  "|---|---:|---:|---:|---:|"]
+        names = {"cartpole_mlp": "CartPole-v1, MlpPolicy", "shoprank_ours": "ShopRank-v0, candidate-set policy (ours)",
+                 "shoprank_multiinput": "ShopRank-v0, MultiInputPolicy",
+                 "shoprank_ours_vector_env": "ShopRank, ours, `sb3_vec_env` (batched env)",
+                 "shoprank_multiinput_vector_env": "ShopRank, MultiInputPolicy, `sb3_vec_env`"}
+        for key, label in names.items():
+            short = key.replace("shoprank_", "")
+            ratio = p.get(f"ratio_{short}", 1.0)
+            ratio_wall = p.get(f"ratio_{short}_wall", 1.0)
+            lines.append(f"| {label} | {p[key]['median']:,.0f} | {ratio:.3f} | {p[key]['wall_median']:,.0f} | "
+                         f"{ratio_wall:.3f} |")
+        lines += ["",
                   f"ShopRank env alone under DummyVecEnv(4), random actions: "
                   f"{p['shoprank_env_only_dummyvec']['median']:,.0f} steps/s.", ""]
     if "encoding" in report:
@@ -460,6 +496,16 @@ def to_markdown(report: dict) -> str:
                 lines.append(f"| {key} | " + (f"{value['products_per_s']:,.0f}" if "products_per_s" in value
                                               else f"n/a ({value.get('error', '')[:60]})") + " |")
         lines.append("")
+    lines += ["## What limits the rest", "",
+              "* Single env: a ShopRank step is ~60 small NumPy calls (slate, shopper probabilities, click "
+              "sampling, transition, NDCG, observation) at ~1-10 µs each; CartPole's step is ~10 µs of scalar "
+              "Python. No per-call tuning closes a 30-50x gap: the batched env is the fast path"
+              + _vector_vs_cartpole(report) + ".",
+              "* PPO: with the batched env the env is <10% of `learn()` (cProfile); the rest is the policy: "
+              "forward/backward of the candidate-set extractor (self-attention over K = 50 candidates of 36 "
+              "features) or, for MultiInputPolicy, the 1,800-wide flattened candidate block, against a "
+              "4-input MLP for CartPole. The ratio measures network size, not the env.",
+              "* Large catalogs: see `env_large.md` (the world build, not the env, limits the 1M run).", ""]
     if "large" in report:
         g = report["large"]
         lines += ["## Large catalog", "", "| quantity | value |", "|---|---:|"]
