@@ -31,10 +31,14 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         heads: Attention heads.
         layers: Self-attention layers across candidates.
         value_dim: Width of the pooled features appended after the scores.
+        prior_column: Candidate-feature column holding the retriever's rank score (``1 - rank / K``);
+            the scores start as ``prior_weight * (column - 0.5)`` plus the learned head, so an untrained
+            policy ranks like the retriever and learning adds corrections (``None`` disables it).
+        prior_weight: Initial weight of that prior (learnable).
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, hidden: int = 64, heads: int = 4, layers: int = 1,
-                 value_dim: int = 64) -> None:
+                 value_dim: int = 64, prior_column: int | None = -3, prior_weight: float = 2.0) -> None:
         spaces = observation_space.spaces
         k, f = spaces["candidates"].shape
         super().__init__(observation_space, features_dim=k + value_dim)
@@ -48,12 +52,24 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         self.context_mlp = nn.Sequential(nn.Linear(context_dim + hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         extra = 1 if self.has_placed else 0
         self.candidate_mlp = nn.Sequential(nn.Linear(f + extra + hidden, hidden), nn.ReLU(),
-                                           nn.Linear(hidden, hidden), nn.ReLU())
+                                           nn.Linear(hidden, hidden))
+        # FiLM conditioning: the context scales and shifts each candidate embedding, so products of
+        # shopper taste and product look (what the shopper's utility is made of) are one layer away
+        self.film = nn.Linear(hidden, 2 * hidden)
+        self.post_film = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.history_attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
         self.attention = nn.ModuleList(nn.MultiheadAttention(hidden, heads, batch_first=True) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.score_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.value_head = nn.Sequential(nn.Linear(2 * hidden, value_dim), nn.ReLU())
+        self.prior_column = prior_column
+        self.prior_weight = nn.Parameter(torch.tensor(float(prior_weight)))
+
+    def shrink_score_head(self, scale: float = 0.01) -> None:
+        """Scale the score head's last layer down, so an untrained policy ranks by the prior."""
+        with torch.no_grad():
+            self.score_head[-1].weight.mul_(scale)
+            self.score_head[-1].bias.zero_()
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         cand = obs["candidates"]                                   # (B, K, F)
@@ -70,6 +86,8 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
             parts.append(obs["placed"].unsqueeze(-1))
         parts.append(context.unsqueeze(1).expand(-1, cand.shape[1], -1))
         x = self.candidate_mlp(torch.cat(parts, dim=-1))           # (B, K, D)
+        gamma, beta = self.film(context).unsqueeze(1).chunk(2, dim=-1)
+        x = self.post_film(x * (1 + gamma) + beta)
         # candidates attend to the clicked products (the shopper's memory); no history -> no update
         has_history = hmask.any(dim=1, keepdim=True)               # (B, 1)
         safe_hmask = hmask | ~has_history
@@ -81,6 +99,8 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
             x = norm(x + attended)
         pooled = (x * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
         scores = self.score_head(torch.cat([x, pooled.unsqueeze(1).expand_as(x)], dim=-1)).squeeze(-1)
+        if self.prior_column is not None:
+            scores = scores + self.prior_weight * (cand[..., self.prior_column] - 0.5)
         scores = torch.where(selectable, scores, torch.full_like(scores, MASKED_SCORE))
         value = self.value_head(torch.cat([pooled, context], dim=-1))
         return torch.cat([scores, value], dim=1)

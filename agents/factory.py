@@ -42,6 +42,7 @@ class AgentConfig:
         gae_lambda: PPO GAE lambda.
         ent_coef: PPO entropy bonus.
         clip_range: PPO clip range.
+        target_kl: PPO early stop of an update's epochs once the approximate KL exceeds it (``None`` = off).
         log_std_init: Initial log std of the Gaussian over scores (PPO on ``Box``).
         hidden: Width of the candidate embeddings.
         heads: Attention heads.
@@ -66,6 +67,7 @@ class AgentConfig:
     gae_lambda: float = 0.9
     ent_coef: float = 0.0
     clip_range: float = 0.2
+    target_kl: float | None = 0.05
     log_std_init: float = -1.0
     hidden: int = 64
     heads: int = 4
@@ -96,7 +98,9 @@ def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     return PPO(CandidateScorePolicy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, clip_range=config.clip_range,
-               policy_kwargs={**_extractor_kwargs(config), "log_std_init": config.log_std_init},
+               target_kl=config.target_kl,
+               policy_kwargs={**_extractor_kwargs(config), "log_std_init": config.log_std_init,
+                              "share_features_extractor": False},
                tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0)
 
 
@@ -104,7 +108,8 @@ def _maskable_ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | No
     return MaskablePPO(MaskableCandidateScorePolicy, env, learning_rate=config.learning_rate,
                        n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
                        gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
-                       clip_range=config.clip_range, policy_kwargs=_extractor_kwargs(config),
+                       clip_range=config.clip_range, target_kl=config.target_kl,
+                       policy_kwargs={**_extractor_kwargs(config), "share_features_extractor": False},
                        tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0)
 
 

@@ -24,14 +24,12 @@ class ScoreSplit(nn.Module):
     Args:
         n_candidates: ``K``.
         features_dim: ``K + value_dim`` (the extractor's output width).
-        squash: Apply ``tanh`` to the scores (for ``Box(-1, 1)`` actions: keeps means inside the box).
         value_hidden: Width of the critic latent.
     """
 
-    def __init__(self, n_candidates: int, features_dim: int, squash: bool, value_hidden: int = 64) -> None:
+    def __init__(self, n_candidates: int, features_dim: int, value_hidden: int = 64) -> None:
         super().__init__()
         self.k = n_candidates
-        self.squash = squash
         self.latent_dim_pi = n_candidates
         self.latent_dim_vf = value_hidden
         self.critic = nn.Sequential(nn.Linear(features_dim - n_candidates, value_hidden), nn.Tanh())
@@ -40,8 +38,7 @@ class ScoreSplit(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        scores = features[:, : self.k]
-        return torch.tanh(scores) if self.squash else scores
+        return features[:, : self.k]
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.critic(features[:, self.k:])
@@ -52,11 +49,14 @@ class _ScoreHeadMixin:
 
     def _build_mlp_extractor(self) -> None:
         k = self.action_space.shape[0] if isinstance(self.action_space, spaces.Box) else int(self.action_space.n)
-        self.mlp_extractor = ScoreSplit(k, self.features_dim, squash=isinstance(self.action_space, spaces.Box))
+        self.mlp_extractor = ScoreSplit(k, self.features_dim)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         self.action_net = nn.Identity()
+        for extractor in {self.pi_features_extractor, self.features_extractor}:
+            if hasattr(extractor, "shrink_score_head"):
+                extractor.shrink_score_head()  # after SB3's orthogonal init: start at the retriever prior
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 

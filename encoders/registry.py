@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from encoders.catalog import Catalog
-from encoders.fusion import ConcatProjectionFusion, GatedAttentionFusion, WeightedMeanFusion
+from encoders.fusion import BlockProjectionFusion, ConcatProjectionFusion, GatedAttentionFusion, WeightedMeanFusion
 from encoders.pixels import PixelStatsImageEncoder
 from encoders.protocols import Fusion, ImageEncoder, TextEncoder
 from encoders.store import EmbeddingStore
@@ -68,6 +68,7 @@ IMAGE_ENCODERS: dict[str, Callable[[EncoderContext], ImageEncoder]] = {
     "openclip": _openclip_image_encoder,
 }
 FUSIONS: dict[str, Callable[[int, float], Fusion]] = {
+    "block": lambda dim, image_weight: BlockProjectionFusion(dim, {"image": image_weight}),
     "concat": lambda dim, image_weight: ConcatProjectionFusion(dim, {"image": image_weight}),
     "mean": lambda dim, image_weight: WeightedMeanFusion(dim, {"image": image_weight}),
     "gated": lambda dim, image_weight: GatedAttentionFusion(dim, {"image": image_weight}),

@@ -50,8 +50,10 @@ ADJECTIVES = {
 }
 USES = ("for training and everyday wear", "built for long days outdoors", "made for the gym and the street",
         "for travel and commuting", "for weekend adventures", "for workouts in any weather")
-VISUAL_DIM = 2 + len(PATTERNS)
-"""Visual traits per product: lightness, saturation, then a one-hot pattern."""
+VISUAL_DIM = 1 + len(PATTERNS)
+"""Visual traits per product (what the shopper's visual taste is over): shade lightness, then a one-hot
+pattern. Saturation varies the photos too but is not a trait: on black, white and grey products it is
+invisible, and a shopper cannot have taste over what the photo does not show."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,7 @@ def generate_catalog(config: SyntheticCatalogConfig = SyntheticCatalogConfig()) 
                          "pattern": p, "brand": b}
     visual = np.zeros((n, VISUAL_DIM), dtype=np.float32)
     visual[:, 0] = lightness
-    visual[:, 1] = saturation
-    visual[np.arange(n), 2 + pattern] = 1.0
+    visual[np.arange(n), 1 + pattern] = 1.0
     params = _RenderParams(ptype=ptype, colour=colour, pattern=pattern, lightness=lightness,
                            saturation=saturation)
     return Catalog(

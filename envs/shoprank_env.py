@@ -13,6 +13,9 @@ from envs.session import SessionCore, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
 from simulators.protocols import UserSimulator
 
+SCORE_BOUND = 10.0
+"""Bound of the ``Box`` action space (scores); only the order of the scores matters."""
+
 
 class ShopRankEnv(gym.Env):
     """Rerank e-commerce search results for a simulated shopper.
@@ -26,9 +29,12 @@ class ShopRankEnv(gym.Env):
     reads the photo features and the shopper's profile can beat the retriever's order.
 
     ## Action Space
-    ``Box(-1, 1, (K,), float32)``: one score per candidate, in the retriever's order. The slate is the
-    ``N`` valid candidates with the highest scores (ties keep the retriever's order). Any finite values are
-    accepted (only their order matters); a wrong shape or a NaN/inf raises ``ValueError``.
+    ``Box(-SCORE_BOUND, SCORE_BOUND, (K,), float32)`` with ``SCORE_BOUND = 10``: one score per candidate,
+    in the retriever's order. The slate is the ``N`` valid candidates with the highest scores (ties keep
+    the retriever's order). Any finite values are accepted (only their order matters); a wrong shape or a
+    NaN/inf raises ``ValueError``. The bound is wide on purpose: a Gaussian policy's samples must not be
+    clipped into ties (with ``Box(-1, 1)``, a clipped top score ties with every other clipped one and
+    the learning signal between them is lost).
 
     ## Observation Space
     ``Dict`` of float32 arrays with fixed shapes (``F`` = fused width, ``H`` = history size):
@@ -76,7 +82,7 @@ class ShopRankEnv(gym.Env):
         self.world = world if world is not None else get_world(self.config.world)
         self.core = SessionCore(self.config, self.world, simulator or make_simulator(self.config, self.world))
         k = self.config.n_candidates
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(k,), dtype=np.float32)
+        self.action_space = spaces.Box(-SCORE_BOUND, SCORE_BOUND, shape=(k,), dtype=np.float32)
         self.observation_space = observation_space(self.config, self.world, self.core.profile_dim)
         self._last: dict[str, Any] | None = None
 

@@ -50,7 +50,7 @@ class WorldConfig:
     allow_missing_images: bool = False
     text_encoder: str = "minilm"
     image_encoder: str = "pixel-stats"
-    fusion: str = "concat"
+    fusion: str = "block"
     encoder_seed: int = 0
     fused_dim: int = 32
     image_weight: float = 1.0
@@ -95,7 +95,8 @@ class ShopWorld:
         present = {"text": np.ones(len(self.catalog), dtype=bool)}
         self.image_vectors = None
         if image_encoder is None and config.image_encoder and config.image_weight > 0:
-            context = EncoderContext(self.catalog, self.text_vectors, store, config.encoder_seed, config.progress)
+            context = EncoderContext(self.catalog, self.text_vectors, store, config.encoder_seed, config.progress,
+                                     text_encoder=self.text_encoder)
             image_encoder = resolve(config.image_encoder, IMAGE_ENCODERS, "image encoder")(context)
         if image_encoder is not None:
             self.image_vectors = store.image(self.catalog, image_encoder)

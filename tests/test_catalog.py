@@ -23,7 +23,7 @@ def test_synthetic_catalog_is_deterministic_and_complete():
     for key in ("type", "gender", "colour", "material", "style", "brand", "pattern"):
         assert all(key in attrs for attrs in a.attributes)
     assert (a.prices > 0).all()
-    assert a.visual.shape == (300, 6)
+    assert a.visual.shape == (300, 5)
 
 
 def test_synthetic_photos_carry_what_the_text_omits():

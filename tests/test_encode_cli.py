@@ -63,7 +63,7 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
     assert main(["--catalog", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path), "--no-progress"]) == 2
     assert "shoprank encode: error: catalog file not found:" in capsys.readouterr().err
     assert main(ARGS + ["--cache-dir", str(tmp_path), "--fusion", "nope"]) == 2
-    assert "unknown fusion 'nope'; choose one of ['concat', 'gated', 'mean']" in capsys.readouterr().err
+    assert "unknown fusion 'nope'; choose one of ['block', 'concat', 'gated', 'mean']" in capsys.readouterr().err
     assert main(ARGS + ["--cache-dir", ""]) == 2
     assert "encode needs a cache folder" in capsys.readouterr().err
 
