@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.config import EnvConfig
-from envs.session import SessionCore, make_simulator, observation_space
+from envs.session import SessionCore, episode_end, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
 from simulators.protocols import UserSimulator
 
@@ -204,8 +204,7 @@ class ShopRankSeqEnv(gym.Env):
         slate = np.full(self.config.slate_size, -1, dtype=np.int64)
         slate[: len(self._order)] = self.core.candidates[self._order]
         outcome = self.core.show(slate, self.np_random)
-        terminated = outcome.left
-        truncated = (not terminated) and self.core.n_queries >= self.config.max_queries
+        terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         info.update({**outcome.parts, "slate_done": True, "clicked_positions": np.flatnonzero(outcome.response.clicks),
                      "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left})
         self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,

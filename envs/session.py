@@ -23,8 +23,22 @@ from simulators.shopper import DefaultShopper
 N_EXTRA = 4
 """Per-candidate numeric features after the fused vector: retriever score, retriever rank score
 (``1 - rank / K``), price z-score, has-photo flag."""
+SCORE_BOUND = 10.0
+"""Bound of the ``Box`` score actions; only the order of the scores matters (see ``ShopRankEnv``)."""
 N_SESSION = 4
 """Session features: queries so far / budget, clicks, purchases so far (scaled), last-slate CTR."""
+
+
+def episode_end(left, n_queries, max_queries: int):
+    """Gymnasium's ``(terminated, truncated)`` after a slate, for scalars or ``(B,)`` arrays.
+
+    ``terminated``: the shopper left, or the episode is a one-query bandit (``max_queries == 1``: the
+    query is the whole task, nothing follows it, so there is nothing to bootstrap). ``truncated``: the
+    query budget of a multi-query session ran out while the shopper was still there.
+    """
+    terminated = np.logical_or(left, max_queries == 1)
+    truncated = np.logical_and(~terminated, np.asarray(n_queries) >= max_queries)
+    return terminated, truncated
 
 
 class SimulatorError(RuntimeError):

@@ -9,12 +9,9 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.config import EnvConfig
-from envs.session import SessionCore, make_simulator, observation_space
+from envs.session import SCORE_BOUND, SessionCore, episode_end, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
 from simulators.protocols import UserSimulator
-
-SCORE_BOUND = 10.0
-"""Bound of the ``Box`` action space (scores); only the order of the scores matters."""
 
 
 class ShopRankEnv(gym.Env):
@@ -110,8 +107,7 @@ class ShopRankEnv(gym.Env):
             raise RuntimeError("call reset() before step().")
         slate = self.slate_from_scores(action)
         outcome = self.core.show(slate, self.np_random)
-        terminated = outcome.left
-        truncated = (not terminated) and self.core.n_queries >= self.config.max_queries
+        terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.response.clicks),
                 "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
                 "query": self.core.query.text}

@@ -66,7 +66,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.config import EnvConfig
-from envs.session import N_EXTRA, N_SESSION, make_simulator, observation_space
+from envs.session import N_EXTRA, N_SESSION, SCORE_BOUND, episode_end, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
 from simulators.shopper import SEGMENTS, DefaultShopper, ShopperConfig
 
@@ -288,7 +288,7 @@ class ShopRankVectorEnv(VectorEnv):
         **_: Ignored (e.g. ``max_episode_steps`` that ``make_vec`` may pass; ``config.max_queries`` rules).
 
     Observation space: ``batch_space`` of ``ShopRank-v0``'s ``Dict`` (each key gets a leading ``B``).
-    Action space: ``Box(-1, 1, (B, K), float32)``; any finite scores are accepted, a wrong shape or a
+    Action space: ``Box(-SCORE_BOUND, SCORE_BOUND, (B, K), float32)``; any finite scores are accepted, a wrong shape or a
     NaN/inf raises ``ValueError``.
     """
 
@@ -318,7 +318,7 @@ class ShopRankVectorEnv(VectorEnv):
         self.query_texts = self.shopper.texts
         k, n = self.config.n_candidates, self.config.slate_size
         self.single_observation_space = observation_space(self.config, self.world, simulator.profile_dim)
-        self.single_action_space = spaces.Box(-1.0, 1.0, shape=(k,), dtype=np.float32)
+        self.single_action_space = spaces.Box(-SCORE_BOUND, SCORE_BOUND, shape=(k,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
@@ -454,8 +454,7 @@ class ShopRankVectorEnv(VectorEnv):
         self._last_ctr = n_clicks / np.maximum(shown.sum(axis=1), 1)
         self._push_history(np.where(clicks, slate, -1))
         self._n_queries += 1
-        terminated = left
-        truncated = ~left & (self._n_queries >= cfg.max_queries)
+        terminated, truncated = episode_end(left, self._n_queries, cfg.max_queries)
 
         stepped = ~self._needs_reset
         info = {"clicks": n_clicks, "purchases": n_buys, "revenue": revenue, "ndcg": ndcg, "left": left.copy(),
