@@ -47,6 +47,10 @@ class AgentConfig:
         hidden: Width of the candidate embeddings.
         heads: Attention heads.
         layers: Self-attention layers across candidates.
+        prior_weight: Initial weight of the retriever-order prior in the scores (see
+            :class:`~agents.extractor.CandidateSetExtractor`); with the Gaussian over scores, the ratio of
+            the exploration std to the score gap between neighbouring ranks (``prior_weight / K``) sets
+            how far exploration reorders the slate.
         buffer_size: DQN replay size.
         learning_starts: DQN steps before learning.
         exploration_fraction: DQN fraction of training over which epsilon decays.
@@ -72,6 +76,7 @@ class AgentConfig:
     hidden: int = 64
     heads: int = 4
     layers: int = 1
+    prior_weight: float = 2.0
     buffer_size: int = 50_000
     learning_starts: int = 1000
     exploration_fraction: float = 0.3
@@ -91,7 +96,8 @@ class AgentConfig:
 
 def _extractor_kwargs(config: AgentConfig) -> dict[str, Any]:
     return {"features_extractor_class": CandidateSetExtractor,
-            "features_extractor_kwargs": {"hidden": config.hidden, "heads": config.heads, "layers": config.layers}}
+            "features_extractor_kwargs": {"hidden": config.hidden, "heads": config.heads, "layers": config.layers,
+                                          "prior_weight": config.prior_weight}}
 
 
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):

@@ -103,6 +103,15 @@ class MaskedDQN(DQN):
         super().__init__(*args, **kwargs)
         self._explore_rng = np.random.default_rng(self.seed)
 
+    def _sample_action(self, learning_starts, action_noise=None, n_envs=1):
+        """Like SB3's, but the warm-up phase samples valid candidates of *each* env's own mask (SB3 samples
+        the shared ``action_space``, which knows at most one env's mask)."""
+        if self.num_timesteps < learning_starts:
+            valid = valid_actions(self._last_obs)
+            action = np.array([self._explore_rng.choice(np.flatnonzero(v)) for v in valid])
+            return action, action
+        return super()._sample_action(learning_starts, action_noise, n_envs)
+
     def predict(self, observation, state=None, episode_start=None, deterministic=False):
         if not deterministic and self._explore_rng.random() < self.exploration_rate:
             valid = valid_actions(observation)

@@ -43,6 +43,25 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True):
     return model
 
 
+def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address: str | None) -> int:
+    """PPO on the same registered env with Ray RLlib (``experiments.rllib_backend``)."""
+    from experiments.rllib_backend import RllibConfig, train_rllib
+
+    rllib = RllibConfig()
+    iterations = max(1, config.total_timesteps // rllib.train_batch_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.yaml")
+    try:
+        summary = train_rllib(config.env, env_runners, iterations, run_dir, address=address, config=rllib)
+    except ImportError as exc:
+        print(exc)
+        return 2
+    (run_dir / "train.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "iterations"},
+                                                   indent=2, default=str))
+    print(f"run folder: {run_dir} (Ray RLlib, {iterations} iterations x {rllib.train_batch_size} steps)")
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with TrainConfig fields (see configs/).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -54,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs"), help="folder of run folders (default runs/)")
     parser.add_argument("--run-dir", type=Path, help="exact run folder (default: OUT/<algo>-<time>)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--backend", choices=["sb3", "rllib"], default="sb3",
+                        help="sb3 (default, one process) or rllib (Ray RLlib PPO over env-runner processes; "
+                             "needs pip install 'shoprank[distributed]')")
+    parser.add_argument("--env-runners", type=int, default=2, help="rllib: env-runner processes")
+    parser.add_argument("--address", default=None,
+                        help="rllib: an existing Ray cluster ('auto' or 'ray://host:10001'); default: start a local one")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     run_dir = args.run_dir or run_dir_for(args.out, config.algo)
+    if args.backend == "rllib":
+        return train_on_rllib(config, run_dir, args.env_runners, args.address)
     train(config, run_dir, progress=not args.no_progress)
     print(f"run folder: {run_dir}\n  TensorBoard: tensorboard --logdir {run_dir / 'tb'}\n"
           f"  checkpoint: {run_dir / 'checkpoint'}")

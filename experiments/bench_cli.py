@@ -1,0 +1,34 @@
+"""``shoprank bench``: the speed and scale benchmarks in ``benchmarks/`` (run from a source checkout).
+
+``shoprank bench env [--quick]`` — single env vs CartPole, vector env, PPO throughput, encoding;
+``shoprank bench retrieval [--quick]`` — faiss indexes at 10k / 100k / 1M products;
+``shoprank bench recovery`` — click-model parameter recovery; no argument runs env and retrieval.
+Results land in ``benchmarks/results/`` as JSON + Markdown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(argv or [])
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks").is_dir():
+        print("shoprank bench: the benchmarks/ folder is not next to this installation; run it from a source "
+              "checkout (git clone ... && make bench).", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    names = [argv.pop(0)] if argv and argv[0] in SUITES else ["env", "retrieval"]
+    code = 0
+    for name in names:
+        module = importlib.import_module(SUITES[name])
+        code = max(code, int(module.main(argv) or 0))
+    return code

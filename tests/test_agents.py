@@ -1,0 +1,95 @@
+"""The candidate-set extractor, the score-head policies and the agent factory."""
+
+from __future__ import annotations
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from agents.extractor import MASKED_SCORE, CandidateSetExtractor
+from agents.factory import AgentConfig, build_agent, load_agent, save_agent, train_agent
+from agents.policies import valid_actions
+from envs import EnvConfig, WorldConfig, static_config
+
+FAST_WORLD = WorldConfig(text_encoder="hashing", n_products=300)
+TINY = AgentConfig(n_steps=32, batch_size=32, n_epochs=1, hidden=16, heads=2, n_envs=2, learning_starts=16,
+                   buffer_size=500, target_update_interval=50)
+
+
+def _batch(space: gym.spaces.Dict, n: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
+    space.seed(seed)
+    samples = [space.sample() for _ in range(n)]
+    batch = {k: torch.tensor(np.stack([s[k] for s in samples]), dtype=torch.float32) for k in space.spaces}
+    batch["mask"] = (batch["mask"] > 0.3).float()
+    batch["history_mask"] = (batch["history_mask"] > 0.5).float()
+    return batch
+
+
+@pytest.mark.parametrize("env_id", ["ShopRank-v0", "ShopRankSeq-v0"])
+def test_extractor_is_permutation_equivariant(env_id):
+    env = gym.make(env_id, config=EnvConfig(world=FAST_WORLD))
+    torch.manual_seed(0)
+    extractor = CandidateSetExtractor(env.observation_space, hidden=16, heads=2).eval()
+    obs = _batch(env.observation_space)
+    k = obs["candidates"].shape[1]
+    perm = torch.randperm(k, generator=torch.Generator().manual_seed(1))
+    permuted = dict(obs)
+    for key in ("candidates", "mask") + (("placed",) if "placed" in obs else ()):
+        permuted[key] = obs[key][:, perm]
+    with torch.no_grad():
+        out, out_p = extractor(obs), extractor(permuted)
+    assert torch.allclose(out[:, :k][:, perm], out_p[:, :k], atol=1e-5)   # scores permute with the candidates
+    assert torch.allclose(out[:, k:], out_p[:, k:], atol=1e-5)             # pooled features are invariant
+    assert torch.all(out[:, :k][obs["mask"] < 0.5] == MASKED_SCORE)
+
+
+def test_untrained_ppo_ranks_like_the_retriever():
+    model = build_agent("ppo", static_config(world=FAST_WORLD), TINY, seed=0, n_envs=1)
+    env = gym.make("ShopRankStatic-v0", config=static_config(world=FAST_WORLD))
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert np.argsort(-action)[:10].tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable_ppo", "dqn"])
+def test_tiny_training_then_checkpoint_gives_identical_actions(algo, tmp_path):
+    config = static_config(world=FAST_WORLD)
+    model = train_agent(algo, config, total_timesteps=64, seed=1, run_dir=tmp_path, config=TINY)
+    assert (tmp_path / "checkpoint" / "policy.pt").is_file() and list((tmp_path / "tb").iterdir())
+    loaded = load_agent(tmp_path / "checkpoint")
+    env = gym.make("ShopRankSeqStatic-v0" if loaded.sequential else "ShopRankStatic-v0", config=config)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        a, _ = model.predict(obs, deterministic=True)
+        b, _ = loaded.predict(obs, deterministic=True)
+        assert np.array_equal(a, b)
+
+
+def test_masked_dqn_explores_only_valid_candidates():
+    model = build_agent("dqn", static_config(world=FAST_WORLD), TINY, seed=0, n_envs=1)
+    model.exploration_rate = 1.0
+    obs = {"mask": np.array([[1, 1, 0, 1]] * 50, np.float32), "placed": np.array([[0, 1, 0, 0]] * 50, np.float32)}
+    actions, _ = model.predict(obs, deterministic=False)
+    assert set(actions.tolist()) == {0, 3}
+    assert valid_actions(obs)[0].tolist() == [True, False, False, True]
+
+
+def test_same_seed_same_training():
+    config = static_config(world=FAST_WORLD)
+    env = gym.make("ShopRankStatic-v0", config=config)
+    runs = [train_agent("ppo", config, total_timesteps=64, seed=3, config=TINY) for _ in range(2)]
+    obs, _ = env.reset(seed=11)
+    assert np.array_equal(runs[0].predict(obs, deterministic=True)[0], runs[1].predict(obs, deterministic=True)[0])
+
+
+def test_factory_messages(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("unknown RL algorithm 'a2c'; choose one of ['dqn', 'maskable_ppo', 'ppo'].")):
+        build_agent("a2c", static_config(world=FAST_WORLD))
+    with pytest.raises(ValueError, match=re.escape("AgentConfig.hidden (10) must be divisible by heads (4).")):
+        AgentConfig(hidden=10, heads=4)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"not a ShopRank checkpoint: {tmp_path / 'agent.json'} is missing")):
+        load_agent(tmp_path)
