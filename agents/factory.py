@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.callbacks import ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
+from agents.pretrain import PretrainConfig, collect_click_logs, pretrain_scores
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
                              MaskedDQN)
 from envs.config import EnvConfig, config_from_dict, config_to_dict
@@ -58,15 +59,19 @@ class AgentConfig:
         target_update_interval: DQN target network sync period (steps).
         train_freq: DQN environment steps between updates.
         n_envs: Parallel environments (DummyVecEnv).
+        pretrain_sessions: Sessions of logged clicks (uniformly random ranking) the policy's scores are
+            fitted to before RL starts (:mod:`agents.pretrain`); 0 = learn from scratch. PPO and
+            MaskablePPO only.
+        pretrain_epochs: Passes over the logged clicks.
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
     """
 
     learning_rate: float = 3e-4
-    n_steps: int = 256
-    batch_size: int = 64
-    n_epochs: int = 4
+    n_steps: int = 512
+    batch_size: int = 256
+    n_epochs: int = 5
     gamma: float = 0.9
     gae_lambda: float = 0.9
     ent_coef: float = 0.0
@@ -84,6 +89,8 @@ class AgentConfig:
     target_update_interval: int = 1000
     train_freq: int = 4
     n_envs: int = 4
+    pretrain_sessions: int = 0
+    pretrain_epochs: int = 8
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -143,6 +150,28 @@ ALGOS: dict[str, AlgoSpec] = {
     "dqn": AlgoSpec(_dqn, sequential=True),
 }
 """RL algorithms by name (the names used in ``shoprank train/compare`` and in ``summary.csv``)."""
+
+
+@dataclass(frozen=True)
+class AgentPreset:
+    """A named RL agent: an algorithm of :data:`ALGOS` plus the hyperparameters it is run with."""
+
+    algo: str
+    config: AgentConfig
+    description: str
+
+
+AGENT_PRESETS: dict[str, AgentPreset] = {
+    "ppo": AgentPreset("ppo", AgentConfig(pretrain_sessions=10_000),
+                       "PPO on ShopRank-v0, scores warm-started on 10k logged sessions, then trained online"),
+    "ppo_scratch": AgentPreset("ppo", AgentConfig(), "PPO on ShopRank-v0 from scratch (no logged clicks)"),
+    "maskable_ppo": AgentPreset("maskable_ppo", AgentConfig(pretrain_sessions=10_000, gamma=1.0, gae_lambda=1.0),
+                                "MaskablePPO on ShopRankSeq-v0, warm-started like ppo"),
+    "dqn": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=1.0, learning_rate=5e-4, learning_starts=2000,
+                                          target_update_interval=2000),
+                       "DQN with a masked Q-network on ShopRankSeq-v0, from scratch"),
+}
+"""RL agents by the names ``shoprank compare`` and ``summary.csv`` use."""
 
 
 def algo_spec(name: str) -> AlgoSpec:
@@ -222,6 +251,23 @@ def load_agent(path: Path) -> LoadedAgent:
     return LoadedAgent(meta["algo"], model.policy, env_config)
 
 
+def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool) -> list[float]:
+    """Fit the policy's candidate scores to logged clicks before RL (see :mod:`agents.pretrain`)."""
+    if name == "dqn":
+        raise ValueError("pretrain_sessions is supported for ppo and maskable_ppo, not dqn (its scores are Q-values).")
+    env = make_env(env_config, sequential=False)
+    observations, shown, clicks = collect_click_logs(env, config.pretrain_sessions, seed)
+    extractor = model.policy.pi_features_extractor
+    if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate
+        m, k = observations["mask"].shape
+        observations["placed"] = np.zeros((m, k), dtype=np.float32)
+        observations["slot"] = np.zeros((m, env_config.slate_size), dtype=np.float32)
+        observations["slot"][:, 0] = 1.0
+    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, clicks,
+                           PretrainConfig(sessions=config.pretrain_sessions, epochs=config.pretrain_epochs),
+                           seed, progress)
+
+
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,
                 config: AgentConfig = AgentConfig(), progress: bool = False, callbacks: list | None = None):
     """Train algorithm ``name`` and (with ``run_dir``) save TensorBoard events and a checkpoint.
@@ -241,6 +287,8 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     """
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
     model = build_agent(name, env_config, config, seed, tensorboard_log=tb)
+    if config.pretrain_sessions > 0:
+        warm_start(model, name, env_config, config, seed, progress)
     model.learn(total_timesteps=total_timesteps, callback=CallbackList([ShopMetricsCallback(), *(callbacks or [])]),
                 progress_bar=progress, tb_log_name=name)
     model.name = name

@@ -15,11 +15,17 @@ class RewardSpec:
         click: Weight per click.
         purchase: Weight per purchase.
         revenue: Weight per currency unit of purchased products' prices.
+        expected: Reward the agent with the *expected* value of the same weighted sum under the shopper's
+            true click and purchase probabilities (Rao-Blackwellised: same mean, far less variance), instead
+            of the sampled outcome. A simulation-only training aid that needs a privileged simulator
+            (``expected_response``); the shopper still samples and reacts to real clicks, and ``info`` still
+            reports the sampled clicks, purchases and revenue. Evaluate with ``expected=False``.
     """
 
     click: float = 1.0
     purchase: float = 1.0
     revenue: float = 0.02
+    expected: bool = False
 
     def __post_init__(self) -> None:
         for name in ("click", "purchase", "revenue"):
@@ -33,6 +39,14 @@ class RewardSpec:
             "clicks": float(np.sum(clicks)),
             "purchases": float(np.sum(purchases)),
             "revenue": float(np.sum(np.where(purchases, prices, 0.0))),
+        }
+
+    def expected_parts(self, click_prob: np.ndarray, purchase_prob: np.ndarray, prices: np.ndarray) -> dict[str, float]:
+        """Expected reward parts of one slate from per-slot probabilities ``(N,)``."""
+        return {
+            "clicks": float(np.sum(click_prob)),
+            "purchases": float(np.sum(purchase_prob)),
+            "revenue": float(np.sum(purchase_prob * prices)),
         }
 
     def total(self, parts: dict[str, float]) -> float:

@@ -206,7 +206,10 @@ class SessionCore:
                                  "and empty slots (-1) cannot be clicked")
         prices = self.world.items.prices[np.where(slate >= 0, slate, 0)]
         parts = cfg.reward.parts(response.clicks, response.purchases, prices)
-        reward = cfg.reward.total(parts)
+        if cfg.reward.expected:
+            reward = cfg.reward.total(self._expected_parts(slate, prices))
+        else:
+            reward = cfg.reward.total(parts)
         ndcg = self.ndcg(slate)
         result = self._call("transition", self.state, self.query, slate, response, rng)
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -222,6 +225,13 @@ class SessionCore:
         self.n_queries += 1
         left = bool(left) or bool(getattr(response, "abandoned", False))
         return SlateOutcome(reward=reward, parts=parts, response=response, slate=slate, left=left, ndcg=ndcg)
+
+    def _expected_parts(self, slate: np.ndarray, prices: np.ndarray) -> dict[str, float]:
+        if not self.privileged:
+            raise SimulatorError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
+                                 f"{type(self.sim).__name__} has none.")
+        exp = self.sim.expected_response(self.state, self.query, slate)
+        return self.config.reward.expected_parts(np.asarray(exp.click_prob), np.asarray(exp.purchase_prob), prices)
 
     # -- privileged truth -----------------------------------------------------------------------------
     @property

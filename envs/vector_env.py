@@ -308,6 +308,9 @@ class ShopRankVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.config = config or EnvConfig()
         self.world = world if world is not None else get_world(self.config.world)
+        if self.config.reward.expected:
+            raise ValueError("ShopRankVectorEnv rewards sampled outcomes only (RewardSpec.expected=False); "
+                             "use gymnasium.make_vec(..., vectorization_mode='sync') for expected rewards.")
         if simulator is None:
             if self.config.simulator:
                 raise ValueError(

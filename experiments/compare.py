@@ -27,8 +27,8 @@ import gymnasium as gym
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 
-RL_AGENTS = ("ppo", "dqn", "maskable_ppo")
-"""Agents trained by ``agents.factory.train_agent``."""
+RL_AGENTS = ("ppo", "ppo_scratch", "dqn", "maskable_ppo")
+"""Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
 DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,oracle"
 
 
@@ -54,12 +54,11 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path)
     """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed."""
 
     def build(env: gym.Env, seed: int) -> Any:
-        try:
-            from agents.factory import train_agent
-        except ImportError as exc:
-            raise ImportError(f"agent {name!r} needs agents.factory.train_agent, which could not be imported "
-                              f"({exc}); baselines-only runs work without it.") from exc
-        return train_agent(name, env_config, total_timesteps, seed, run_root / name / f"seed{seed}")
+        from agents.factory import AGENT_PRESETS, train_agent
+
+        preset = AGENT_PRESETS[name]
+        return train_agent(preset.algo, env_config, total_timesteps, seed, run_root / name / f"seed{seed}",
+                           config=preset.config)
 
     return build
 
