@@ -206,6 +206,7 @@ class ShopRankSeqEnv(gym.Env):
         outcome = self.core.show(slate, self.np_random)
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         info.update({**outcome.parts, "slate_done": True, "clicked_positions": np.flatnonzero(outcome.response.clicks),
+                     "purchased_positions": np.flatnonzero(outcome.response.purchases),
                      "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left})
         self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
                       "reward": outcome.reward}

@@ -48,7 +48,7 @@ class ShopRankEnv(gym.Env):
 
     ## Rewards
     ``RewardSpec``: ``click * clicks + purchase * purchases + revenue * revenue`` of the shown slate.
-    ``info`` carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``shown_ids``,
+    ``info`` carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``purchased_positions``, ``shown_ids``,
     ``ndcg`` (slate vs the shopper's true utilities of the K candidates) and ``left``.
 
     ## Starting State
@@ -109,6 +109,7 @@ class ShopRankEnv(gym.Env):
         outcome = self.core.show(slate, self.np_random)
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.response.clicks),
+                "purchased_positions": np.flatnonzero(outcome.response.purchases),
                 "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
                 "query": self.core.query.text}
         self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
