@@ -22,7 +22,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.callbacks import ShopMetricsCallback
+from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
 from agents.pretrain import PretrainConfig, collect_click_logs, pretrain_scores
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
@@ -269,7 +269,8 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
 
 
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,
-                config: AgentConfig = AgentConfig(), progress: bool = False, callbacks: list | None = None):
+                config: AgentConfig = AgentConfig(), progress: bool = False, callbacks: list | None = None,
+                eval_every: int = 0, eval_sessions: int = 100):
     """Train algorithm ``name`` and (with ``run_dir``) save TensorBoard events and a checkpoint.
 
     Args:
@@ -281,6 +282,8 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
         config: Hyperparameters.
         progress: Show SB3's progress bar.
         callbacks: Extra SB3 callbacks.
+        eval_every: Steps between held-out evaluations logged under ``eval/`` (0 = none).
+        eval_sessions: Held-out sessions per evaluation.
 
     Returns:
         The trained SB3 model (its ``predict`` serves evaluation).
@@ -289,7 +292,12 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     model = build_agent(name, env_config, config, seed, tensorboard_log=tb)
     if config.pretrain_sessions > 0:
         warm_start(model, name, env_config, config, seed, progress)
-    model.learn(total_timesteps=total_timesteps, callback=CallbackList([ShopMetricsCallback(), *(callbacks or [])]),
+    extra = [HParamsCallback({"algo": name, "seed": seed, **asdict(config)})]
+    if eval_every > 0:
+        extra.append(HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential), eval_sessions,
+                                         eval_every, seed))
+    model.learn(total_timesteps=total_timesteps,
+                callback=CallbackList([ShopMetricsCallback(), *extra, *(callbacks or [])]),
                 progress_bar=progress, tb_log_name=name)
     model.name = name
     model.sequential = algo_spec(name).sequential

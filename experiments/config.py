@@ -23,7 +23,8 @@ class TrainConfig:
         algo: ``ppo`` (``ShopRank-v0``), ``maskable_ppo`` or ``dqn`` (``ShopRankSeq-v0``).
         total_timesteps: Environment steps to train for.
         seed: Seed of the model, the envs and exploration.
-        eval_sessions: Held-out sessions evaluated at the end (0 to skip).
+        eval_every: Steps between held-out evaluations logged to TensorBoard under ``eval/`` (0 = none).
+        eval_sessions: Held-out sessions per evaluation.
         env: Environment config.
         agent: Agent hyperparameters.
     """
@@ -31,7 +32,8 @@ class TrainConfig:
     algo: str = "ppo"
     total_timesteps: int = 50_000
     seed: int = 0
-    eval_sessions: int = 500
+    eval_every: int = 5000
+    eval_sessions: int = 100
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
 

@@ -34,7 +34,8 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True):
     dump_config(config, run_dir / "config.yaml")
     start = time.perf_counter()
     model = train_agent(config.algo, config.env, config.total_timesteps, seed=config.seed, run_dir=run_dir,
-                        config=config.agent, progress=progress)
+                        config=config.agent, progress=progress, eval_every=config.eval_every,
+                        eval_sessions=config.eval_sessions)
     seconds = time.perf_counter() - start
     (run_dir / "train.json").write_text(json.dumps(
         {"algo": config.algo, "total_timesteps": config.total_timesteps, "seed": config.seed,

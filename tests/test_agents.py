@@ -93,3 +93,32 @@ def test_factory_messages(tmp_path):
         AgentConfig(hidden=10, heads=4)
     with pytest.raises(FileNotFoundError, match=re.escape(f"not a ShopRank checkpoint: {tmp_path / 'agent.json'} is missing")):
         load_agent(tmp_path)
+
+
+def test_train_cli_writes_run_folder_with_eval_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from experiments.train import main
+
+    code = main(["--algo", "ppo", "--steps", "64", "--run-dir", str(tmp_path), "--no-progress",
+                 "--set", "env.max_queries=1", "--set", "env.world.text_encoder=hashing",
+                 "--set", "env.world.n_products=300", "--set", "agent.n_steps=32", "--set", "agent.batch_size=32",
+                 "--set", "agent.hidden=16", "--set", "agent.heads=2", "--set", "agent.n_envs=2",
+                 "--set", "eval_every=32", "--set", "eval_sessions=5"])
+    assert code == 0
+    for name in ("config.yaml", "config.json", "train.json", "checkpoint/agent.json", "checkpoint/policy.pt"):
+        assert (tmp_path / name).is_file(), name
+    run = next((tmp_path / "tb").iterdir())
+    events = EventAccumulator(str(run))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"shop/reward", "shop/clicks", "shop/ndcg", "shop/ctr_pos_1", "eval/reward", "eval/ndcg"} <= scalars
+
+
+def test_config_errors_name_the_key():
+    from experiments.config import load_config
+
+    with pytest.raises(ValueError, match=re.escape("unknown config key(s) ['lr'] in 'agent'; known:")):
+        load_config(overrides=["agent.lr=0.1"])
+    with pytest.raises(ValueError, match=re.escape("config key 'total_timesteps' must be int, got 'many'")):
+        load_config(overrides=["total_timesteps=many"])
