@@ -5,7 +5,7 @@ the random, retriever-order, LambdaMART and privileged myopic-oracle baselines o
 shoppers (common random numbers), and writes the report. Equivalent to::
 
     shoprank compare --agents random,retriever,lambdamart,oracle,ppo --seeds 3 --sessions 300 \\
-        --env ShopRankStatic-v0 --train-steps 30000 --out runs/demo
+        --env ShopRankStatic-v0 --train-steps 20000 --out runs/demo
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder (default runs/demo)")
-    parser.add_argument("--train-steps", type=int, default=30_000, help="PPO timesteps per seed")
+    parser.add_argument("--train-steps", type=int, default=20_000, help="PPO timesteps per seed")
     parser.add_argument("--seeds", default="3", help="seed count or list")
     parser.add_argument("--sessions", type=int, default=300, help="evaluation sessions per seed")
     args = parser.parse_args(argv)
