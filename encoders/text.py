@@ -89,10 +89,14 @@ class HashingTextEncoder:
             raise ValueError(f"dim must be positive, got {dim}.")
         self.dim = dim
         self.name = f"hashing-{dim}"
+        self._buckets: dict[str, tuple[int, float]] = {}
 
     def _bucket(self, token: str) -> tuple[int, float]:
-        h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-        return h % self.dim, 1.0 if (h >> 63) & 1 else -1.0
+        hit = self._buckets.get(token)
+        if hit is None:  # catalogs repeat their words: hash each distinct token once
+            h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+            hit = self._buckets[token] = (h % self.dim, 1.0 if (h >> 63) & 1 else -1.0)
+        return hit
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode ``b`` strings into L2-normalised ``float32 (b, dim)``."""

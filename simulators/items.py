@@ -51,7 +51,9 @@ class ItemTable:
                 values = tuple(v.strip().lower() for v in str(raw).split("|") if v.strip())
                 mine[f] = values
                 for v in values:
-                    facets[f].setdefault(v, np.zeros(n, dtype=bool))[i] = True
+                    if v not in facets[f]:  # not setdefault: it would allocate an (n,) array per call
+                        facets[f][v] = np.zeros(n, dtype=bool)
+                    facets[f][v][i] = True
             item_facets[i] = mine
         logp = np.log1p(np.asarray(catalog.prices, dtype=np.float64))
         price_z = ((logp - logp.mean()) / max(logp.std(), 1e-6)).astype(np.float32)
