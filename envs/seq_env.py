@@ -10,8 +10,8 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.config import EnvConfig
-from envs.session import SessionCore, episode_end, make_simulator, observation_space
-from envs.world import ShopWorld, get_world
+from envs.session import episode_end, init_session_env, observation_space
+from envs.world import ShopWorld
 from simulators.protocols import UserSimulator
 
 
@@ -103,12 +103,7 @@ class ShopRankSeqEnv(gym.Env):
 
     def __init__(self, config: EnvConfig | None = None, world: ShopWorld | None = None,
                  simulator: UserSimulator | None = None, render_mode: str | None = None) -> None:
-        self.config = config or EnvConfig()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
-        self.render_mode = render_mode
-        self.world = world if world is not None else get_world(self.config.world)
-        self.core = SessionCore(self.config, self.world, simulator or make_simulator(self.config, self.world))
+        init_session_env(self, config, world, simulator, render_mode)
         k, n = self.config.n_candidates, self.config.slate_size
         self.action_space = SlotActionSpace(k, self)
         base = observation_space(self.config, self.world, self.core.profile_dim)

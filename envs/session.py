@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from envs.config import EnvConfig
 from encoders.registry import resolve
-from envs.world import ShopWorld
+from envs.world import ShopWorld, get_world
 from simulators.items import ItemTable
 from simulators.protocols import PrivilegedSimulator, Query, Response, UserSimulator
 from simulators.shopper import DefaultShopper
@@ -39,6 +39,17 @@ def episode_end(left, n_queries, max_queries: int):
     terminated = np.logical_or(left, max_queries == 1)
     truncated = np.logical_and(~terminated, np.asarray(n_queries) >= max_queries)
     return terminated, truncated
+
+
+def init_session_env(env: Any, config: EnvConfig | None, world: ShopWorld | None, simulator: UserSimulator | None,
+                     render_mode: str | None) -> None:
+    """The set-up both ShopRank envs share: config, render mode check, shared world and session core."""
+    env.config = config or EnvConfig()
+    if render_mode is not None and render_mode not in env.metadata["render_modes"]:
+        raise ValueError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}.")
+    env.render_mode = render_mode
+    env.world = world if world is not None else get_world(env.config.world)
+    env.core = SessionCore(env.config, env.world, simulator or make_simulator(env.config, env.world))
 
 
 class SimulatorError(RuntimeError):
