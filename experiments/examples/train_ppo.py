@@ -11,14 +11,14 @@ from pathlib import Path
 
 import envs  # noqa: F401  (registers the ShopRank envs)
 from agents.baselines import make_baseline
-from agents.factory import AgentConfig, train_agent
+from agents.factory import AGENT_PRESETS, train_agent
 from envs import static_config
 from experiments.evaluate import evaluate_agents, markdown_table, summarize
 
 
 @dataclass
 class Args:
-    steps: int = 30_000
+    steps: int = 20_000
     """PPO timesteps per seed (one query per timestep)."""
     seeds: int = 3
     """Training seeds; each trains its own PPO and evaluates on its own held-out shoppers."""
@@ -36,12 +36,14 @@ def main() -> None:
 
     # 1. the environment: the built-in catalog, one query per episode
     env_config = static_config()
-    agent_config = AgentConfig(learning_rate=1e-3, log_std_init=-1.0, n_steps=512, batch_size=256, n_epochs=5)
+    # PPO whose candidate scores are first fitted to logged clicks of a random ranking (the "ppo" preset);
+    # AGENT_PRESETS["ppo_scratch"] is the same without the warm start
+    preset = AGENT_PRESETS["ppo"]
 
     # 2. one PPO per seed (TensorBoard events under OUT/ppo-seed<k>/tb)
     def ppo(env, seed):
-        return train_agent("ppo", env_config, args.steps, seed=seed, run_dir=args.out / f"ppo-seed{seed}",
-                           config=agent_config)
+        return train_agent(preset.algo, env_config, args.steps, seed=seed, run_dir=args.out / f"ppo-seed{seed}",
+                           config=preset.config)
 
     # 3. baselines behind the same predict() interface
     agents = {name: (lambda env, seed, name=name: make_baseline(name, env, seed))
