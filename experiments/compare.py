@@ -95,6 +95,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-over", default="auto", choices=["auto", "seeds", "sessions"],
                    help="CI unit: per-seed means or all sessions (auto: seeds when >= 5 seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an EnvConfig field, e.g. --set world.image_weight=0 (repeatable)")
     return p
 
 
@@ -113,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
     try:
         config = resolve_config(args.env, None, args.catalog, args.text_encoder)
+        if args.overrides:
+            from experiments.config import apply_overrides
+
+            config = apply_overrides(config, args.overrides)
         baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
         agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config)
     except ValueError as exc:

@@ -71,6 +71,28 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     return value
 
 
+def _set(data: dict, item: str) -> None:
+    """Apply one ``a.b=value`` override (value parsed as YAML) to a nested dict."""
+    if "=" not in item:
+        raise ValueError(f"override '{item}' must look like key.sub=value")
+    key, _, raw = item.partition("=")
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override '{item}': '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """A copy of dataclass ``config`` with ``a.b=value`` overrides applied and validated."""
+    data = asdict(config)
+    for item in overrides:
+        _set(data, item)
+    return _build(type(config), data, "")
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None, cls: type = TrainConfig) -> Any:
     """Read a YAML file (optional), apply ``a.b=value`` overrides (values parsed as YAML), validate.
 
@@ -84,16 +106,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None, cl
             raise ValueError(f"config file not found: {path}")
         data = yaml.safe_load(path.read_text()) or {}
     for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"override '{item}' must look like key.sub=value")
-        key, _, raw = item.partition("=")
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override '{item}': '{part}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        _set(data, item)
     return _build(cls, data, "")
 
 

@@ -122,3 +122,12 @@ def test_config_errors_name_the_key():
         load_config(overrides=["agent.lr=0.1"])
     with pytest.raises(ValueError, match=re.escape("config key 'total_timesteps' must be int, got 'many'")):
         load_config(overrides=["total_timesteps=many"])
+
+
+def test_env_overrides_apply_on_top_of_the_registered_config():
+    from experiments.config import apply_overrides
+
+    config = apply_overrides(static_config(), ["world.image_weight=0", "reward.revenue=0"])
+    assert config.max_queries == 1 and config.world.image_weight == 0.0 and config.reward.revenue == 0.0
+    with pytest.raises(ValueError, match=re.escape("unknown config key(s) ['colour'] in 'world'")):
+        apply_overrides(static_config(), ["world.colour=red"])
