@@ -131,3 +131,13 @@ def test_env_overrides_apply_on_top_of_the_registered_config():
     assert config.max_queries == 1 and config.world.image_weight == 0.0 and config.reward.revenue == 0.0
     with pytest.raises(ValueError, match=re.escape("unknown config key(s) ['colour'] in 'world'")):
         apply_overrides(static_config(), ["world.colour=red"])
+
+
+@pytest.mark.parametrize("name", ["static_ppo.yaml", "session_ppo.yaml", "luma_static.yaml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    from experiments.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert config.algo == "ppo" and config.total_timesteps > 0
