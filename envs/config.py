@@ -21,6 +21,9 @@ class EnvConfig:
         reward: Reward weights.
         shopper: Parameters of the default shopper (ignored when a custom simulator is given).
         world: What catalog, encoders and fusion to build the world from.
+        personalize_query: Weight of the shopper's recently clicked products in the query vector the
+            retriever searches with (0 = off: the query text alone). With it on, retrieval adapts to the
+            shopper over a session (see ``ShopWorld.personalized_search``).
         simulator: ``""`` for the default shopper, or ``"package.module:factory"`` where
             ``factory(items: ItemTable, n_slots: int) -> UserSimulator``.
     """
@@ -32,6 +35,7 @@ class EnvConfig:
     reward: RewardSpec = field(default_factory=RewardSpec)
     shopper: ShopperConfig = field(default_factory=ShopperConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
+    personalize_query: float = 0.0
     simulator: str = ""
 
     def __post_init__(self) -> None:
@@ -42,6 +46,8 @@ class EnvConfig:
                 f"slate_size must be between 1 and n_candidates={self.n_candidates}, got {self.slate_size}.")
         if self.max_queries < 1:
             raise ValueError(f"max_queries must be >= 1, got {self.max_queries}.")
+        if not 0.0 <= self.personalize_query < 1.0:
+            raise ValueError(f"personalize_query must be in [0, 1), got {self.personalize_query}.")
         if self.history_size < 1:
             raise ValueError(f"history_size must be >= 1, got {self.history_size}.")
 

@@ -165,7 +165,8 @@ class SessionCore:
             raise SimulatorError(
                 f"{type(self.sim).__name__}.next_query must return simulators.Query(text=str, ...), got {query!r}")
         self.query = query
-        ids, scores, qobs = self.world.search(query.text, self.config.n_candidates)
+        ids, scores, qobs = self.world.personalized_search(query.text, self.history, self.config.personalize_query,
+                                                           self.config.n_candidates)
         self.candidates = ids
         self._build_obs(scores, qobs)
 

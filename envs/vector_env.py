@@ -308,6 +308,9 @@ class ShopRankVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.config = config or EnvConfig()
         self.world = world if world is not None else get_world(self.config.world)
+        if self.config.personalize_query > 0:
+            raise ValueError("ShopRankVectorEnv retrieves per query text only (personalize_query=0); "
+                             "use gymnasium.make_vec(..., vectorization_mode='sync') for personalised retrieval.")
         if self.config.reward.expected:
             raise ValueError("ShopRankVectorEnv rewards sampled outcomes only (RewardSpec.expected=False); "
                              "use gymnasium.make_vec(..., vectorization_mode='sync') for expected rewards.")

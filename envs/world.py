@@ -115,6 +115,7 @@ class ShopWorld:
         basis[:, :k] = vt[:k].T
         self.query_basis = basis * np.sqrt(self.text_vectors.shape[1])
         self._query_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._query_vectors: dict[str, np.ndarray] = {}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -138,6 +139,7 @@ class ShopWorld:
             self.catalog, f"queries-{key}", self.text_encoder.name,
             lambda rows: self.text_encoder.encode([todo[i] for i in rows]), n=len(todo))
         obs = (vectors @ self.query_basis).astype(np.float32)
+        self._query_vectors.update(zip(todo, vectors.astype(np.float32)))
         for start in range(0, len(todo), batch_size):
             ids, scores = self.retriever.search(vectors[start:start + batch_size], k)
             for j in range(len(ids)):
@@ -155,12 +157,33 @@ class ShopWorld:
             self._query_cache.move_to_end(text)
             return hit[0][:k], hit[1][:k], hit[2]
         qvec = self.text_encoder.encode([text]).astype(np.float32)
+        self._query_vectors[text] = qvec[0]
         ids, scores = self.retriever.search(qvec, k)
         entry = (ids[0].astype(np.int64), scores[0].astype(np.float32), (qvec[0] @ self.query_basis).astype(np.float32))
         self._query_cache[text] = entry
         if len(self._query_cache) > cache_size:
             self._query_cache.popitem(last=False)
         return entry
+
+
+    def personalized_search(self, text: str, history: list[int], weight: float, k: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Retrieve with the query vector moved toward the shopper's clicked products.
+
+        ``q = normalise((1 - weight) * text(query) + weight * mean(text vectors of history))``; with an
+        empty history or ``weight == 0`` this is :meth:`search`. Not memoised (it depends on the shopper).
+
+        Returns:
+            ``(ids int64 (k,), scores float32 (k,), query_obs float32 (query_dim,))``.
+        """
+        if weight <= 0 or not history:
+            return self.search(text, k)
+        if text not in self._query_vectors:
+            self.search(text, k)
+        qvec = (1.0 - weight) * self._query_vectors[text] + weight * self.text_vectors[history].mean(axis=0)
+        qvec = (qvec / max(float(np.linalg.norm(qvec)), 1e-12)).astype(np.float32)[None, :]
+        ids, scores = self.retriever.search(qvec, k)
+        return ids[0].astype(np.int64), scores[0].astype(np.float32), (qvec[0] @ self.query_basis).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
