@@ -31,18 +31,18 @@ import cProfile
 import gc
 import io
 import json
-import os
-import platform
 import pstats
 import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from benchmarks.machine import machine_info as base_machine_info
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -102,19 +102,8 @@ def machine_info() -> dict:
     import gymnasium
     import torch
 
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"platform": platform.platform(), "cpu_model": model, "cpu_count": os.cpu_count(),
-            "usable_cpus": usable, "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "numpy": np.__version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return base_machine_info(torch_threads=torch.get_num_threads(), torch=torch.__version__,
+                             gymnasium=gymnasium.__version__)
 
 
 def _timed(fn: Callable[[], int], repeats: int, min_time: float) -> dict:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -38,6 +36,8 @@ from typing import Sequence
 
 import faiss
 import numpy as np
+
+from benchmarks.machine import machine_info as base_machine_info
 
 from encoders.large_catalog import ClusteredVectorsConfig, generate_clustered_vectors, sample_clustered_queries
 from encoders.retriever import FaissRetriever, IndexConfig, faiss_threads
@@ -120,26 +120,7 @@ class IndexResult:
 
 def machine_info() -> dict:
     """CPU count, platform and library versions of this machine."""
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "platform": platform.platform(),
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "faiss_threads": faiss.omp_get_max_threads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return base_machine_info(faiss_threads=faiss.omp_get_max_threads(), faiss=faiss.__version__)
 
 
 def recall_at_k(ids: np.ndarray, truth: np.ndarray) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass

@@ -7,8 +7,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from agents.factory import train_agent
 from experiments.config import TrainConfig, dump_config, load_config
 
