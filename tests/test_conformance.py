@@ -13,6 +13,8 @@ from simulators.items import ItemTable
 from simulators.protocols import ExpectedResponse, Query, Response
 from simulators.shopper import DefaultShopper, ShopperConfig
 
+from tests.broken_shoppers import BareTransition, FloatClicks, Raises, StringQuery, WrongProfile
+
 
 @pytest.fixture(scope="module")
 def items() -> ItemTable:
@@ -35,10 +37,6 @@ def test_endless_sessions_need_max_queries_none(items: ItemTable) -> None:
 
 
 # -- broken plug-ins: one defect each -----------------------------------------------------------------
-class FloatClicks(PopularityShopper):
-    def respond(self, state, query, slate, rng):
-        r = super().respond(state, query, slate, rng)
-        return Response(clicks=r.clicks.astype(float), purchases=r.purchases, dwell=r.dwell)
 
 
 class ShortClicks(PopularityShopper):
@@ -64,26 +62,6 @@ class DwellWithoutClick(PopularityShopper):
     def respond(self, state, query, slate, rng):
         r = super().respond(state, query, slate, rng)
         return Response(clicks=r.clicks, purchases=r.purchases, dwell=np.full(len(slate), 5.0))
-
-
-class Raises(PopularityShopper):
-    def respond(self, state, query, slate, rng):
-        raise KeyError("no such item")
-
-
-class WrongProfile(PopularityShopper):
-    def profile(self, state):
-        return np.zeros(3, dtype=np.float32)
-
-
-class StringQuery(PopularityShopper):
-    def next_query(self, state, rng):
-        return "red dress"
-
-
-class BareTransition(PopularityShopper):
-    def transition(self, state, query, slate, response, rng):
-        return True
 
 
 class GlobalRandom(PopularityShopper):

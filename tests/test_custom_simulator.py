@@ -18,6 +18,8 @@ from experiments.examples.custom_shopper import PopularityShopper
 from simulators.conformance import assert_conforms
 from simulators.protocols import Response
 
+from tests.broken_shoppers import BareTransition, FloatClicks, Raises, StringQuery, WrongProfile
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = WorldConfig(text_encoder="hashing")
 PATH = "experiments.examples.custom_shopper:make"
@@ -59,10 +61,6 @@ def test_custom_shopper_runs_in_env_by_import_path(env_id: str) -> None:
 
 
 # -- broken plug-ins: clear SimulatorError, never an opaque traceback -----------------------------------
-class FloatClicks(PopularityShopper):
-    def respond(self, state, query, slate, rng):
-        r = super().respond(state, query, slate, rng)
-        return Response(clicks=r.clicks.astype(float), purchases=r.purchases, dwell=r.dwell)
 
 
 class ShortPurchases(PopularityShopper):
@@ -75,21 +73,6 @@ class BuysWithoutClick(PopularityShopper):
     def respond(self, state, query, slate, rng):
         n = len(slate)
         return Response(clicks=np.zeros(n, bool), purchases=np.ones(n, bool), dwell=np.zeros(n, np.float32))
-
-
-class Raises(PopularityShopper):
-    def respond(self, state, query, slate, rng):
-        raise KeyError("no such item")
-
-
-class WrongProfile(PopularityShopper):
-    def profile(self, state):
-        return np.zeros(3, dtype=np.float32)
-
-
-class StringQuery(PopularityShopper):
-    def next_query(self, state, rng):
-        return "red dress"
 
 
 BROKEN = [
@@ -141,11 +124,6 @@ def test_broken_factories_by_import_path(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ValueError, match=re.escape(
             "cannot import simulator 'experiments.examples.custom_shopper:nothing_here'")):
         gym.make("ShopRank-v0", config=EnvConfig(world=FAST, simulator="experiments.examples.custom_shopper:nothing_here"))
-
-
-class BareTransition(PopularityShopper):
-    def transition(self, state, query, slate, response, rng):
-        return True
 
 
 def test_transition_with_wrong_return_gives_simulator_error() -> None:
