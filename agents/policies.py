@@ -54,9 +54,8 @@ class _ScoreHeadMixin:
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         self.action_net = nn.Identity()
-        for extractor in {self.pi_features_extractor, self.features_extractor}:
-            if hasattr(extractor, "shrink_score_head"):
-                extractor.shrink_score_head()  # after SB3's orthogonal init: start at the retriever prior
+        if hasattr(self.pi_features_extractor, "shrink_score_head"):
+            self.pi_features_extractor.shrink_score_head()  # after SB3's orthogonal init: start at the prior
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 

@@ -117,11 +117,6 @@ class ShopWorld:
         self._query_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._query_vectors: dict[str, np.ndarray] = {}
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_query_cache"] = OrderedDict(self._query_cache)
-        return state
-
     @property
     def n_products(self) -> int:
         return len(self.catalog)
