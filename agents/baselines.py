@@ -15,6 +15,7 @@ one score per candidate and returns it as an action. Actions are **rank-coded**:
 | ``thompson`` | a posterior sample of the ridge model (linear Thompson sampling) | online (``update``) |
 | ``lambdamart`` | LightGBM lambdarank trained on logged clicks of a random logging policy | offline (``fit``) |
 | ``oracle`` | privileged expected immediate reward (``env.unwrapped.privileged_scores()``) | no |
+| ``profile_oracle`` | the same for the shopper estimated from the observation alone (the simulator's ``observable_state``): the ceiling of an observation-only myopic ranker | no |
 
 Online bandits learn from clicks: after each step the evaluator calls ``update(obs, action, info)`` with
 the observation the action was chosen for; each shown candidate is one sample with reward 1 if clicked
@@ -254,6 +255,21 @@ class OracleBaseline(Baseline):
     @classmethod
     def _from_params(cls, params: dict[str, Any], env: gym.Env | None) -> "Baseline":
         return cls(env=env)
+
+
+class ProfileOracleBaseline(OracleBaseline):
+    """Myopic oracle that knows the simulator's equations but not the shopper's hidden traits.
+
+    Ranks by the expected immediate reward for the shopper the simulator estimates from the observation
+    (``env.unwrapped.privileged_scores(observable=True)``: posterior-mean taste and price sensitivity from
+    the noisy profile, prior willingness to pay). Its gap to ``oracle`` is what the observation cannot
+    reveal; its reward is (close to) the ceiling of any agent that ranks myopically from the observation.
+    """
+
+    name = "profile_oracle"
+
+    def scores(self, obs: Obs) -> np.ndarray:
+        return np.asarray(self.env.privileged_scores(observable=True), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -541,7 +557,7 @@ class LambdaMARTBaseline(Baseline):
 # ----------------------------------------------------------------------------------------------------
 BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (
     RandomBaseline, RetrieverBaseline, PopularityBaseline, PriceBaseline, LinUCBBaseline, ThompsonBaseline,
-    LambdaMARTBaseline, OracleBaseline)}
+    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline)}
 """Baseline classes by name (the agent names used in summaries)."""
 
 
@@ -575,6 +591,7 @@ _FACTORIES: dict[str, BaselineFactory] = {
     "thompson": lambda env, seed, cfg: ThompsonBaseline(v=cfg.thompson_v, lam=cfg.lam, seed=seed),
     "lambdamart": lambda env, seed, cfg: LambdaMARTBaseline.fit(env, cfg.n_log_sessions, seed, cfg.lambdamart),
     "oracle": lambda env, seed, cfg: OracleBaseline(env),
+    "profile_oracle": lambda env, seed, cfg: ProfileOracleBaseline(env),
 }
 
 
@@ -631,6 +648,7 @@ def load_baseline(path: str | Path, env: gym.Env | None = None) -> Baseline:
 
 
 __all__ = ["BASELINES", "Baseline", "BaselineConfig", "LambdaMARTBaseline", "LambdaMARTConfig", "LinUCBBaseline",
-           "OracleBaseline", "PopularityBaseline", "PriceBaseline", "RandomBaseline", "RetrieverBaseline",
+           "OracleBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline", "RandomBaseline",
+           "RetrieverBaseline",
            "ThompsonBaseline", "baseline_factory", "candidate_features", "is_baseline_checkpoint",
            "load_baseline", "make_baseline", "scores_to_action"]

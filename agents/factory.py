@@ -58,6 +58,9 @@ class AgentConfig:
         exploration_final_eps: DQN final epsilon.
         target_update_interval: DQN target network sync period (steps).
         train_freq: DQN environment steps between updates.
+        slot_credit: DQN only: credit each slot's pick with its own product's reward
+            (``info["position_rewards"]``, see :class:`~agents.policies.MaskedDQN`) instead of crediting
+            the whole slate's reward to the last pick.
         n_envs: Parallel environments (DummyVecEnv).
         pretrain_sessions: Sessions of logged clicks (uniformly random ranking) the policy's scores are
             fitted to before RL starts (:mod:`agents.pretrain`); 0 = learn from scratch. PPO and
@@ -88,6 +91,7 @@ class AgentConfig:
     exploration_final_eps: float = 0.05
     target_update_interval: int = 1000
     train_freq: int = 4
+    slot_credit: bool = False
     n_envs: int = 4
     pretrain_sessions: int = 0
     pretrain_epochs: int = 8
@@ -132,7 +136,7 @@ def _dqn(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
                      exploration_fraction=config.exploration_fraction,
                      exploration_final_eps=config.exploration_final_eps,
                      target_update_interval=config.target_update_interval, train_freq=config.train_freq,
-                     policy_kwargs={**_extractor_kwargs(config), "net_arch": []},
+                     slot_credit=config.slot_credit, policy_kwargs={**_extractor_kwargs(config), "net_arch": []},
                      tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0)
 
 

@@ -93,14 +93,49 @@ def valid_actions(observation: dict[str, np.ndarray]) -> np.ndarray:
 
 
 class MaskedDQN(DQN):
-    """DQN whose epsilon-greedy exploration samples only valid candidates.
+    """DQN whose epsilon-greedy exploration samples only valid candidates, optionally with per-slot credit.
 
     Exploration draws from its own generator (seeded from ``seed``), not from global ``np.random``.
+
+    With ``slot_credit=True`` (for ``ShopRankSeq-v0``), the transition that filled slot ``n`` is stored
+    with reward ``info["position_rewards"][n]`` (the clicks, purchases and revenue of the product it
+    placed) instead of the env's ``0, ..., 0, slate reward``: the SlateQ-style decomposition of a slate's
+    value into its items (Ie et al., 2019). The rewards sum to the same slate reward, so returns are
+    unchanged when ``gamma = 1``; what changes is that each decision is credited with the outcome of its
+    own product instead of the whole slate's. The slate's earlier transitions are already in the replay
+    buffer when its outcome arrives; their rewards are rewritten in place (for at most ``N - 1`` steps a
+    minibatch may draw one with reward 0).
+
+    Args:
+        slot_credit: Credit each slot with its own product's reward (needs ``position_rewards`` in the
+            slate-completing step's ``info``).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, slot_credit: bool = False, **kwargs) -> None:
+        self.slot_credit = slot_credit
+        self._pending: list[list[int]] = []
         super().__init__(*args, **kwargs)
         self._explore_rng = np.random.default_rng(self.seed)
+        self._pending = [[] for _ in range(self.n_envs)]
+
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if not self.slot_credit:
+            return
+        row = (replay_buffer.pos - 1) % replay_buffer.buffer_size
+        for env_index, info in enumerate(infos):
+            if "slate_done" not in info:
+                raise KeyError("slot_credit needs a per-slot env whose info has 'slate_done' (ShopRankSeq-v0).")
+            self._pending[env_index].append(row)
+            if not info.get("slate_done", False):
+                continue
+            if "position_rewards" not in info:
+                raise KeyError("slot_credit needs info['position_rewards'] on the step that completes a slate "
+                               "(ShopRankSeq-v0 provides it).")
+            shares = np.asarray(info["position_rewards"], dtype=np.float32)
+            for slot, stored in enumerate(self._pending[env_index]):
+                replay_buffer.rewards[stored, env_index] = shares[slot] if slot < len(shares) else 0.0
+            self._pending[env_index] = []
 
     def _sample_action(self, learning_starts, action_noise=None, n_envs=1):
         """Like SB3's, but the warm-up phase samples valid candidates of *each* env's own mask (SB3 samples

@@ -49,6 +49,15 @@ class RewardSpec:
             "revenue": float(np.sum(purchase_prob * prices)),
         }
 
+    def position_rewards(self, click: np.ndarray, purchase: np.ndarray, prices: np.ndarray) -> np.ndarray:
+        """``float (N,)`` each slot's share of the reward: ``click * click_n + purchase * purchase_n +
+        revenue * price_n * purchase_n``. Takes sampled outcomes (bool) or probabilities (float); sums to
+        :meth:`total` of the matching parts. Agents use it for per-slot credit (a SlateQ-style decomposition
+        of the slate reward into items; valid because every slot's outcome is observed)."""
+        click = np.asarray(click, dtype=np.float64)
+        purchase = np.asarray(purchase, dtype=np.float64)
+        return self.click * click + self.purchase * purchase + self.revenue * np.asarray(prices) * purchase
+
     def total(self, parts: dict[str, float]) -> float:
         """Weighted sum of :meth:`parts`."""
         return self.click * parts["clicks"] + self.purchase * parts["purchases"] + self.revenue * parts["revenue"]

@@ -78,9 +78,10 @@ class ShopRankSeqEnv(gym.Env):
     ## Rewards
     0 for the steps that fill slots ``0 .. N-2``; the step that completes the slate gets ``RewardSpec``'s
     ``click * clicks + purchase * purchases + revenue * revenue`` of the shown slate, and its ``info``
-    carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``shown_ids``, ``ndcg`` and
-    ``left`` as in ``ShopRank-v0``. Every ``info`` has ``slot`` (the slot just filled), ``slate_done`` and
-    ``query``.
+    carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``shown_ids``, ``ndcg``,
+    ``left`` and ``position_rewards`` (``float (N,)``, slot ``n``'s share of the reward) as in ``ShopRank-v0``;
+    an agent can credit slot ``n``'s decision with ``position_rewards[n]`` (see ``agents.policies.MaskedDQN``).
+    Every ``info`` has ``slot`` (the slot just filled), ``slate_done`` and ``query``.
 
     ## Starting State
     A shopper sampled from the simulator's population, their first query's candidates, an empty slate.
@@ -113,7 +114,7 @@ class ShopRankSeqEnv(gym.Env):
             "slot": spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
         })
         self._order: list[int] = []
-        self._values: np.ndarray | None = None
+        self._values: tuple[bool, np.ndarray] | None = None
         self._last: dict[str, Any] | None = None
         self._ended = False
 
@@ -202,7 +203,8 @@ class ShopRankSeqEnv(gym.Env):
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         info.update({**outcome.parts, "slate_done": True, "clicked_positions": np.flatnonzero(outcome.response.clicks),
                      "purchased_positions": np.flatnonzero(outcome.response.purchases),
-                     "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left})
+                     "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
+                     "position_rewards": outcome.position_rewards})
         self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
                       "reward": outcome.reward}
         self._ended = terminated or truncated
@@ -212,14 +214,15 @@ class ShopRankSeqEnv(gym.Env):
             info["next_query"] = self.core.query.text
         return self._observation(), float(outcome.reward), terminated, truncated, info
 
-    def privileged_scores(self) -> np.ndarray:
-        """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracle only.
+    def privileged_scores(self, observable: bool = False) -> np.ndarray:
+        """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracles only.
 
         Candidates already placed (and padded ones) score ``-inf``, so ``argmax`` is always a valid action.
+        ``observable=True``: for the shopper estimated from the observation alone (``profile_oracle``).
         """
-        if self._values is None:
-            self._values = self.core.candidate_values()
-        values = self._values.copy()
+        if self._values is None or self._values[0] != observable:
+            self._values = (observable, self.core.candidate_values(observable))
+        values = self._values[1].copy()
         values[self._order] = -np.inf
         return values
 

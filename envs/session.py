@@ -101,6 +101,8 @@ class SlateOutcome:
     slate: np.ndarray
     left: bool
     ndcg: float
+    position_rewards: np.ndarray
+    """``float (N,)`` each slot's share of ``reward`` (see :meth:`RewardSpec.position_rewards`)."""
 
 
 class SessionCore:
@@ -133,7 +135,8 @@ class SessionCore:
         # candidates (a subclass that overrides the probabilities keeps the generic per-chunk path).
         self._fast_utility = (
             getattr(type(simulator), "expected_response", None) is DefaultShopper.expected_response
-            and getattr(type(simulator), "item_probabilities", None) is DefaultShopper.item_probabilities)
+            and getattr(type(simulator), "item_probabilities", None) is DefaultShopper.item_probabilities
+            and getattr(type(simulator), "utility", None) is DefaultShopper.utility)
         self._discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
         known = getattr(simulator, "known_queries", None)
         if callable(known):
@@ -219,8 +222,11 @@ class SessionCore:
         prices = self.world.items.prices[np.where(slate >= 0, slate, 0)]
         parts = cfg.reward.parts(response.clicks, response.purchases, prices)
         if cfg.reward.expected:
-            reward = cfg.reward.total(self._expected_parts(slate, prices))
+            click_prob, purchase_prob = self._expected_probs(slate)
+            position_rewards = cfg.reward.position_rewards(click_prob, purchase_prob, prices)
+            reward = cfg.reward.total(cfg.reward.expected_parts(click_prob, purchase_prob, prices))
         else:
+            position_rewards = cfg.reward.position_rewards(response.clicks, response.purchases, prices)
             reward = cfg.reward.total(parts)
         ndcg = self.ndcg(slate)
         result = self._call("transition", self.state, self.query, slate, response, rng)
@@ -236,27 +242,40 @@ class SessionCore:
         self.history = self.history[-cfg.history_size:]
         self.n_queries += 1
         left = bool(left) or bool(getattr(response, "abandoned", False))
-        return SlateOutcome(reward=reward, parts=parts, response=response, slate=slate, left=left, ndcg=ndcg)
+        return SlateOutcome(reward=reward, parts=parts, response=response, slate=slate, left=left, ndcg=ndcg,
+                            position_rewards=position_rewards)
 
-    def _expected_parts(self, slate: np.ndarray, prices: np.ndarray) -> dict[str, float]:
+    def _expected_probs(self, slate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(click_prob (N,), purchase_prob (N,))`` of ``slate`` under the shopper's true state."""
         if not self.privileged:
             raise SimulatorError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
                                  f"{type(self.sim).__name__} has none.")
         exp = self.sim.expected_response(self.state, self.query, slate)
-        return self.config.reward.expected_parts(np.asarray(exp.click_prob), np.asarray(exp.purchase_prob), prices)
+        return np.asarray(exp.click_prob), np.asarray(exp.purchase_prob)
 
     # -- privileged truth -----------------------------------------------------------------------------
     @property
     def privileged(self) -> bool:
         return self._privileged
 
-    def candidate_values(self) -> np.ndarray:
+    def candidate_values(self, observable: bool = False) -> np.ndarray:
         """``float (K,)`` expected immediate reward of each candidate shown alone in the top slot (privileged).
 
-        ``-inf`` for padded candidates. Used by the myopic oracle; needs ``expected_response``.
+        ``-inf`` for padded candidates. Used by the myopic oracles; needs ``expected_response``.
+
+        Args:
+            observable: Value them for the shopper the simulator's ``observable_state(state)`` estimates
+                from the observation alone (the ``profile_oracle``), not for the true hidden state.
         """
         if not self.privileged:
             raise SimulatorError(f"{type(self.sim).__name__} has no expected_response: no oracle possible.")
+        state = self.state
+        if observable:
+            estimate = getattr(self.sim, "observable_state", None)
+            if not callable(estimate):
+                raise SimulatorError(f"{type(self.sim).__name__} has no observable_state(state): "
+                                     "no profile oracle possible.")
+            state = self._call("observable_state", self.state)
         cfg = self.config
         values = np.full(cfg.n_candidates, -np.inf)
         empty = np.full(cfg.slate_size, -1, dtype=np.int64)
@@ -266,7 +285,7 @@ class SessionCore:
                 continue
             slate = empty.copy()
             slate[0] = item
-            exp = self.sim.expected_response(self.state, self.query, slate)
+            exp = self.sim.expected_response(state, self.query, slate)
             values[i] = (cfg.reward.click * exp.click_prob[0] + cfg.reward.purchase * exp.purchase_prob[0]
                          + cfg.reward.revenue * exp.purchase_prob[0] * prices[item])
         return values
@@ -276,8 +295,7 @@ class SessionCore:
         if not self.privileged:
             return None
         if self._fast_utility:
-            return np.asarray(self.sim.item_probabilities(self.state, self.query.intent, self.candidates)[2],
-                              dtype=float)
+            return np.asarray(self.sim.utility(self.state, self.query.intent, self.candidates), dtype=float)
         n = self.config.slate_size
         chunks = []
         for start in range(0, len(self.candidates), n):

@@ -49,7 +49,8 @@ class ShopRankEnv(gym.Env):
     ## Rewards
     ``RewardSpec``: ``click * clicks + purchase * purchases + revenue * revenue`` of the shown slate.
     ``info`` carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``purchased_positions``, ``shown_ids``,
-    ``ndcg`` (slate vs the shopper's true utilities of the K candidates) and ``left``.
+    ``ndcg`` (slate vs the shopper's true utilities of the K candidates), ``left`` and ``position_rewards``
+    (``float (N,)``, each slot's share of the reward; they sum to it).
 
     ## Starting State
     A shopper sampled from the simulator's population, and their first query's candidates.
@@ -106,6 +107,7 @@ class ShopRankEnv(gym.Env):
         info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.response.clicks),
                 "purchased_positions": np.flatnonzero(outcome.response.purchases),
                 "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
+                     "position_rewards": outcome.position_rewards,
                 "query": self.core.query.text}
         self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
                       "reward": outcome.reward}
@@ -114,9 +116,12 @@ class ShopRankEnv(gym.Env):
             info["next_query"] = self.core.query.text
         return self.core.observation(), float(outcome.reward), terminated, truncated, info
 
-    def privileged_scores(self) -> np.ndarray:
-        """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracle only."""
-        return self.core.candidate_values()
+    def privileged_scores(self, observable: bool = False) -> np.ndarray:
+        """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracles only.
+
+        ``observable=True`` values them for the shopper estimated from the observation alone (see
+        :meth:`~envs.session.SessionCore.candidate_values`)."""
+        return self.core.candidate_values(observable)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

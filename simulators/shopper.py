@@ -48,6 +48,7 @@ SEGMENTS = ("women", "men", "any")
 _POSSESSIVE = {"women": "women's", "men": "men's"}
 _FACET_WEIGHT = {"type": 2.0, "gender": 1.0, "colour": 1.0, "pattern": 1.0, "material": 0.5}
 _P_STATE = {"gender": 0.8, "colour": 0.5, "pattern": 0.35, "material": 0.3}
+_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE = 2.0, 0.5  # Gamma prior: mean 1, variance 0.5
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ class DefaultShopper:
         return ShopperState(
             segment=int(rng.integers(len(SEGMENTS))),
             taste=rng.normal(size=v).astype(np.float32),
-            price_sensitivity=float(rng.gamma(2.0, 0.5)),
+            price_sensitivity=float(rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE)),
             profile_noise=(cfg.profile_noise * rng.normal(size=v + 1)).astype(np.float32),
             patience=float(cfg.patience),
             willingness_to_pay=float(cfg.budget_mean + cfg.budget_std * rng.normal()),
@@ -258,6 +259,25 @@ class DefaultShopper:
         out[len(SEGMENTS):-1] = state.taste + state.profile_noise[:-1]
         out[-1] = state.price_sensitivity + state.profile_noise[-1]
         return out
+
+    def observable_state(self, state: ShopperState) -> ShopperState:
+        """The shopper as a perfect model of this population would estimate them from the observation alone.
+
+        Taste and price sensitivity are replaced by their posterior means given the noisy profile
+        (taste ``~ N(0, I)`` seen through ``N(0, profile_noise^2)`` noise: ``profile / (1 + noise^2)``;
+        price sensitivity by the linear (best linear unbiased) shrinkage of its Gamma prior), and the
+        unobserved willingness to pay by its prior mean. The intent is kept: the query states all of its
+        facets. Used by the ``profile_oracle`` baseline, the ceiling of what an agent that sees only the
+        observation can reach under a myopic objective.
+        """
+        profile = self.profile(state)
+        noise_var = self.config.profile_noise ** 2
+        prior_mean = _PRICE_SENSITIVITY_SHAPE * _PRICE_SENSITIVITY_SCALE
+        prior_var = _PRICE_SENSITIVITY_SHAPE * _PRICE_SENSITIVITY_SCALE ** 2
+        shrink = prior_var / (prior_var + noise_var)
+        price_sensitivity = max(0.0, prior_mean + shrink * (float(profile[-1]) - prior_mean))
+        return replace(state, taste=(profile[len(SEGMENTS):-1] / (1.0 + noise_var)).astype(np.float32),
+                       price_sensitivity=price_sensitivity, willingness_to_pay=self.config.budget_mean)
 
     def _sample_intent(self, state: ShopperState, rng: np.random.Generator) -> Intent:
         """An intent from the query bank that fits the shopper's segment."""
@@ -322,6 +342,22 @@ class DefaultShopper:
         above = np.tril(dup, k=-1).sum(axis=1)
         return (1.0 - cfg.boredom) ** above
 
+    def _utility_terms(self, state: ShopperState, intent: Intent, slate: np.ndarray, rows: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(rel, visual match, price term, utility)``, each ``float (N,)``, for catalog ``rows``."""
+        cfg = self.config
+        rel = self.relevance(intent, slate)
+        vis = self._visual_match(state, rows)
+        price = state.price_sensitivity * self.items.price_z[rows]
+        return rel, vis, price, cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
+
+    def utility(self, state: ShopperState, intent: Intent, rows: np.ndarray) -> np.ndarray:
+        """``float (len(rows),)`` true utility of each product for the intent (0 for ``-1``); the
+        ``utility`` of :meth:`item_probabilities` without computing the click and purchase terms."""
+        rows = np.asarray(rows, dtype=np.int64)
+        valid = rows >= 0
+        return np.where(valid, self._utility_terms(state, intent, rows, np.where(valid, rows, 0))[3], 0.0)
+
     def item_probabilities(self, state: ShopperState, intent: Intent, slate: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Attractiveness (after boredom), purchase-given-click probability and utility of each slot's product.
@@ -338,10 +374,7 @@ class DefaultShopper:
         slate = np.asarray(slate, dtype=np.int64)
         valid = slate >= 0
         rows = np.where(valid, slate, 0)
-        rel = self.relevance(intent, slate)
-        vis = self._visual_match(state, rows)
-        price = state.price_sensitivity * self.items.price_z[rows]
-        utility = cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
+        rel, vis, price, utility = self._utility_terms(state, intent, slate, rows)
         attract = _sigmoid(cfg.temperature * (utility - cfg.threshold)) * self._boredom_factor(slate)
         buy_logit = cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price
         if cfg.buy_over_budget > 0:

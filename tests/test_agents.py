@@ -141,3 +141,23 @@ def test_shipped_configs_load(name):
 
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert config.algo == "ppo" and config.total_timesteps > 0
+
+
+def test_dqn_slot_credit_splits_each_slate_reward_over_its_picks():
+    """Same seed, warm-up only (no learning): the credited buffer holds each slate's reward split over its
+    slots (the same per-slate sums), the plain one holds 0, ..., 0, slate reward."""
+    from dataclasses import replace as dc_replace
+
+    config = static_config(world=FAST_WORLD)
+    steps = 10 * 12  # twelve complete slates (N = 10)
+    buffers = {}
+    for credit in (False, True):
+        cfg = dc_replace(TINY, slot_credit=credit, learning_starts=10_000)
+        model = build_agent("dqn", config, cfg, seed=5, n_envs=1)
+        model.learn(total_timesteps=steps)
+        buffers[credit] = model.replay_buffer.rewards[:steps, 0].reshape(12, 10).copy()
+    plain, credited = buffers[False], buffers[True]
+    assert np.all(plain[:, :-1] == 0.0)
+    np.testing.assert_allclose(credited.sum(axis=1), plain[:, -1], rtol=1e-5)
+    assert np.any(credited[:, :-1] != 0.0)  # earlier slots got their own products' clicks
+    assert model.slot_credit

@@ -44,13 +44,15 @@ def obs(env) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def sessions(env):
     """300 static sessions per agent with common random numbers (one seed)."""
-    agents = {n: baseline_factory(n, FAST) for n in ("random", "retriever", "linucb", "lambdamart", "oracle")}
+    agents = {n: baseline_factory(n, FAST) for n in ("random", "retriever", "linucb", "lambdamart", "oracle",
+                                                      "profile_oracle")}
     return evaluate_agents(agents, env=env, seeds=[0], n_sessions=300, progress=False)
 
 
 def test_registry_names():
     assert sorted(BASELINES) == sorted(
-        ["random", "retriever", "popularity", "price", "linucb", "thompson", "lambdamart", "oracle"])
+        ["random", "retriever", "popularity", "price", "linucb", "thompson", "lambdamart", "oracle",
+         "profile_oracle"])
     assert all(cls.name == name for name, cls in BASELINES.items())
 
 
@@ -105,6 +107,8 @@ def test_ordering_on_static_sessions(sessions):
     assert mean.loc["oracle", "reward"] > mean.loc["linucb", "reward"] > mean.loc["random", "reward"]
     assert mean.loc["retriever", "ndcg"] > mean.loc["random", "ndcg"]
     assert mean.loc["oracle", "ndcg"] > 0.95
+    # knowing the equations but only the observed profile: below the truth, above what is learnt from clicks
+    assert mean.loc["oracle", "reward"] > mean.loc["profile_oracle", "reward"] > mean.loc["lambdamart", "reward"]
 
 
 def test_linucb_learns(sessions):
@@ -136,7 +140,7 @@ def test_save_load_gives_identical_actions(env, tmp_path, name):
 def test_bad_inputs_exact_messages(env, obs, tmp_path):
     with pytest.raises(ValueError, match=re.escape(
             "unknown baseline 'greedy'; choose from ['lambdamart', 'linucb', 'oracle', 'popularity', 'price', "
-            "'random', 'retriever', 'thompson'].")):
+            "'profile_oracle', 'random', 'retriever', 'thompson'].")):
         make_baseline("greedy", env)
     with pytest.raises(KeyError, match=re.escape(
             "RetrieverBaseline.predict: observation is missing keys ['mask']; a ShopRank observation has "

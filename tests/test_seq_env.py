@@ -230,3 +230,28 @@ def test_subproc_vec_env_action_masks() -> None:
         assert masks.shape == (2, K) and not masks[0, 0] and not masks[1, 19] and masks.sum() == 2 * (K - 1)
     finally:
         vec.close()
+
+
+@pytest.mark.parametrize("expected", [False, True])
+def test_position_rewards_split_the_slate_reward(expected: bool) -> None:
+    from envs.reward import RewardSpec
+
+    for env_id in ("ShopRankSeq-v0", "ShopRank-v0"):
+        env = _make(env_id, reward=RewardSpec(expected=expected))
+        env.reset(seed=4)
+        done, seen = False, 0
+        while not done:
+            action = (int(np.flatnonzero(env.unwrapped.action_masks())[0]) if env_id.startswith("ShopRankSeq")
+                      else env.action_space.sample())
+            _, reward, term, trunc, info = env.step(action)
+            done = term or trunc
+            if "position_rewards" in info:
+                seen += 1
+                shares = info["position_rewards"]
+                assert shares.shape == (N,)
+                assert shares.sum() == pytest.approx(reward, rel=1e-6)
+                if not expected:
+                    clicked = np.zeros(N, bool)
+                    clicked[info["clicked_positions"]] = True
+                    assert np.all(shares[~clicked] == 0.0)
+        assert seen >= 1

@@ -258,3 +258,29 @@ def test_config_validation_messages() -> None:
             cfg.p_continue_after_purchase) == (0.0, 0.0, 0.0, 0.0, math.inf, 1.0)
     assert isinstance(ShopperState(0, np.zeros(2, np.float32), 1.0, np.zeros(3, np.float32), 1.0)
                       .willingness_to_pay, float)
+
+
+def test_utility_matches_item_probabilities(items):
+    shopper = DefaultShopper(items, OFF, n_slots=N)
+    rng = np.random.default_rng(3)
+    state = shopper.reset(rng)
+    query = shopper.next_query(state, rng)
+    rows = np.array([5, -1, 17, 3, 599], dtype=np.int64)
+    np.testing.assert_allclose(shopper.utility(state, query.intent, rows),
+                               shopper.item_probabilities(state, query.intent, rows)[2], rtol=1e-12)
+
+
+def test_observable_state_depends_only_on_what_the_profile_shows(items):
+    shopper = DefaultShopper(items, ShopperConfig(query_bank_size=300), n_slots=N)
+    state = shopper.reset(np.random.default_rng(0))
+    # another shopper with different hidden traits but the same observed profile
+    shift = np.full(items.visual_dim, 0.7, dtype=np.float32)
+    twin = replace(state, taste=state.taste + shift, profile_noise=state.profile_noise - np.append(shift, 0.4),
+                   price_sensitivity=state.price_sensitivity + 0.4, willingness_to_pay=2.0)
+    np.testing.assert_allclose(shopper.profile(twin), shopper.profile(state), atol=1e-6)
+    a, b = shopper.observable_state(state), shopper.observable_state(twin)
+    np.testing.assert_allclose(a.taste, b.taste, atol=1e-6)
+    assert a.price_sensitivity == pytest.approx(b.price_sensitivity, abs=1e-6)
+    assert a.willingness_to_pay == b.willingness_to_pay == shopper.config.budget_mean
+    noise_var = shopper.config.profile_noise ** 2  # posterior mean of N(0, I) taste seen through the noise
+    np.testing.assert_allclose(a.taste, shopper.profile(state)[3:-1] / (1 + noise_var), rtol=1e-6)
