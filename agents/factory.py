@@ -24,7 +24,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
-from agents.pretrain import PretrainConfig, collect_click_logs, pretrain_scores
+from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, pretrain_q_values,
+                             pretrain_scores, seed_replay_buffer)
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
                              MaskedDQN)
 from envs.config import EnvConfig, config_from_dict, config_to_dict
@@ -54,6 +55,7 @@ class AgentConfig:
             how far exploration reorders the slate.
         buffer_size: DQN replay size.
         learning_starts: DQN steps before learning.
+        exploration_initial_eps: DQN epsilon at the start (lower it after a warm start).
         exploration_fraction: DQN fraction of training over which epsilon decays.
         exploration_final_eps: DQN final epsilon.
         target_update_interval: DQN target network sync period (steps).
@@ -62,10 +64,14 @@ class AgentConfig:
             (``info["position_rewards"]``, see :class:`~agents.policies.MaskedDQN`) instead of crediting
             the whole slate's reward to the last pick.
         n_envs: Parallel environments (DummyVecEnv).
-        pretrain_sessions: Sessions of logged clicks (uniformly random ranking) the policy's scores are
-            fitted to before RL starts (:mod:`agents.pretrain`); 0 = learn from scratch. PPO and
-            MaskablePPO only.
-        pretrain_epochs: Passes over the logged clicks.
+        pretrain_sessions: Sessions logged with a uniformly random ranking that the policy is fitted to
+            before RL starts (:mod:`agents.pretrain`): PPO's scores to ``pretrain_target``, DQN's
+            Q-values to each slot's reward-to-go; 0 = learn from scratch.
+        pretrain_target: What the warm start fits: ``"reward"`` (each slot's reward, Poisson) or
+            ``"clicks"`` (logistic); see :mod:`agents.pretrain`.
+        pretrain_epochs: Passes over the logged sessions.
+        seed_buffer: DQN with a warm start: also put the logged transitions in the replay buffer, so online
+            learning keeps fitting them (``buffer_size`` must hold them: ``N`` per logged slate).
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
@@ -87,6 +93,7 @@ class AgentConfig:
     prior_weight: float = 2.0
     buffer_size: int = 50_000
     learning_starts: int = 1000
+    exploration_initial_eps: float = 1.0
     exploration_fraction: float = 0.3
     exploration_final_eps: float = 0.05
     target_update_interval: int = 1000
@@ -94,13 +101,18 @@ class AgentConfig:
     slot_credit: bool = False
     n_envs: int = 4
     pretrain_sessions: int = 0
+    pretrain_target: str = "reward"
     pretrain_epochs: int = 8
+    seed_buffer: bool = False
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "hidden", "heads", "n_envs"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"AgentConfig.{name} must be > 0, got {getattr(self, name)}.")
+        if self.pretrain_target not in PRETRAIN_TARGETS:
+            raise ValueError(f"AgentConfig.pretrain_target must be one of {list(PRETRAIN_TARGETS)}, "
+                             f"got {self.pretrain_target!r}.")
         if self.hidden % self.heads:
             raise ValueError(f"AgentConfig.hidden ({self.hidden}) must be divisible by heads ({self.heads}).")
 
@@ -133,6 +145,7 @@ def _maskable_ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | No
 def _dqn(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     return MaskedDQN(CandidateDQNPolicy, env, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
                      learning_starts=config.learning_starts, batch_size=config.batch_size, gamma=config.gamma,
+                     exploration_initial_eps=config.exploration_initial_eps,
                      exploration_fraction=config.exploration_fraction,
                      exploration_final_eps=config.exploration_final_eps,
                      target_update_interval=config.target_update_interval, train_freq=config.train_freq,
@@ -166,14 +179,21 @@ class AgentPreset:
 
 
 AGENT_PRESETS: dict[str, AgentPreset] = {
-    "ppo": AgentPreset("ppo", AgentConfig(pretrain_sessions=10_000),
-                       "PPO on ShopRank-v0, scores warm-started on 10k logged sessions, then trained online"),
-    "ppo_scratch": AgentPreset("ppo", AgentConfig(), "PPO on ShopRank-v0 from scratch (no logged clicks)"),
+    "ppo": AgentPreset("ppo", AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6),
+                       "PPO on ShopRank-v0, scores warm-started on 100k logged sessions (slot rewards), then "
+                       "trained online"),
+    "ppo_scratch": AgentPreset("ppo", AgentConfig(), "PPO on ShopRank-v0 from scratch (no logged sessions)"),
     "maskable_ppo": AgentPreset("maskable_ppo", AgentConfig(pretrain_sessions=10_000, gamma=1.0, gae_lambda=1.0),
-                                "MaskablePPO on ShopRankSeq-v0, warm-started like ppo"),
-    "dqn": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=1.0, learning_rate=5e-4, learning_starts=2000,
+                                "MaskablePPO on ShopRankSeq-v0, warm-started on 10k logged sessions"),
+    "dqn": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=0.0, slot_credit=True, learning_rate=5e-4,
+                                          pretrain_sessions=30_000, pretrain_epochs=4, learning_starts=100,
+                                          exploration_initial_eps=0.1, exploration_final_eps=0.02,
                                           target_update_interval=2000),
-                       "DQN with a masked Q-network on ShopRankSeq-v0, from scratch"),
+                       "DQN with a masked Q-network on ShopRankSeq-v0, per-slot credit, Q-values warm-started "
+                       "on 30k logged sessions, then trained online"),
+    "dqn_scratch": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=0.0, slot_credit=True, learning_rate=5e-4,
+                                                  learning_starts=2000, target_update_interval=2000),
+                               "DQN with a masked Q-network and per-slot credit, from scratch"),
 }
 """RL agents by the names ``shoprank compare`` and ``summary.csv`` use."""
 
@@ -256,19 +276,26 @@ def load_agent(path: Path) -> LoadedAgent:
 
 
 def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool) -> list[float]:
-    """Fit the policy's candidate scores to logged clicks before RL (see :mod:`agents.pretrain`)."""
-    if name == "dqn":
-        raise ValueError("pretrain_sessions is supported for ppo and maskable_ppo, not dqn (its scores are Q-values).")
+    """Fit the policy's candidate scores to logged sessions before RL (see :mod:`agents.pretrain`)."""
     env = make_env(env_config, sequential=False)
-    observations, shown, clicks = collect_click_logs(env, config.pretrain_sessions, seed)
+    pretrain = PretrainConfig(sessions=config.pretrain_sessions, target=config.pretrain_target,
+                              epochs=config.pretrain_epochs)
+    if name == "dqn":  # Q-values are expected rewards: fit each slot's reward-to-go (see pretrain_q_values)
+        observations, shown, rewards = collect_click_logs(env, config.pretrain_sessions, seed, "reward")
+        losses = pretrain_q_values(model.policy.q_net, observations, shown, rewards, config.gamma, pretrain, seed,
+                                   progress)
+        model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
+        if config.seed_buffer:
+            seed_replay_buffer(model.replay_buffer, observations, shown, rewards)
+        return losses
+    observations, shown, outcomes = collect_click_logs(env, config.pretrain_sessions, seed, config.pretrain_target)
     extractor = model.policy.pi_features_extractor
     if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate
         m, k = observations["mask"].shape
         observations["placed"] = np.zeros((m, k), dtype=np.float32)
         observations["slot"] = np.zeros((m, env_config.slate_size), dtype=np.float32)
         observations["slot"][:, 0] = 1.0
-    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, clicks,
-                           PretrainConfig(sessions=config.pretrain_sessions, epochs=config.pretrain_epochs),
+    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, outcomes, pretrain,
                            seed, progress)
 
 

@@ -1,11 +1,17 @@
-"""Warm-start a policy's candidate scores from logged clicks (offline pretraining before online RL).
+"""Warm-start a policy's candidate scores from logged sessions (offline pretraining before online RL).
 
-A uniformly random logging policy runs in the env; every shown (candidate, slot) is one example with its
-click. The policy's own feature extractor is fitted to predict clicks, ``P(click) = sigmoid(score_i +
-b_slot)`` (a learned bias per slot absorbs position bias, as in a position-based click model), so RL
-starts from a reranker that already reads taste and look off the features. Only logged clicks are used,
-never the simulator's hidden state. Logging sessions use the training seed stream (``derive_seed(...,
-stream=1)``), so they never replay evaluation shoppers.
+A uniformly random logging policy runs in the env; every shown (candidate, slot) is one example with what
+it earned there (``info["position_rewards"]``: its click, purchase and revenue under the env's
+``RewardSpec``). The policy's own feature extractor is fitted to it with a position-based model:
+
+* ``target="reward"`` (default): ``E[reward] = exp(score_i + b_slot)``, a Poisson (log-link) regression;
+  the slot factor is multiplicative, so ranking by ``score`` ranks by expected reward at every slot,
+  which is the myopic objective itself (purchases and revenue included, not only clicks).
+* ``target="clicks"``: ``P(click) = sigmoid(score_i + b_slot)``, a logistic regression on clicks only.
+
+Either way RL starts from a reranker that already reads taste, look and price off the features. Only
+logged outcomes are used, never the simulator's hidden state. Logging sessions use the training seed
+stream (``derive_seed(..., stream=1)``), so they never replay evaluation shoppers.
 """
 
 from __future__ import annotations
@@ -26,24 +32,53 @@ class PretrainConfig:
 
     Attributes:
         sessions: Logged sessions collected with a uniformly random ranking (0 disables pretraining).
+        target: ``"reward"`` (Poisson fit of each slot's reward) or ``"clicks"`` (logistic fit of clicks).
         epochs: Passes over the logged examples.
         batch_size: Queries per gradient step.
         learning_rate: Adam step size.
     """
 
     sessions: int = 0
+    target: str = "reward"
     epochs: int = 8
     batch_size: int = 128
     learning_rate: float = 1e-3
 
+    def __post_init__(self) -> None:
+        if self.target not in _LOSSES:
+            raise ValueError(f"PretrainConfig.target must be one of {sorted(_LOSSES)}, got {self.target!r}.")
 
-def collect_click_logs(env: gym.Env, n_sessions: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+
+def _poisson_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Poisson negative log-likelihood with a log link (constant terms dropped), weighted mean."""
+    return ((torch.exp(logits) - target * logits) * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def _logistic_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
+
+
+_LOSSES = {"reward": _poisson_loss, "clicks": _logistic_loss}
+PRETRAIN_TARGETS = tuple(sorted(_LOSSES))
+"""What a warm start can fit: each slot's ``"reward"`` or its ``"clicks"``."""
+
+
+def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks"
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Log ``n_sessions`` sessions of a uniformly random ranking in a Box-action ShopRank env.
 
+    Args:
+        env: ``ShopRank-v0`` or ``ShopRankStatic-v0`` (any wrapper).
+        n_sessions: Sessions to log.
+        seed: Training seed (logging uses its own seed streams).
+        target: ``"clicks"`` (1 where clicked) or ``"reward"`` (``info["position_rewards"]``).
+
     Returns:
-        ``(observations {key: (M, ...)}, shown (M, N) candidate indices, clicks (M, N) float32)`` with one
-        row per shown slate.
+        ``(observations {key: (M, ...)}, shown (M, N) candidate indices, outcome (M, N) float32)`` with one
+        row per shown slate; ``outcome`` is the click or the reward of each slot.
     """
+    if target not in _LOSSES:
+        raise ValueError(f"target must be one of {sorted(_LOSSES)}, got {target!r}.")
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
     obs_rows, shown_rows, click_rows = [], [], []
     k = env.action_space.shape[0]
@@ -54,8 +89,11 @@ def collect_click_logs(env: gym.Env, n_sessions: int, seed: int) -> tuple[dict[s
             action = rng.uniform(-1.0, 1.0, size=k).astype(np.float32)
             next_obs, _, terminated, truncated, info = env.step(action)
             n = len(info["shown_ids"])
-            clicks = np.zeros(n, dtype=np.float32)
-            clicks[np.asarray(info["clicked_positions"], dtype=int)] = 1.0
+            if target == "reward":
+                clicks = np.asarray(info["position_rewards"], dtype=np.float32)
+            else:
+                clicks = np.zeros(n, dtype=np.float32)
+                clicks[np.asarray(info["clicked_positions"], dtype=int)] = 1.0
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
             click_rows.append(clicks)
@@ -67,14 +105,15 @@ def collect_click_logs(env: gym.Env, n_sessions: int, seed: int) -> tuple[dict[s
 def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations: dict[str, np.ndarray],
                     shown: np.ndarray, clicks: np.ndarray, config: PretrainConfig, seed: int,
                     progress: bool = False) -> list[float]:
-    """Fit ``extractor``'s first ``K`` outputs (candidate scores) to logged clicks.
+    """Fit ``extractor``'s first ``K`` outputs (candidate scores) to logged outcomes (``config.target``).
 
     Args:
         extractor: A :class:`~agents.extractor.CandidateSetExtractor` (trained in place).
         n_candidates: ``K``.
         observations: ``{key: (M, ...)}`` logged observations.
         shown: ``int64 (M, N)`` candidate index shown in each slot.
-        clicks: ``float32 (M, N)`` 1 where clicked.
+        clicks: ``float32 (M, N)`` each slot's logged outcome: 1 where clicked (``target="clicks"``) or
+            its reward (``target="reward"``, non-negative).
         config: Optimiser settings.
         seed: Seeds the minibatch order.
         progress: Progress bar over epochs.
@@ -91,18 +130,149 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
     generator = torch.Generator().manual_seed(seed)
     losses = []
     m = len(shown)
-    for _ in tqdm(range(config.epochs), desc="pretraining on logged clicks", disable=not progress):
+    loss_fn = _LOSSES[config.target]
+    if config.target == "reward" and bool((clicks_t < 0).any()):
+        raise ValueError("target='reward' needs non-negative slot rewards (a Poisson fit); use target='clicks' "
+                         "with a RewardSpec that has negative weights.")
+    for _ in tqdm(range(config.epochs), desc=f"pretraining on logged {config.target}", disable=not progress):
         order = torch.randperm(m, generator=generator)
         total = 0.0
         for start in range(0, m, config.batch_size):
             idx = order[start:start + config.batch_size]
             scores = extractor({key: value[idx] for key, value in obs_t.items()})[:, :n_candidates]
             logits = torch.gather(scores, 1, shown_t[idx]) + slot_bias
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, clicks_t[idx], weight=valid_t[idx].float())
+            loss = loss_fn(logits, clicks_t[idx], valid_t[idx].float())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
         losses.append(total / m)
     return losses
+
+
+def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """``float32 (M, N)``: ``G[m, n] = sum_{j >= n} gamma ** (j - n) * rewards[m, j]`` within each slate."""
+    out = np.zeros_like(rewards, dtype=np.float32)
+    running = np.zeros(len(rewards), dtype=np.float64)
+    for n in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, n] + gamma * running
+        out[:, n] = running
+    return out
+
+
+def slot_observations(observations: dict[str, torch.Tensor], shown: torch.Tensor, rows: torch.Tensor,
+                      slots: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``ShopRankSeq-v0`` observations just before slot ``slots[b]`` of logged slate ``rows[b]`` is filled.
+
+    Args:
+        observations: ``{key: (M, ...)}`` logged ``ShopRank-v0`` observations (one per slate).
+        shown: ``int64 (M, N)`` candidate index shown in each slot (``-1`` = empty).
+        rows, slots: ``int64 (B,)`` which slate and which slot.
+
+    Returns:
+        ``{key: (B, ...)}`` with ``placed (B, K)`` (the candidates shown above the slot) and ``slot (B, N)``.
+    """
+    batch = {key: value[rows] for key, value in observations.items()}
+    shown_b = shown[rows]
+    n_slots = shown.shape[1]
+    above = (torch.arange(n_slots)[None, :] < slots[:, None]) & (shown_b >= 0)
+    placed = torch.zeros_like(batch["mask"])
+    placed.scatter_add_(1, shown_b.clamp(min=0), above.float())
+    batch["placed"] = placed.clamp(max=1.0)
+    batch["slot"] = torch.nn.functional.one_hot(slots, n_slots).float()
+    return batch
+
+
+def pretrain_q_values(q_net: torch.nn.Module, observations: dict[str, np.ndarray], shown: np.ndarray,
+                      rewards: np.ndarray, gamma: float, config: PretrainConfig, seed: int,
+                      progress: bool = False) -> list[float]:
+    """Fit a per-slot Q-network to logged slates (fitted Q evaluation of the logging policy, one slate deep).
+
+    Every logged (slate, slot) is one ``ShopRankSeq-v0`` transition: the state before the slot (the
+    candidates shown above it are ``placed``), the candidate shown there as the action, and as target its
+    reward-to-go within the slate, ``sum_{j >= n} gamma ** (j - n) * r_j`` (``r_j``: the slot rewards,
+    ``info["position_rewards"]``). With per-slot credit and ``gamma = 0`` this is each product's expected
+    reward at that slot, the quantity the DQN keeps learning online. Huber loss, as SB3's DQN uses.
+
+    Args:
+        q_net: ``obs -> (B, K)`` Q-values (SB3 ``QNetwork``; trained in place).
+        observations: ``{key: (M, ...)}`` logged ``ShopRank-v0`` observations.
+        shown: ``int64 (M, N)`` candidate index shown in each slot.
+        rewards: ``float32 (M, N)`` each slot's reward.
+        gamma: Per-slot discount of the Q-function being fitted.
+        config: Optimiser settings (``batch_size`` counts slates; each contributes its ``N`` slots).
+        seed: Seeds the minibatch order.
+        progress: Progress bar over epochs.
+
+    Returns:
+        Mean training loss per epoch.
+    """
+    obs_t = {key: torch.as_tensor(value, dtype=torch.float32) for key, value in observations.items()}
+    shown_t = torch.as_tensor(shown, dtype=torch.int64)
+    targets = torch.as_tensor(reward_to_go(np.asarray(rewards, dtype=np.float64), gamma))
+    pairs = torch.nonzero(shown_t >= 0)  # (rows, slots) of every shown product
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    batch = config.batch_size * shown.shape[1]
+    losses = []
+    for _ in tqdm(range(config.epochs), desc="pretraining Q-values on logged slates", disable=not progress):
+        order = pairs[torch.randperm(len(pairs), generator=generator)]
+        total = 0.0
+        for start in range(0, len(order), batch):
+            rows, slots = order[start:start + batch].T
+            q = q_net(slot_observations(obs_t, shown_t, rows, slots))
+            chosen = q.gather(1, shown_t[rows, slots][:, None])[:, 0]
+            loss = torch.nn.functional.smooth_l1_loss(chosen, targets[rows, slots])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rows)
+        losses.append(total / max(len(pairs), 1))
+    return losses
+
+
+def seed_replay_buffer(buffer, observations: dict[str, np.ndarray], shown: np.ndarray, rewards: np.ndarray,
+                       chunk: int = 4096) -> int:
+    """Add every logged (slate, slot) to an SB3 ``DictReplayBuffer`` as a ``ShopRankSeq-v0`` transition.
+
+    Online DQN then keeps learning from the logged data as well as its own (offline-to-online with one
+    buffer): fine-tuning on its own few thousand transitions alone over-fits them and loses what the warm
+    start learnt. The transition for slot ``n`` goes from the state before it to the state before slot
+    ``n + 1``, with reward ``rewards[m, n]``; a slate's last slot is stored as terminal, which is exact for
+    one-query episodes and for ``gamma = 0`` (per-slot credit), and ignores later queries otherwise.
+
+    Args:
+        buffer: SB3 ``DictReplayBuffer`` with one env and room for the transitions (else ``ValueError``).
+        observations, shown, rewards: As returned by :func:`collect_click_logs` with ``target="reward"``.
+        chunk: Transitions built per batch.
+
+    Returns:
+        The number of transitions added.
+    """
+    if buffer.n_envs != 1:
+        raise ValueError(f"seed_replay_buffer needs a single-env replay buffer, got n_envs={buffer.n_envs}.")
+    obs_t = {key: torch.as_tensor(value, dtype=torch.float32) for key, value in observations.items()}
+    shown_t = torch.as_tensor(shown, dtype=torch.int64)
+    pairs = torch.nonzero(shown_t >= 0)
+    if buffer.pos + len(pairs) > buffer.buffer_size:
+        raise ValueError(f"the replay buffer holds {buffer.buffer_size} transitions; {len(pairs)} logged ones do not "
+                         f"fit after the {buffer.pos} it has (raise AgentConfig.buffer_size).")
+    n_slots = shown.shape[1]
+    for start in range(0, len(pairs), chunk):
+        rows, slots = pairs[start:start + chunk].T
+        nxt = (slots + 1).clamp(max=n_slots - 1)
+        last = (slots + 1 >= n_slots) | (shown_t[rows, nxt] < 0)
+        now = slot_observations(obs_t, shown_t, rows, slots)
+        after = slot_observations(obs_t, shown_t, rows, torch.where(last, slots, nxt))
+        at = slice(buffer.pos, buffer.pos + len(rows))
+        for key in buffer.observations:
+            buffer.observations[key][at, 0] = now[key].numpy()
+            buffer.next_observations[key][at, 0] = after[key].numpy()
+        buffer.actions[at, 0] = shown_t[rows, slots].numpy()[:, None]
+        buffer.rewards[at, 0] = np.asarray(rewards)[rows.numpy(), slots.numpy()]
+        buffer.dones[at, 0] = last.numpy()
+        buffer.timeouts[at, 0] = 0.0
+        buffer.pos += len(rows)
+    if buffer.pos == buffer.buffer_size:
+        buffer.full, buffer.pos = True, 0
+    return len(pairs)

@@ -27,7 +27,7 @@ import gymnasium as gym
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 
-RL_AGENTS = ("ppo", "ppo_scratch", "dqn", "maskable_ppo")
+RL_AGENTS = ("ppo", "ppo_scratch", "dqn", "dqn_scratch", "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
 DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,oracle"
 
@@ -50,24 +50,32 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path) -> AgentFactory:
-    """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed."""
+def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
+               agent_overrides: Sequence[str] = ()) -> AgentFactory:
+    """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed.
+
+    ``agent_overrides`` (``"field=value"``) change the preset's ``AgentConfig`` (validated here, before
+    anything trains)."""
+    from agents.factory import AGENT_PRESETS, train_agent
+    from experiments.config import apply_overrides
+
+    preset = AGENT_PRESETS[name]
+    config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
 
     def build(env: gym.Env, seed: int) -> Any:
-        from agents.factory import AGENT_PRESETS, train_agent
-
-        preset = AGENT_PRESETS[name]
         return train_agent(preset.algo, env_config, total_timesteps, seed, run_root / name / f"seed{seed}",
-                           config=preset.config)
+                           config=config)
 
     return build
 
 
 def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_root: Path,
-                 baseline_config: BaselineConfig = BaselineConfig()) -> dict[str, AgentFactory]:
+                 baseline_config: BaselineConfig = BaselineConfig(),
+                 agent_overrides: Sequence[str] = ()) -> dict[str, AgentFactory]:
     """Name -> factory for every requested agent; unknown names raise ``ValueError`` listing the choices."""
     known = {**{n: (lambda n=n: baseline_factory(n, baseline_config)) for n in BASELINES},
-             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root)) for n in RL_AGENTS}}
+             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root, agent_overrides))
+                for n in RL_AGENTS}}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown agent(s) {unknown}; choose from {sorted(known)}.")
@@ -97,6 +105,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an EnvConfig field, e.g. --set world.image_weight=0 (repeatable)")
+    p.add_argument("--agent-set", dest="agent_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an AgentConfig field of every RL agent's preset, e.g. "
+                        "--agent-set pretrain_sessions=10000 (repeatable)")
     return p
 
 
@@ -120,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = apply_overrides(config, args.overrides)
         baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
-        agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config)
+        agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
+                              args.agent_overrides)
     except ValueError as exc:
         print(f"shoprank compare: error: {exc}", file=sys.stderr)
         return 2
@@ -128,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "compare_config.json").write_text(json.dumps(
         {"argv": list(argv) if argv is not None else sys.argv[1:], "agents": names, "seeds": args.seeds,
          "sessions": args.sessions, "env": args.env, "env_config": _jsonable(config),
-         "baseline_config": _jsonable(baseline_config), "train_steps": args.train_steps}, indent=2, default=str))
+         "baseline_config": _jsonable(baseline_config), "train_steps": args.train_steps,
+         "agent_overrides": args.agent_overrides}, indent=2, default=str))
     start = time.time()
     env = make_env(args.env, config)
     df = evaluate_agents(agents, args.env, config, args.seeds, args.sessions, env=env,

@@ -161,3 +161,46 @@ def test_dqn_slot_credit_splits_each_slate_reward_over_its_picks():
     np.testing.assert_allclose(credited.sum(axis=1), plain[:, -1], rtol=1e-5)
     assert np.any(credited[:, :-1] != 0.0)  # earlier slots got their own products' clicks
     assert model.slot_credit
+
+
+def test_slot_observations_place_the_products_shown_above():
+    from agents.pretrain import reward_to_go, slot_observations
+
+    k, n = 6, 3
+    observations = {"mask": torch.ones(2, k), "candidates": torch.arange(2.0)[:, None].repeat(1, k)}
+    shown = torch.tensor([[4, 1, 2], [0, 5, -1]])
+    batch = slot_observations(observations, shown, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 2, 1, 2]))
+    assert batch["placed"].tolist() == [[0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 1, 0],
+                                        [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1]]
+    assert batch["slot"].argmax(1).tolist() == [0, 2, 1, 2]
+    assert batch["candidates"][:, 0].tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(reward_to_go(np.array([[1.0, 2.0, 4.0]]), 0.5), [[1 + 1 + 1, 2 + 2, 4]])
+    np.testing.assert_allclose(reward_to_go(np.array([[1.0, 2.0, 4.0]]), 0.0), [[1, 2, 4]])
+
+
+def test_dqn_warm_start_fits_logged_slot_rewards_and_syncs_the_target():
+    from dataclasses import replace as dc_replace
+
+    from agents.factory import warm_start
+
+    config = static_config(world=FAST_WORLD)
+    cfg = dc_replace(TINY, pretrain_sessions=60, pretrain_epochs=3, gamma=0.0, slot_credit=True, seed_buffer=True,
+                     buffer_size=1000)
+    model = build_agent("dqn", config, cfg, seed=0, n_envs=1)
+    losses = warm_start(model, "dqn", config, cfg, seed=0, progress=False)
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    for a, b in zip(model.policy.q_net.parameters(), model.policy.q_net_target.parameters()):
+        assert torch.equal(a, b)
+    # the logged transitions are in the replay buffer: one per shown slot, slate ends terminal
+    buffer = model.replay_buffer
+    assert buffer.pos == 60 * 10 and not buffer.full
+    assert buffer.dones[9:600:10, 0].all() and not buffer.dones[:9, 0].any()
+    assert buffer.observations["placed"][:10, 0].sum(axis=1).tolist() == list(range(10))
+    np.testing.assert_array_equal(buffer.next_observations["placed"][:9, 0], buffer.observations["placed"][1:10, 0])
+    assert buffer.rewards[:600, 0].sum() > 0
+    model.learn(total_timesteps=20)  # online learning continues on top
+    assert buffer.pos == 620
+    small = dc_replace(cfg, buffer_size=100)
+    with pytest.raises(ValueError, match=re.escape("the replay buffer holds 100 transitions; 600 logged ones do not "
+                                                   "fit after the 0 it has (raise AgentConfig.buffer_size).")):
+        warm_start(build_agent("dqn", config, small, seed=0, n_envs=1), "dqn", config, small, seed=0, progress=False)

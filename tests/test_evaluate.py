@@ -164,6 +164,16 @@ def test_compare_cli_baselines_only(tmp_path, capsys):
     code = compare.main(["--agents", "random,foo", "--out", str(out)])
     assert code == 2
     assert "unknown agent(s) ['foo']; choose from" in capsys.readouterr().err
+    code = compare.main(["--agents", "retriever,ppo", "--agent-set", "pretrain_target=bogus", "--out", str(out)])
+    assert code == 2
+    assert ("shoprank compare: error: AgentConfig.pretrain_target must be one of ['clicks', 'reward'], got 'bogus'."
+            in capsys.readouterr().err)
+
+
+def test_every_agent_preset_is_a_compare_agent():
+    from agents.factory import AGENT_PRESETS
+
+    assert sorted(compare.RL_AGENTS) == sorted(AGENT_PRESETS)
 
 
 def test_evaluate_cli_on_baseline_checkpoint(env, tmp_path):
