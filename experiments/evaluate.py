@@ -281,6 +281,37 @@ def paired_differences(df: pd.DataFrame, baseline: str = "retriever", ci_over: s
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
+REFERENCE_AGENTS = ("oracle", "profile_oracle")
+"""Agents that every other agent's reward is also reported as a share of (when they were evaluated)."""
+
+
+def reward_shares(df: pd.DataFrame, references: Sequence[str] = REFERENCE_AGENTS,
+                  ci_over: str = "auto") -> pd.DataFrame:
+    """Each agent's mean reward as a share of each reference agent's, with a 95% CI.
+
+    The share is ``mean(agent) / mean(reference)`` per CI unit (per seed when CIs are over seeds: the
+    ratio of the two per-seed means on the same shoppers; over sessions: the ratio of the overall means,
+    CI by the delta method is not attempted, so ``ci95_*`` are ``nan``).
+
+    Returns:
+        ``agent, reference, share, ci95_low, ci95_high, n``; empty when no reference was evaluated.
+    """
+    columns = ["agent", "reference", "share", "ci95_low", "ci95_high", "n"]
+    unit = ci_unit(df, ci_over)
+    per_seed = df.groupby(["agent", "seed"], sort=False)["reward"].mean().unstack(0)
+    rows = []
+    for reference in (r for r in references if r in per_seed.columns):
+        for agent in per_seed.columns:
+            if unit == "seeds":
+                share, low, high, n = t_interval((per_seed[agent] / per_seed[reference]).to_numpy())
+            else:
+                share = float(per_seed[agent].mean() / per_seed[reference].mean())
+                low, high, n = float("nan"), float("nan"), int(len(per_seed))
+            rows.append({"agent": agent, "reference": reference, "share": share, "ci95_low": low,
+                         "ci95_high": high, "n": n})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def ctr_by_position(df: pd.DataFrame) -> pd.DataFrame:
     """Mean CTR per agent × slot (``agent, position, ctr``) from the ``ctr_pos_k`` columns."""
     cols = sorted((c for c in df.columns if c.startswith("ctr_pos_")), key=lambda c: int(c.rsplit("_", 1)[1]))
@@ -296,6 +327,12 @@ def _fmt(mean: float, low: float, high: float) -> str:
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"{mean:.3f}"
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _percent(share: float, low: float, high: float) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{100 * share:.1f}"
+    return f"{100 * share:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def markdown_table(summary: pd.DataFrame, metrics: Sequence[str] | None = None) -> str:
@@ -315,7 +352,7 @@ def write_summary(df: pd.DataFrame, out_dir: str | Path, baseline: str = "retrie
 
     Files: ``sessions.csv`` (per-session rows), ``summary.csv`` (exactly ``agent, metric, mean,
     ci95_low, ci95_high, n``), ``paired.csv`` (vs ``baseline``), ``ctr_by_position.csv``,
-    ``summary.md`` and, with ``plots``, ``metrics.png`` (bars with CIs) and ``ctr_by_position.png``.
+    ``reward_shares.csv`` (when an oracle was evaluated), ``summary.md`` and, with ``plots``, ``metrics.png`` (bars with CIs) and ``ctr_by_position.png``.
 
     Returns:
         Name -> path of every file written.
@@ -346,6 +383,20 @@ def write_summary(df: pd.DataFrame, out_dir: str | Path, baseline: str = "retrie
                markdown_table(paired.rename(columns={"mean_diff": "mean"})), "",
                "Relative reward difference: " + ", ".join(
                    f"{r.agent} {100 * r.rel_diff:+.1f}%" for r in paired[paired.metric == "reward"].itertuples()), ""]
+    shares = reward_shares(df, ci_over=unit)
+    if len(shares):
+        paths["shares"] = out / "reward_shares.csv"
+        shares.to_csv(paths["shares"], index=False)
+        wide = shares.assign(cell=[_percent(r.share, r.ci95_low, r.ci95_high) for r in shares.itertuples()]
+                             ).pivot(index="agent", columns="reference", values="cell")
+        refs = [r for r in REFERENCE_AGENTS if r in wide.columns]
+        md += ["## Reward as a share of the oracles (%, per-seed ratios)", "",
+               "`oracle` reads the shopper's hidden state; `profile_oracle` knows the simulator's equations but "
+               "sees only what the observation shows (the ceiling of an observation-only myopic ranker).", "",
+               "| agent | " + " | ".join(f"of {r}" for r in refs) + " |", "|---" * (len(refs) + 1) + "|"]
+        md += [f"| {agent} | " + " | ".join(wide.loc[agent, r] for r in refs) + " |"
+               for agent in dict.fromkeys(shares["agent"])]
+        md.append("")
     if plots:
         from experiments.plots import plot_ctr_by_position, plot_metric_bars
 

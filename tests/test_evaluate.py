@@ -202,3 +202,20 @@ def test_learning_curves_from_tensorboard(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=re.escape(f"no TensorBoard scalars under 'shop/' in {tmp_path / 'empty'}.")):
         plot_learning_curves(tmp_path / "empty", tmp_path / "none.png")
+
+
+def test_reward_shares_of_the_oracles():
+    from experiments.evaluate import reward_shares
+
+    rows = [{"agent": agent, "seed": seed, "session": i, "reward": value * (1 + seed)}
+            for seed in range(5) for i in range(2) for agent, value in (("a", 3.0), ("oracle", 6.0),
+                                                                           ("profile_oracle", 4.0))]
+    shares = reward_shares(pd.DataFrame(rows)).set_index(["agent", "reference"])
+    assert shares.loc[("a", "oracle"), "share"] == pytest.approx(0.5)
+    assert shares.loc[("a", "oracle"), "ci95_low"] == pytest.approx(0.5)  # same ratio on every seed
+    assert shares.loc[("a", "profile_oracle"), "share"] == pytest.approx(0.75)
+    assert shares.loc[("oracle", "profile_oracle"), "share"] == pytest.approx(1.5)
+    few_seeds = pd.DataFrame([r for r in rows if r["seed"] < 2])
+    few = reward_shares(few_seeds).set_index(["agent", "reference"])
+    assert few.loc[("a", "oracle"), "share"] == pytest.approx(0.5) and np.isnan(few.loc[("a", "oracle"), "ci95_low"])
+    assert reward_shares(pd.DataFrame([r for r in rows if r["agent"] == "a"])).empty

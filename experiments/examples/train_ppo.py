@@ -36,8 +36,9 @@ def main() -> None:
 
     # 1. the environment: the built-in catalog, one query per episode
     env_config = static_config()
-    # PPO whose candidate scores are first fitted to logged clicks of a random ranking (the "ppo" preset);
-    # AGENT_PRESETS["ppo_scratch"] is the same without the warm start
+    # PPO whose candidate scores are first fitted to 100k logged sessions of a random ranking (each shown
+    # product's clicks, purchases and revenue; the "ppo" preset, ~3 min); AGENT_PRESETS["ppo_scratch"] is
+    # the same without the warm start
     preset = AGENT_PRESETS["ppo"]
 
     # 2. one PPO per seed (TensorBoard events under OUT/ppo-seed<k>/tb)
