@@ -5,11 +5,13 @@ Example::
     shoprank compare --agents random,retriever,linucb,lambdamart,oracle,ppo --seeds 5 --sessions 200 \\
         --env ShopRankStatic-v0 --catalog synthetic --out runs/compare --train-steps 50000
 
-Baselines (``random, retriever, popularity, price, linucb, thompson, lambdamart, oracle``) are built by
-:func:`agents.baselines.make_baseline`; RL agents (``ppo, dqn, maskable_ppo``) are trained per seed by
+Baselines (``random, retriever, popularity, price, linucb, thompson, lambdamart, profile_oracle, oracle``)
+are built by :func:`agents.baselines.make_baseline`; RL agents (the presets of
+``agents.factory.AGENT_PRESETS``: ``ppo, ppo_scratch, dqn, dqn_scratch, maskable_ppo``) are trained per seed by
 ``agents.factory.train_agent(name, env_config, total_timesteps, seed, run_dir)`` into
-``OUT/train/<name>/seed<k>`` and then evaluated deterministically. The report (``summary.csv``,
-``paired.csv``, ``summary.md``, plots) lands in ``OUT``.
+``OUT/train/<name>/seed<k>`` and then evaluated deterministically; ``--agent-set KEY=VALUE`` changes
+their ``AgentConfig``. The report (``summary.csv``, ``paired.csv``, ``reward_shares.csv``, ``summary.md``,
+plots) lands in ``OUT``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolv
 
 RL_AGENTS = ("ppo", "ppo_scratch", "dqn", "dqn_scratch", "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
-DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,oracle"
+DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,profile_oracle,oracle"
 
 
 def parse_seeds(text: str) -> list[int]:
