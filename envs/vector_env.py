@@ -50,7 +50,8 @@ final one goes to ``info["final_obs"]`` (a batched ``Dict`` of arrays, valid whe
 
 ``info`` (per step, arrays over ``B`` with Gymnasium's ``_key`` masks, False for rows that were reset
 instead of stepped): ``clicks``, ``purchases``, ``revenue`` ``(B,)``, ``ndcg`` ``(B,)``, ``left`` ``(B,)``,
-``clicked`` ``bool (B, N)`` (clicked positions), ``shown_ids`` ``int64 (B, N)`` and ``query_index``
+``clicked`` ``bool (B, N)`` (clicked positions), ``shown_ids`` ``int64 (B, N)``, ``position_rewards``
+``float (B, N)`` (each slot's share of the reward) and ``query_index``
 ``(B,)`` (row of the query bank; ``env.query_texts[i]`` is the text).
 """
 
@@ -444,8 +445,9 @@ class ShopRankVectorEnv(VectorEnv):
 
         n_clicks = clicks.sum(axis=1).astype(np.float64)
         n_buys = purchases.sum(axis=1).astype(np.float64)
-        revenue = np.where(purchases, sh.price[q[:, None], order], 0.0).sum(axis=1)
         rw = cfg.reward
+        position_rewards = rw.position_rewards(clicks, purchases, sh.price[q[:, None], order])
+        revenue = np.where(purchases, sh.price[q[:, None], order], 0.0).sum(axis=1)
         reward = rw.click * n_clicks + rw.purchase * n_buys + rw.revenue * revenue
 
         valid_util = np.where(valid, util, np.inf)
@@ -464,7 +466,7 @@ class ShopRankVectorEnv(VectorEnv):
 
         stepped = ~self._needs_reset
         info = {"clicks": n_clicks, "purchases": n_buys, "revenue": revenue, "ndcg": ndcg, "left": left.copy(),
-                "clicked": clicks, "shown_ids": slate}
+                "clicked": clicks, "shown_ids": slate, "position_rewards": position_rewards}
         done = terminated | truncated
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             redo = self._needs_reset
@@ -483,7 +485,7 @@ class ShopRankVectorEnv(VectorEnv):
                 obs = self._observation()
         info["query_index"] = self._state.query.copy()
         masks = {f"_{key}": stepped for key in ("clicks", "purchases", "revenue", "ndcg", "left", "clicked",
-                                                "shown_ids")}
+                                                "shown_ids", "position_rewards")}
         info.update(masks)
         info["_query_index"] = np.ones(self.num_envs, dtype=bool)
         return obs, reward.astype(np.float64), terminated, truncated, info
@@ -532,7 +534,8 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
                 row = {"clicks": float(info["clicks"][i]), "purchases": float(info["purchases"][i]),
                        "revenue": float(info["revenue"][i]), "ndcg": float(info["ndcg"][i]),
                        "left": bool(info["left"][i]), "shown_ids": info["shown_ids"][i],
-                       "clicked_positions": np.flatnonzero(info["clicked"][i])}
+                       "clicked_positions": np.flatnonzero(info["clicked"][i]),
+                       "position_rewards": info["position_rewards"][i]}
                 if done[i]:
                     row["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
                     row["terminal_observation"] = {k: v[i] for k, v in final.items()}

@@ -276,3 +276,14 @@ def test_sb3_adapter_learns_a_rollout(world):
     assert saw_done
     model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, device="cpu", seed=0)
     model.learn(64)
+
+
+def test_position_rewards_sum_to_the_reward(vec):
+    vec.reset(seed=3)
+    actions = np.random.default_rng(0).random((8, 20)).astype(np.float32)
+    for _ in range(5):
+        _, reward, _, _, info = vec.step(actions)
+        stepped = info["_position_rewards"]
+        assert info["position_rewards"].shape == (8, 10)
+        np.testing.assert_allclose(info["position_rewards"][stepped].sum(axis=1), reward[stepped], rtol=1e-6)
+        assert np.all(info["position_rewards"][~info["clicked"]] == 0.0)
