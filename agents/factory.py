@@ -155,16 +155,45 @@ def _dqn(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
 
 @dataclass(frozen=True)
 class AlgoSpec:
-    """How to build one algorithm: its constructor and which env family it acts in."""
+    """How to build one algorithm: its constructor, which env family it acts in, and how it is warm-started
+    from logged sessions (``warm_start(model, env, env_config, config, pretrain, seed, progress) -> losses``)."""
 
     build: Callable[..., Any]
     sequential: bool
+    warm_start: Callable[..., list[float]]
+
+
+def _warm_start_scores(model, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig, seed: int,
+                       progress: bool) -> list[float]:
+    """PPO / MaskablePPO: fit the policy's candidate scores to ``config.pretrain_target``."""
+    observations, shown, outcomes = collect_click_logs(env, config.pretrain_sessions, seed, config.pretrain_target)
+    extractor = model.policy.pi_features_extractor
+    if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate
+        m, k = observations["mask"].shape
+        observations["placed"] = np.zeros((m, k), dtype=np.float32)
+        observations["slot"] = np.zeros((m, env_config.slate_size), dtype=np.float32)
+        observations["slot"][:, 0] = 1.0
+    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, outcomes, pretrain,
+                           seed, progress)
+
+
+def _warm_start_q_values(model, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig,
+                         seed: int, progress: bool) -> list[float]:
+    """DQN: Q-values are expected rewards, so fit each slot's reward-to-go (see ``pretrain_q_values``),
+    sync the target network, and with ``config.seed_buffer`` keep the logged transitions in the buffer."""
+    observations, shown, rewards = collect_click_logs(env, config.pretrain_sessions, seed, "reward")
+    losses = pretrain_q_values(model.policy.q_net, observations, shown, rewards, config.gamma, pretrain, seed,
+                               progress)
+    model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
+    if config.seed_buffer:
+        seed_replay_buffer(model.replay_buffer, observations, shown, rewards)
+    return losses
 
 
 ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec(_ppo, sequential=False),
-    "maskable_ppo": AlgoSpec(_maskable_ppo, sequential=True),
-    "dqn": AlgoSpec(_dqn, sequential=True),
+    "ppo": AlgoSpec(_ppo, sequential=False, warm_start=_warm_start_scores),
+    "maskable_ppo": AlgoSpec(_maskable_ppo, sequential=True, warm_start=_warm_start_scores),
+    "dqn": AlgoSpec(_dqn, sequential=True, warm_start=_warm_start_q_values),
 }
 """RL algorithms by name (the names used in ``shoprank train/compare`` and in ``summary.csv``)."""
 
@@ -276,27 +305,12 @@ def load_agent(path: Path) -> LoadedAgent:
 
 
 def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool) -> list[float]:
-    """Fit the policy's candidate scores to logged sessions before RL (see :mod:`agents.pretrain`)."""
+    """Fit the policy to ``config.pretrain_sessions`` logged sessions before RL (see :mod:`agents.pretrain`);
+    what is fitted is the algorithm's ``AlgoSpec.warm_start``. Returns the loss per epoch."""
     env = make_env(env_config, sequential=False)
     pretrain = PretrainConfig(sessions=config.pretrain_sessions, target=config.pretrain_target,
                               epochs=config.pretrain_epochs)
-    if name == "dqn":  # Q-values are expected rewards: fit each slot's reward-to-go (see pretrain_q_values)
-        observations, shown, rewards = collect_click_logs(env, config.pretrain_sessions, seed, "reward")
-        losses = pretrain_q_values(model.policy.q_net, observations, shown, rewards, config.gamma, pretrain, seed,
-                                   progress)
-        model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
-        if config.seed_buffer:
-            seed_replay_buffer(model.replay_buffer, observations, shown, rewards)
-        return losses
-    observations, shown, outcomes = collect_click_logs(env, config.pretrain_sessions, seed, config.pretrain_target)
-    extractor = model.policy.pi_features_extractor
-    if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate
-        m, k = observations["mask"].shape
-        observations["placed"] = np.zeros((m, k), dtype=np.float32)
-        observations["slot"] = np.zeros((m, env_config.slate_size), dtype=np.float32)
-        observations["slot"][:, 0] = 1.0
-    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, outcomes, pretrain,
-                           seed, progress)
+    return algo_spec(name).warm_start(model, env, env_config, config, pretrain, seed, progress)
 
 
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,

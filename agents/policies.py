@@ -113,10 +113,9 @@ class MaskedDQN(DQN):
 
     def __init__(self, *args, slot_credit: bool = False, **kwargs) -> None:
         self.slot_credit = slot_credit
-        self._pending: list[list[int]] = []
         super().__init__(*args, **kwargs)
         self._explore_rng = np.random.default_rng(self.seed)
-        self._pending = [[] for _ in range(self.n_envs)]
+        self._pending: list[list[int]] = [[] for _ in range(self.n_envs)]  # buffer rows of each env's open slate
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
@@ -127,7 +126,7 @@ class MaskedDQN(DQN):
             if "slate_done" not in info:
                 raise KeyError("slot_credit needs a per-slot env whose info has 'slate_done' (ShopRankSeq-v0).")
             self._pending[env_index].append(row)
-            if not info.get("slate_done", False):
+            if not info["slate_done"]:
                 continue
             if "position_rewards" not in info:
                 raise KeyError("slot_credit needs info['position_rewards'] on the step that completes a slate "

@@ -446,8 +446,9 @@ class ShopRankVectorEnv(VectorEnv):
         n_clicks = clicks.sum(axis=1).astype(np.float64)
         n_buys = purchases.sum(axis=1).astype(np.float64)
         rw = cfg.reward
-        position_rewards = rw.position_rewards(clicks, purchases, sh.price[q[:, None], order])
-        revenue = np.where(purchases, sh.price[q[:, None], order], 0.0).sum(axis=1)
+        prices = sh.price[q[:, None], order]
+        position_rewards = rw.position_rewards(clicks, purchases, prices)
+        revenue = np.where(purchases, prices, 0.0).sum(axis=1)
         reward = rw.click * n_clicks + rw.purchase * n_buys + rw.revenue * revenue
 
         valid_util = np.where(valid, util, np.inf)
