@@ -26,10 +26,12 @@ The per-session hidden state lives in arrays — segment ``(B,)``, taste ``(B, V
 NumPy calls over ``(B, K)`` / ``(B, N)`` / ``(B, N, N)`` arrays: no Python loop over sessions or
 candidates (the click model loops over the ``N`` slots only for the chain models; PBM has no loop).
 
-Dynamics mirrored from ``DefaultShopper`` (same formulas, batched): utility, attractiveness with boredom,
-purchase-after-click with the over-budget term, the shopper's click model (any ``ClickModel``, sampled on
-``(B, N)``), drift, fatigue, no-click penalty, satisfaction after a purchase (new intent or leave) and
-patience. :meth:`BatchedShopper.item_probabilities` equals ``DefaultShopper.item_probabilities`` to
+Dynamics of ``DefaultShopper``, batched: utility, attractiveness with boredom, purchase-after-click with
+the over-budget term, drift, fatigue and the no-click penalty call the same formula functions as the
+single shopper (``simulators.shopper.combined_utility``, ``attractiveness``, ``purchase_probability``,
+``drifted_taste``, ``patience_after``) on ``(B, K)`` / ``(B, N)`` arrays; the shopper's click model (any
+``ClickModel``) is sampled on ``(B, N)``; satisfaction after a purchase (new intent or leave) and patience
+follow ``DefaultShopper.transition``. :meth:`BatchedShopper.item_probabilities` equals ``DefaultShopper.item_probabilities`` to
 float round-off (tested). Differences, all in how random numbers are consumed, not in distributions:
 
 * the order of draws differs (one ``(B, N)`` array at a time instead of one session at a time), so the
@@ -69,11 +71,8 @@ from gymnasium.vector.utils import batch_space
 from envs.config import EnvConfig
 from envs.session import N_EXTRA, N_SESSION, SCORE_BOUND, episode_end, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
-from simulators.shopper import SEGMENTS, DefaultShopper, ShopperConfig
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+from simulators.shopper import (SEGMENTS, DefaultShopper, ShopperConfig, attractiveness, combined_utility,
+                                drifted_taste, patience_after, purchase_probability)
 
 
 @dataclass
@@ -201,7 +200,7 @@ class BatchedShopper:
         cfg, q = self.config, state.query
         vis = np.einsum("bkv,bv->bk", self.visual[q], state.taste) / np.sqrt(self.visual_dim)
         price = state.price_sensitivity[:, None] * self.price_z[q]
-        util = cfg.relevance_weight * self.rel[q] + cfg.visual_weight * vis - cfg.price_weight * price
+        util = combined_utility(cfg, self.rel[q], vis, price)
         return np.where(self.valid[q], util, 0.0), vis, price
 
     def item_probabilities(self, state: ShopperBatch, order: np.ndarray, util: np.ndarray, vis: np.ndarray,
@@ -221,17 +220,16 @@ class BatchedShopper:
         shown = self.valid[q[:, None], order]
         rel_s = self.rel[q[:, None], order]
         vis_s, price_s = vis[b, order], price[b, order]
-        attract = _sigmoid(cfg.temperature * (util[b, order] - cfg.threshold))
+        above = None
         if cfg.boredom > 0:
             n = order.shape[1]
             dup = self.dup[q[:, None, None], order[:, :, None], order[:, None, :]]
             above = (dup & np.tri(n, n, -1, dtype=bool)).sum(axis=2)
-            attract = attract * (1.0 - cfg.boredom) ** above
-        buy_logit = cfg.buy_bias + cfg.buy_relevance * rel_s + cfg.visual_weight * vis_s - cfg.buy_price * price_s
+        attract = attractiveness(cfg, util[b, order], above)
+        over = None
         if cfg.buy_over_budget > 0:
             over = np.maximum(0.0, self.log_over_ref[q[:, None], order] - state.willingness_to_pay[:, None])
-            buy_logit = buy_logit - cfg.buy_over_budget * over
-        p_buy = _sigmoid(buy_logit)
+        p_buy = purchase_probability(cfg, rel_s, vis_s, price_s, over)
         return np.where(shown, attract, 0.0), np.where(shown, p_buy, 0.0)
 
     # -- dynamics -------------------------------------------------------------------------------------
@@ -248,12 +246,11 @@ class BatchedShopper:
         if cfg.drift > 0:
             vis = self.visual[q[:, None], order]  # (B, N, V)
             target = (vis * clicks[:, :, None]).sum(axis=1) / np.maximum(n_click, 1)[:, None]
-            moved = ((1 - cfg.drift) * state.taste + cfg.drift * target).astype(np.float32)
-            state.taste = np.where((n_click > 0)[:, None], moved, state.taste)
+            state.taste = np.where((n_click > 0)[:, None], drifted_taste(cfg, state.taste, target), state.taste)
         n_shown = shown.sum(axis=1)
         irrelevant = ((self.rel[q[:, None], order] < 0.5) & shown).sum(axis=1) / np.maximum(n_shown, 1)
         irrelevant = np.where(n_shown > 0, irrelevant, 1.0)
-        state.patience = state.patience - cfg.fatigue * irrelevant - cfg.no_click_penalty * (n_click == 0)
+        state.patience = patience_after(cfg, state.patience, irrelevant, n_click == 0)
         bought = purchases.any(axis=1)
         left = (state.patience <= 0) | (bought & (rng.random(len(q)) >= cfg.p_continue_after_purchase))
         if bought.any():

@@ -2,7 +2,9 @@
 
 ``shoprank bench env [--quick]`` — single env vs CartPole, vector env, PPO throughput, encoding;
 ``shoprank bench retrieval [--quick]`` — faiss indexes at 10k / 100k / 1M products;
-``shoprank bench recovery`` — click-model parameter recovery; no argument runs env and retrieval.
+``shoprank bench recovery`` — click-model parameter recovery;
+``shoprank bench ceiling`` — the observable ceiling (share of the privileged oracle any observation-only
+ranker can reach, per profile noise); no argument runs env and retrieval.
 Results land in ``benchmarks/results/`` as JSON + Markdown.
 """
 
@@ -12,7 +14,8 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery"}
+SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
+          "ceiling": "benchmarks.ceiling"}
 
 
 def main(argv: list[str] | None = None) -> int:

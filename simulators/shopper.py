@@ -183,6 +183,42 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+# -- the shopper's formulas, shared by DefaultShopper and the batched vector env ---------------------------
+# Each takes arrays of any matching shape: (N,) for one slate, (B, N) or (B, K) for a batch of sessions.
+def combined_utility(cfg: ShopperConfig, rel: np.ndarray, vis: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """``relevance_weight * rel + visual_weight * vis - price_weight * price`` (``price`` = ``s * price_z``)."""
+    return cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
+
+
+def attractiveness(cfg: ShopperConfig, util: np.ndarray, duplicates_above: np.ndarray | None) -> np.ndarray:
+    """``sigmoid(temperature * (util - threshold)) * (1 - boredom) ** duplicates_above`` (``None``: no boredom)."""
+    attract = _sigmoid(cfg.temperature * (util - cfg.threshold))
+    if cfg.boredom > 0 and duplicates_above is not None:
+        attract = attract * (1.0 - cfg.boredom) ** duplicates_above
+    return attract
+
+
+def purchase_probability(cfg: ShopperConfig, rel: np.ndarray, vis: np.ndarray, price: np.ndarray,
+                         over_budget: np.ndarray) -> np.ndarray:
+    """``P(buy | click)``: sigmoid of the purchase logit of the module docstring (``over_budget`` =
+    ``max(0, log(price / budget))``)."""
+    buy_logit = cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price
+    if cfg.buy_over_budget > 0:
+        buy_logit = buy_logit - cfg.buy_over_budget * over_budget
+    return _sigmoid(buy_logit)
+
+
+def drifted_taste(cfg: ShopperConfig, taste: np.ndarray, clicked_look: np.ndarray) -> np.ndarray:
+    """``float32``: taste moved by ``drift`` toward ``clicked_look`` (mean visual traits of the clicked products)."""
+    return ((1 - cfg.drift) * taste + cfg.drift * clicked_look).astype(np.float32)
+
+
+def patience_after(cfg: ShopperConfig, patience: np.ndarray, irrelevant_share: np.ndarray,
+                   no_click: np.ndarray) -> np.ndarray:
+    """Patience after a slate: ``- fatigue * irrelevant_share``, and ``- no_click_penalty`` where ``no_click``."""
+    return patience - cfg.fatigue * irrelevant_share - cfg.no_click_penalty * no_click
+
+
 class DefaultShopper:
     """The built-in shopper population (satisfies ``UserSimulator`` and ``PrivilegedSimulator``).
 
@@ -279,6 +315,41 @@ class DefaultShopper:
         return replace(state, taste=(profile[len(SEGMENTS):-1] / (1.0 + noise_var)).astype(np.float32),
                        price_sensitivity=price_sensitivity, willingness_to_pay=self.config.budget_mean)
 
+    def posterior_samples(self, state: ShopperState, n: int, rng: np.random.Generator) -> list[ShopperState]:
+        """``n`` draws of the shopper from the posterior of their hidden traits given the observation alone.
+
+        Taste from its exact Gaussian posterior ``N(profile / (1 + s^2), s^2 / (1 + s^2) I)`` (``s`` the
+        profile noise); price sensitivity by importance resampling of ``8 n`` draws from its Gamma prior,
+        weighted by the likelihood of the noisy profile entry; willingness to pay from its prior. Averaging a
+        myopic value over the draws gives the Bayes-optimal observation-only ranker (``benchmarks/ceiling.py``
+        compares it with :meth:`observable_state`'s plug-in estimate). With ``profile_noise=0`` taste and
+        price sensitivity are the true ones.
+
+        Args:
+            state: The true shopper (only what :meth:`profile` shows of it is used, plus the intent).
+            n: Number of draws (``>= 1``).
+            rng: Generator for the draws.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}.")
+        cfg = self.config
+        profile = self.profile(state)
+        observed_taste, observed_price = profile[len(SEGMENTS):-1].astype(np.float64), float(profile[-1])
+        noise_var = cfg.profile_noise ** 2
+        if noise_var == 0:
+            tastes = np.repeat(observed_taste[None], n, axis=0)
+            prices = np.full(n, max(observed_price, 0.0))
+        else:
+            tastes = observed_taste / (1 + noise_var) + np.sqrt(noise_var / (1 + noise_var)) * rng.normal(
+                size=(n, self.visual_dim))
+            prior = rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE, size=8 * n)
+            log_w = -0.5 * (observed_price - prior) ** 2 / noise_var
+            weights = np.exp(log_w - log_w.max())
+            prices = prior[rng.choice(len(prior), size=n, p=weights / weights.sum())]
+        wtp = cfg.budget_mean + cfg.budget_std * rng.normal(size=n)
+        return [replace(state, taste=tastes[i].astype(np.float32), price_sensitivity=float(prices[i]),
+                        willingness_to_pay=float(wtp[i])) for i in range(n)]
+
     def _sample_intent(self, state: ShopperState, rng: np.random.Generator) -> Intent:
         """An intent from the query bank that fits the shopper's segment."""
         options = self._bank_by_segment[state.segment]
@@ -330,17 +401,16 @@ class DefaultShopper:
         logp = np.log(np.maximum(self.items.prices[rows].astype(np.float64), 1e-2))
         return np.maximum(0.0, logp - self._log_ref_price[rows] - state.willingness_to_pay)
 
-    def _boredom_factor(self, slate: np.ndarray) -> np.ndarray:
-        """``(N,)`` multiplier ``(1 - boredom) ** (#near-duplicates shown above)``."""
+    def _duplicates_above(self, slate: np.ndarray) -> np.ndarray | None:
+        """``int (N,)`` near-duplicates shown above each slot (``None`` when boredom is off)."""
         cfg = self.config
         if cfg.boredom == 0 or self.items.similarity is None:
-            return np.ones(len(slate))
+            return None
         valid = slate >= 0
         vec = self.items.similarity[np.where(valid, slate, 0)]
         sim = vec @ vec.T
         dup = (sim > cfg.duplicate_threshold) & valid[:, None] & valid[None, :]
-        above = np.tril(dup, k=-1).sum(axis=1)
-        return (1.0 - cfg.boredom) ** above
+        return np.tril(dup, k=-1).sum(axis=1)
 
     def _utility_terms(self, state: ShopperState, intent: Intent, slate: np.ndarray, rows: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -349,7 +419,7 @@ class DefaultShopper:
         rel = self.relevance(intent, slate)
         vis = self._visual_match(state, rows)
         price = state.price_sensitivity * self.items.price_z[rows]
-        return rel, vis, price, cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
+        return rel, vis, price, combined_utility(self.config, rel, vis, price)
 
     def utility(self, state: ShopperState, intent: Intent, rows: np.ndarray) -> np.ndarray:
         """``float (len(rows),)`` true utility of each product for the intent (0 for ``-1``); the
@@ -374,13 +444,11 @@ class DefaultShopper:
         slate = np.asarray(slate, dtype=np.int64)
         valid = slate >= 0
         rows = np.where(valid, slate, 0)
-        rel, vis, price, utility = self._utility_terms(state, intent, slate, rows)
-        attract = _sigmoid(cfg.temperature * (utility - cfg.threshold)) * self._boredom_factor(slate)
-        buy_logit = cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price
-        if cfg.buy_over_budget > 0:
-            buy_logit = buy_logit - cfg.buy_over_budget * self._over_budget(state, rows)
-        p_buy = _sigmoid(buy_logit)
-        return np.where(valid, attract, 0.0), np.where(valid, p_buy, 0.0), np.where(valid, utility, 0.0)
+        rel, vis, price, util = self._utility_terms(state, intent, slate, rows)
+        attract = attractiveness(cfg, util, self._duplicates_above(slate))
+        over = self._over_budget(state, rows) if cfg.buy_over_budget > 0 else None
+        p_buy = purchase_probability(cfg, rel, vis, price, over)
+        return np.where(valid, attract, 0.0), np.where(valid, p_buy, 0.0), np.where(valid, util, 0.0)
 
     # -- protocol -------------------------------------------------------------------------------------
     def expected_response(self, state: ShopperState, query: Query, slate: np.ndarray) -> ExpectedResponse:
@@ -414,13 +482,10 @@ class DefaultShopper:
         clicked = slate[clicks & (slate >= 0)]
         taste = state.taste
         if cfg.drift > 0 and len(clicked):
-            target = self.items.visual_z[clicked].mean(axis=0)
-            taste = ((1 - cfg.drift) * taste + cfg.drift * target).astype(np.float32)
+            taste = drifted_taste(cfg, taste, self.items.visual_z[clicked].mean(axis=0))
         shown = slate[slate >= 0]
         irrelevant = float(np.mean(self.relevance(query.intent, shown) < 0.5)) if len(shown) else 1.0
-        patience = state.patience - cfg.fatigue * irrelevant
-        if not clicks.any():
-            patience -= cfg.no_click_penalty
+        patience = float(patience_after(cfg, state.patience, irrelevant, not clicks.any()))
         history = (state.history + tuple(int(c) for c in clicked))[-cfg.history_size:]
         bought = bool(response.purchases.any())
         new_state = replace(state, taste=taste, patience=patience, n_queries=state.n_queries + 1,

@@ -284,3 +284,35 @@ def test_observable_state_depends_only_on_what_the_profile_shows(items):
     assert a.willingness_to_pay == b.willingness_to_pay == shopper.config.budget_mean
     noise_var = shopper.config.profile_noise ** 2  # posterior mean of N(0, I) taste seen through the noise
     np.testing.assert_allclose(a.taste, shopper.profile(state)[3:-1] / (1 + noise_var), rtol=1e-6)
+
+
+def test_posterior_samples_centre_on_the_plug_in_estimate_and_use_only_the_profile(items):
+    shopper = DefaultShopper(items, ShopperConfig(query_bank_size=300), n_slots=N)
+    state = shopper.reset(np.random.default_rng(0))
+    draws = shopper.posterior_samples(state, 4000, np.random.default_rng(1))
+    assert len(draws) == 4000
+    tastes = np.stack([d.taste for d in draws])
+    plug_in = shopper.observable_state(state)
+    noise_var = shopper.config.profile_noise ** 2
+    np.testing.assert_allclose(tastes.mean(axis=0), plug_in.taste, atol=0.03)
+    np.testing.assert_allclose(tastes.var(axis=0), noise_var / (1 + noise_var), rtol=0.1)
+    wtp = np.array([d.willingness_to_pay for d in draws])
+    assert wtp.mean() == pytest.approx(shopper.config.budget_mean, abs=0.02)
+    assert wtp.std() == pytest.approx(shopper.config.budget_std, rel=0.1)
+    assert min(d.price_sensitivity for d in draws) >= 0
+    # the same observed profile gives the same draws, whatever the hidden traits behind it
+    shift = np.full(items.visual_dim, 0.7, dtype=np.float32)
+    twin = replace(state, taste=state.taste + shift, profile_noise=state.profile_noise - np.append(shift, 0.4),
+                   price_sensitivity=state.price_sensitivity + 0.4, willingness_to_pay=2.0)
+    again = shopper.posterior_samples(twin, 4000, np.random.default_rng(1))
+    np.testing.assert_allclose(np.stack([d.taste for d in again]), tastes, atol=1e-5)
+
+
+def test_posterior_samples_are_the_truth_without_profile_noise(items):
+    shopper = DefaultShopper(items, ShopperConfig(query_bank_size=300, profile_noise=0.0), n_slots=N)
+    state = shopper.reset(np.random.default_rng(0))
+    for draw in shopper.posterior_samples(state, 3, np.random.default_rng(1)):
+        np.testing.assert_allclose(draw.taste, state.taste, atol=1e-6)
+        assert draw.price_sensitivity == pytest.approx(state.price_sensitivity, abs=1e-6)
+    with pytest.raises(ValueError, match=r"^n must be >= 1, got 0\.$"):
+        shopper.posterior_samples(state, 0, np.random.default_rng(1))
