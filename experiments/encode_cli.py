@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +28,14 @@ from encoders.contrastive import text_views
 from encoders.csv_catalog import CatalogError
 from encoders.protocols import ImageEncoder, TextEncoder
 from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, EncoderContext, resolve
-from encoders.store import DEFAULT_CACHE, EmbeddingStore
+from encoders.store import EmbeddingStore
+from envs.world import WorldConfig, load_catalog
+
+
+def _encode_world() -> WorldConfig:
+    """The world ``shoprank encode`` builds by default: the trained image encoder and the gated fusion,
+    with progress bars (the env's default world uses cheaper pixel statistics and a block fusion)."""
+    return WorldConfig(image_encoder="contrastive", fusion="gated", progress=True)
 
 
 @dataclass
@@ -36,34 +43,14 @@ class EncodeConfig:
     """Options of ``shoprank encode``.
 
     Attributes:
-        catalog: ``"synthetic"`` or a CSV catalog folder/file.
-        n_products: Synthetic catalog size.
-        catalog_seed: Synthetic catalog seed.
-        allow_missing_images: CSV catalogs: keep products without a readable photo (counted, masked).
-        text_encoder: Name in ``TEXT_ENCODERS`` or ``module:attr``.
-        image_encoder: Name in ``IMAGE_ENCODERS`` or ``module:attr``; ``""`` for none.
-        fusion: Name in ``FUSIONS`` or ``module:attr``; ``""`` for none.
-        fused_dim: Fused width.
-        image_weight: Prior weight of the image modality in the fusion.
-        seed: Seed of all training.
+        world: The catalog, encoders, fusion, seed (``encoder_seed``, of all training), cache folder
+            (required: caching is the point of this command) and progress bars, as a
+            :class:`~envs.world.WorldConfig`. ``image_encoder=""`` or ``fusion=""`` skips that step.
         epochs: Override the contrastive image encoder's max epochs (``None``: its default).
-        cache_dir: Cache folder (required: caching is the point of this command).
-        progress: Progress bars.
     """
 
-    catalog: str = "synthetic"
-    n_products: int = 2000
-    catalog_seed: int = 0
-    allow_missing_images: bool = False
-    text_encoder: str = "minilm"
-    image_encoder: str = "contrastive"
-    fusion: str = "gated"
-    fused_dim: int = 32
-    image_weight: float = 1.0
-    seed: int = 0
+    world: WorldConfig = field(default_factory=_encode_world)
     epochs: int | None = None
-    cache_dir: str = str(DEFAULT_CACHE)
-    progress: bool = True
 
 
 @dataclass
@@ -122,18 +109,6 @@ class LazyTextEncoder:
         return self._encoder.encode(texts)
 
 
-def load_catalog(config: EncodeConfig) -> Catalog:
-    """The synthetic or CSV catalog named by ``config.catalog``."""
-    if config.catalog == "synthetic":
-        from encoders.synthetic import SyntheticCatalogConfig, generate_catalog
-
-        return generate_catalog(SyntheticCatalogConfig(n_products=config.n_products, seed=config.catalog_seed))
-    from encoders.csv_catalog import CsvCatalogConfig, load_csv_catalog
-
-    return load_csv_catalog(CsvCatalogConfig(path=Path(config.catalog),
-                                             allow_missing_images=config.allow_missing_images))
-
-
 def build_image_encoder(name: str, catalog: Catalog, text_vectors: np.ndarray, text_encoder: TextEncoder,
                         store: EmbeddingStore, seed: int, progress: bool,
                         epochs: int | None = None) -> tuple[ImageEncoder, bool]:
@@ -177,30 +152,31 @@ def fit_or_load_fusion(fusion, catalog: Catalog, modalities: dict[str, np.ndarra
 
 
 def encode(config: EncodeConfig) -> EncodeReport:
-    """Build and cache all product vectors of ``config.catalog``.
+    """Build and cache all product vectors of ``config.world.catalog``.
 
     Raises:
         ValueError: for unknown encoder/fusion names or an unusable catalog (message names the product).
     """
     start = time.perf_counter()
-    if not config.cache_dir:
+    world = config.world
+    if not world.cache_dir:
         raise ValueError("encode needs a cache folder (--cache-dir): caching the vectors is its purpose.")
-    fusion_factory = resolve(config.fusion, FUSIONS, "fusion") if config.fusion else None
-    if config.image_encoder and config.image_encoder != "contrastive":
-        resolve(config.image_encoder, IMAGE_ENCODERS, "image encoder")
-    catalog = load_catalog(config)
-    store = EmbeddingStore(Path(config.cache_dir), progress=config.progress)
+    fusion_factory = resolve(world.fusion, FUSIONS, "fusion") if world.fusion else None
+    if world.image_encoder and world.image_encoder != "contrastive":
+        resolve(world.image_encoder, IMAGE_ENCODERS, "image encoder")
+    catalog = load_catalog(world)
+    store = EmbeddingStore(Path(world.cache_dir), progress=world.progress)
     report = EncodeReport(catalog=catalog.name, fingerprint=catalog.fingerprint(), n_products=len(catalog),
                           n_without_image=int((~catalog.has_image).sum()), cache_dir=str(store.root))
-    text_encoder = LazyTextEncoder(resolve(config.text_encoder, TEXT_ENCODERS, "text encoder"))
+    text_encoder = LazyTextEncoder(resolve(world.text_encoder, TEXT_ENCODERS, "text encoder"))
     text = store.text(catalog, text_encoder)
     report.shapes["text"] = text.shape
     modalities = {"text": text}
     present = {"text": np.ones(len(catalog), dtype=bool)}
     image_name = ""
-    if config.image_encoder:
-        image_encoder, trained = build_image_encoder(config.image_encoder, catalog, text, text_encoder, store,
-                                                     config.seed, config.progress, config.epochs)
+    if world.image_encoder:
+        image_encoder, trained = build_image_encoder(world.image_encoder, catalog, text, text_encoder, store,
+                                                     world.encoder_seed, world.progress, config.epochs)
         if trained:
             report.trained.append(f"image-encoder {image_encoder.name}")
         modalities["image"] = store.image(catalog, image_encoder)
@@ -208,15 +184,15 @@ def encode(config: EncodeConfig) -> EncodeReport:
         report.shapes["image"] = modalities["image"].shape
         image_name = image_encoder.name
     if fusion_factory is not None:
-        fusion = fusion_factory(config.fused_dim, config.image_weight)
-        key = f"{fusion.name}-{text_encoder.name}-{image_name or 'none'}-s{config.seed}".replace("/", "_")
+        fusion = fusion_factory(world.fused_dim, world.image_weight)
+        key = f"{fusion.name}-{text_encoder.name}-{image_name or 'none'}-s{world.encoder_seed}".replace("/", "_")
 
         def fuse_rows(rows: np.ndarray) -> np.ndarray:
             if not getattr(fuse_rows, "ready", False):
                 views = None
                 if hasattr(fusion, "state_dict"):
-                    views = text_views(catalog, text_encoder, 2, config.seed, store=store)
-                if fit_or_load_fusion(fusion, catalog, modalities, present, store, key, views, config.progress):
+                    views = text_views(catalog, text_encoder, 2, world.encoder_seed, store=store)
+                if fit_or_load_fusion(fusion, catalog, modalities, present, store, key, views, world.progress):
                     report.trained.append(f"fusion {fusion.name}")
                 fuse_rows.ready = True
             return fusion.fuse({m: v[rows] for m, v in modalities.items()},
@@ -231,7 +207,7 @@ def encode(config: EncodeConfig) -> EncodeReport:
 
 def parse_args(argv: Sequence[str] | None) -> EncodeConfig:
     """Parse ``shoprank encode`` arguments into an :class:`EncodeConfig`."""
-    d = EncodeConfig()
+    d = EncodeConfig().world
     p = argparse.ArgumentParser(prog="shoprank encode", description="Build and cache all product vectors.")
     p.add_argument("--catalog", default=d.catalog, help="'synthetic' or a CSV catalog folder/file")
     p.add_argument("--n-products", type=int, default=d.n_products, help="synthetic catalog size")
@@ -244,16 +220,17 @@ def parse_args(argv: Sequence[str] | None) -> EncodeConfig:
     p.add_argument("--fusion", default=d.fusion, help=f"one of {sorted(FUSIONS)}, module:attr, or '' for none")
     p.add_argument("--fused-dim", type=int, default=d.fused_dim, help="fused vector width")
     p.add_argument("--image-weight", type=float, default=d.image_weight, help="image prior weight in the fusion")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of all training")
+    p.add_argument("--seed", type=int, default=d.encoder_seed, help="seed of all training")
     p.add_argument("--epochs", type=int, default=None, help="max epochs of the contrastive image encoder")
     p.add_argument("--cache-dir", default=d.cache_dir, help="cache folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     a = p.parse_args(list(argv) if argv is not None else None)
-    return EncodeConfig(catalog=a.catalog, n_products=a.n_products, catalog_seed=a.catalog_seed,
-                        allow_missing_images=a.allow_missing_images, text_encoder=a.text_encoder,
-                        image_encoder=a.image_encoder, fusion=a.fusion, fused_dim=a.fused_dim,
-                        image_weight=a.image_weight, seed=a.seed, epochs=a.epochs, cache_dir=a.cache_dir,
-                        progress=not a.no_progress)
+    world = replace(d, catalog=a.catalog, n_products=a.n_products, catalog_seed=a.catalog_seed,
+                    allow_missing_images=a.allow_missing_images, text_encoder=a.text_encoder,
+                    image_encoder=a.image_encoder, fusion=a.fusion, fused_dim=a.fused_dim,
+                    image_weight=a.image_weight, encoder_seed=a.seed, cache_dir=a.cache_dir,
+                    progress=not a.no_progress)
+    return EncodeConfig(world=world, epochs=a.epochs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -415,7 +415,6 @@ class DefaultShopper:
     def _utility_terms(self, state: ShopperState, intent: Intent, slate: np.ndarray, rows: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(rel, visual match, price term, utility)``, each ``float (N,)``, for catalog ``rows``."""
-        cfg = self.config
         rel = self.relevance(intent, slate)
         vis = self._visual_match(state, rows)
         price = state.price_sensitivity * self.items.price_z[rows]

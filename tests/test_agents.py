@@ -11,7 +11,7 @@ import torch
 
 import envs  # noqa: F401
 from agents.extractor import MASKED_SCORE, CandidateSetExtractor
-from agents.factory import AgentConfig, build_agent, load_agent, save_agent, train_agent
+from agents.factory import AgentConfig, build_agent, load_agent, train_agent
 from agents.policies import valid_actions
 from envs import EnvConfig, WorldConfig, static_config
 
@@ -166,7 +166,7 @@ def test_dqn_slot_credit_splits_each_slate_reward_over_its_picks():
 def test_slot_observations_place_the_products_shown_above():
     from agents.pretrain import reward_to_go, slot_observations
 
-    k, n = 6, 3
+    k = 6
     observations = {"mask": torch.ones(2, k), "candidates": torch.arange(2.0)[:, None].repeat(1, k)}
     shown = torch.tensor([[4, 1, 2], [0, 5, -1]])
     batch = slot_observations(observations, shown, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 2, 1, 2]))

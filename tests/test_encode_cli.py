@@ -9,6 +9,7 @@ import pytest
 import encoders.image_contrastive as image_contrastive
 from experiments.encode_cli import EncodeConfig, LazyTextEncoder, encode, main
 from encoders.text import MiniLMTextEncoder
+from envs.world import WorldConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = image_contrastive.ContrastiveImageConfig(embed_dim=16, channels=(8, 16), hidden=32, batch_size=32,
@@ -31,8 +32,9 @@ def test_second_run_does_no_model_work(tmp_path, capsys):
     assert "trained:  image-encoder contrastive-" in out and "fusion gated8-" in out
     assert "text (100, 256)" in out.replace("  ", " ") or "(100, 256)" in out
 
-    config = EncodeConfig(catalog="synthetic", n_products=100, text_encoder="hashing", image_encoder="contrastive",
-                          fusion="gated", fused_dim=8, epochs=1, cache_dir=str(tmp_path), progress=False)
+    config = EncodeConfig(WorldConfig(catalog="synthetic", n_products=100, text_encoder="hashing",
+                                      image_encoder="contrastive", fusion="gated", fused_dim=8,
+                                      cache_dir=str(tmp_path), progress=False), epochs=1)
     report = encode(config)
     assert report.computed == [] and report.trained == []
     assert report.shapes == {"text": (100, 256), "image": (100, 16), "fused": (100, 8)}
@@ -46,12 +48,24 @@ def test_second_run_does_no_model_work(tmp_path, capsys):
 
 def test_other_fusions_and_no_image(tmp_path):
     for fusion in ("concat", "mean"):
-        report = encode(EncodeConfig(n_products=100, text_encoder="hashing", fusion=fusion, fused_dim=8, epochs=1,
-                                     cache_dir=str(tmp_path), progress=False))
+        world = WorldConfig(n_products=100, text_encoder="hashing", image_encoder="contrastive", fusion=fusion,
+                            fused_dim=8, cache_dir=str(tmp_path), progress=False)
+        report = encode(EncodeConfig(world, epochs=1))
         assert report.shapes["fused"] == (100, 8)
-    report = encode(EncodeConfig(n_products=100, text_encoder="hashing", image_encoder="", fusion="concat",
-                                 fused_dim=8, cache_dir=str(tmp_path), progress=False))
+    report = encode(EncodeConfig(WorldConfig(n_products=100, text_encoder="hashing", image_encoder="",
+                                             fusion="concat", fused_dim=8, cache_dir=str(tmp_path), progress=False)))
     assert "image" not in report.shapes and report.trained == []
+
+
+def test_parsed_options_fill_the_world_config():
+    from experiments.encode_cli import parse_args
+
+    config = parse_args(ARGS + ["--seed", "7", "--cache-dir", "somewhere"])
+    assert config.epochs == 1
+    assert config.world == WorldConfig(catalog="synthetic", n_products=100, text_encoder="hashing",
+                                       image_encoder="contrastive", fusion="gated", fused_dim=8, encoder_seed=7,
+                                       cache_dir="somewhere", progress=False)
+    assert EncodeConfig().world.image_encoder == "contrastive" and EncodeConfig().world.fusion == "gated"
 
 
 def test_lazy_text_encoder_does_not_load_minilm():

@@ -11,7 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
+import envs  # noqa: F401  (registers the ids)
 from envs import EnvConfig, WorldConfig, static_config
 
 FAST = EnvConfig(world=WorldConfig(text_encoder="hashing"))
