@@ -537,10 +537,14 @@ def to_markdown(report: dict) -> str:
                   f"ShopRank env alone under DummyVecEnv(4), random actions: "
                   f"{p['shoprank_env_only_dummyvec']['median']:,.0f} steps/s.", ""]
         if "null_multiinput" in p:
+            def share(key: str) -> str:
+                value = p[key]
+                return f"{value:.0%}" if value >= 0.05 else "under 5% (within run-to-run noise)"
+
             lines += [f"The no-env rows run the same PPO on a zero-cost env with ShopRank's observation and action "
                       f"spaces: no env with these spaces can go faster. With the batched env, the env is "
-                      f"{p['env_share_multiinput_vector_env']:.0%} of `learn()`'s CPU time under MultiInputPolicy "
-                      f"and {p['env_share_ours_vector_env']:.0%} under ours; the zero-cost ceiling is "
+                      f"{share('env_share_multiinput_vector_env')} of `learn()`'s CPU time under MultiInputPolicy "
+                      f"and {share('env_share_ours_vector_env')} under ours; the zero-cost ceiling is "
                       f"{p['ratio_null_multiinput']:.2f}x and {p['ratio_null_ours']:.2f}x CartPole.", ""]
     if "encoding" in report:
         e = report["encoding"]
