@@ -63,6 +63,16 @@ def _build(cls: type, data: dict, path: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """``value`` as the field's type ``hint``. Numbers YAML reads as strings are converted: PyYAML parses
+    ``1e-3`` and ``1e5`` (no dot) as text, so ``--set agent.learning_rate=1e-3`` must still give a float
+    and ``total_timesteps=1e5`` an int (integral values only)."""
+    if hint in (int, float) and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and (hint is float or number.is_integer()):
+            return hint(number)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint):

@@ -122,6 +122,19 @@ def test_config_errors_name_the_key():
         load_config(overrides=["agent.lr=0.1"])
     with pytest.raises(ValueError, match=re.escape("config key 'total_timesteps' must be int, got 'many'")):
         load_config(overrides=["total_timesteps=many"])
+    with pytest.raises(ValueError, match=re.escape("config key 'total_timesteps' must be int, got '2.5e0'")):
+        load_config(overrides=["total_timesteps=2.5e0"])
+    with pytest.raises(ValueError, match=re.escape("config key 'agent.learning_rate' must be float, got 'fast'")):
+        load_config(overrides=["agent.learning_rate=fast"])
+
+
+def test_numbers_yaml_reads_as_text_are_converted():
+    from experiments.config import load_config
+
+    # PyYAML reads 1e-3 and 1e5 (no dot) as strings
+    config = load_config(overrides=["agent.learning_rate=1e-3", "total_timesteps=1e5"])
+    assert config.agent.learning_rate == 0.001 and isinstance(config.agent.learning_rate, float)
+    assert config.total_timesteps == 100_000 and isinstance(config.total_timesteps, int)
 
 
 def test_env_overrides_apply_on_top_of_the_registered_config():
