@@ -293,13 +293,24 @@ def load_agent(path: Path) -> LoadedAgent:
     for p in (meta_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"not a ShopRank checkpoint: {p} is missing")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
+    missing = [key for key in ("algo", "agent_config", "env_config") if key not in meta] if isinstance(meta, dict) \
+        else ["algo", "agent_config", "env_config"]
+    if missing:
+        raise ValueError(f"{meta_path} is not a ShopRank agent checkpoint: missing {missing}.")
     known = {f.name for f in fields(AgentConfig)}
     config = AgentConfig(**{k: v for k, v in meta["agent_config"].items() if k in known})
     env_config = config_from_dict(meta["env_config"])
     model = build_agent(meta["algo"], env_config, config, n_envs=1)
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    model.policy.load_state_dict(state)
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        model.policy.load_state_dict(state)
+    except Exception as exc:  # unreadable file, foreign pickle, or weights of another architecture
+        raise ValueError(f"{weights_path} does not hold this agent's weights: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     model.policy.set_training_mode(False)
     return LoadedAgent(meta["algo"], model.policy, env_config)
 

@@ -50,7 +50,9 @@ def _attribute_words(attributes: dict) -> list[str]:
             part = part.strip()
             if part and part.lower() not in {"yes", "no"}:
                 words.add(part)
-    return sorted(words, key=len, reverse=True)
+    # longest first (so "light blue" goes before "blue"), then alphabetical: a set's order changes with
+    # Python's per-process string hashing, and the augmentation draws one random number per word
+    return sorted(words, key=lambda word: (-len(word), word))
 
 
 def augment_text(title: str, description: str, attributes: dict, rng: np.random.Generator,
@@ -104,7 +106,8 @@ def text_views(catalog: Catalog, encoder: TextEncoder, n_views: int, seed: int =
         ``float32 (n_views, n, d_text)``.
     """
     views = []
-    tag = hashlib.sha256(f"{seed}:{p_drop_attribute}:{p_drop_sentence}".encode()).hexdigest()[:8]
+    # "v2": views cached before the attribute-word order was made deterministic are not reused
+    tag = hashlib.sha256(f"v2:{seed}:{p_drop_attribute}:{p_drop_sentence}".encode()).hexdigest()[:8]
     for v in range(n_views):
         rng = np.random.default_rng([seed, v])
         texts = [augment_text(t, d, a, rng, p_drop_attribute, p_drop_sentence)

@@ -80,9 +80,14 @@ def parse_attributes(text: str) -> dict[str, str]:
     text = (text or "").strip()
     if not text:
         return {}
-    if text.startswith("{"):
-        return {str(k).lower(): str(v) for k, v in json.loads(text).items()}
+    if text.startswith(("{", "[")):
+        parsed = json.loads(text)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"JSON attributes must be an object {{\"key\": \"value\"}}, got {text[:40]!r}")
+        return {str(k).lower(): str(v) for k, v in parsed.items()}
     pairs = [p.split("=", 1) for p in text.split(";") if "=" in p]
+    if not pairs:
+        raise ValueError(f"attributes must be JSON or key=value;key=value pairs, got {text[:40]!r}")
     return {k.strip().lower(): v.strip() for k, v in pairs}
 
 
@@ -105,13 +110,16 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
     root = csv_path.parent
     if not csv_path.is_file():
         raise CatalogError(f"catalog file not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in config.mapping.required() if c not in header]
-        if missing:
-            raise CatalogError(f"{csv_path.name}: missing column(s) {missing}; found {header}")
-        rows = list(reader)
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [c for c in config.mapping.required() if c not in header]
+            if missing:
+                raise CatalogError(f"{csv_path.name}: missing column(s) {missing}; found {header}")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{csv_path.name}: not UTF-8 text ({exc})") from None
     if not rows:
         raise CatalogError(f"{csv_path.name}: no products (only a header)")
     m = config.mapping
@@ -120,6 +128,9 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
     image_paths: list[Path | None] = []
     for i, row in enumerate(rows):
         line = i + 2
+        if None in row or None in row.values():  # csv.DictReader's marks of a short or long row
+            cells = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+            raise CatalogError(f"{csv_path.name} row {line}: {cells} cells, but the header has {len(header)} columns")
         pid = (row[m.id] or "").strip()
         if not pid:
             raise CatalogError(f"{csv_path.name} row {line}, column '{m.id}': empty product id")
@@ -129,6 +140,8 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
         seen[pid] = line
         if not (row[m.title] or "").strip():
             raise CatalogError(f"{csv_path.name} row {line}, column '{m.title}': empty title")
+        if not (row[m.category] or "").strip():
+            raise CatalogError(f"{csv_path.name} row {line}, column '{m.category}': empty category")
         raw_price = (row[m.price] or "").strip()
         if raw_price == "" and config.allow_missing_prices:
             price = 0.0
@@ -165,7 +178,7 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
     for i, row in enumerate(rows):
         try:
             attrs = parse_attributes(row[m.attributes]) if m.attributes else {}
-        except (json.JSONDecodeError, AttributeError) as exc:
+        except ValueError as exc:  # incl. json.JSONDecodeError
             raise CatalogError(f"{csv_path.name} row {i + 2}, column '{m.attributes}': unreadable attributes ({exc})") from None
         if m.colors and row[m.colors]:
             attrs.setdefault("colour", row[m.colors])

@@ -270,7 +270,7 @@ def cache_key(catalog: Catalog, text_vectors: np.ndarray, config: ContrastiveIma
               text_encoder_name: str | None) -> str:
     """Hash of everything the trained weights depend on."""
     payload = json.dumps({"config": asdict(config), "seed": seed, "catalog": catalog.fingerprint(),
-                          "text": array_digest(text_vectors), "text_encoder": text_encoder_name, "v": 1},
+                          "text": array_digest(text_vectors), "text_encoder": text_encoder_name, "v": 2},  # 2: deterministic text views
                          sort_keys=True)
     import hashlib
 

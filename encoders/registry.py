@@ -86,8 +86,15 @@ def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str) -> Ca
         return registry[name]
     if ":" in name:
         module_name, _, attr = name.partition(":")
+        if not module_name or not attr:
+            raise ValueError(f"{what} '{name}' must look like 'package.module:attribute'.")
         try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import {what} '{name}': {exc}") from exc
+            found = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # a plug-in may fail to import in any way (syntax, its own imports, ...)
+            raise ValueError(f"cannot import {what} '{name}': {type(exc).__name__}: {exc}") from exc
+        if not callable(found):
+            raise ValueError(f"{what} '{name}' is not callable (got {type(found).__name__}).")
+        return found
+    if not registry:
+        raise ValueError(f"{what} '{name}' must look like 'package.module:attribute'.")
     raise ValueError(f"unknown {what} '{name}'; choose one of {sorted(registry)} or give 'package.module:attribute'.")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from envs.reward import RewardSpec
 from envs.world import WorldConfig
 from simulators.shopper import ShopperConfig
+from simulators.validation import check_field_types
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class EnvConfig:
     simulator: str = ""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        for name, cls in (("reward", RewardSpec), ("shopper", ShopperConfig), ("world", WorldConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"EnvConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}.")
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}.")
         if not 1 <= self.slate_size <= self.n_candidates:

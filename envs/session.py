@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.config import EnvConfig
+from envs.config import EnvConfig, config_from_dict
 from encoders.registry import resolve
 from envs.world import ShopWorld, get_world
 from simulators.items import ItemTable
@@ -43,7 +43,13 @@ def episode_end(left, n_queries, max_queries: int):
 
 def init_session_env(env: Any, config: EnvConfig | None, world: ShopWorld | None, simulator: UserSimulator | None,
                      render_mode: str | None) -> None:
-    """The set-up both ShopRank envs share: config, render mode check, shared world and session core."""
+    """The set-up both ShopRank envs share: config, render mode check, shared world and session core.
+
+    ``config`` may also be a nested dict of :class:`EnvConfig` fields (as ``config_to_dict`` writes it)."""
+    if isinstance(config, dict):
+        config = config_from_dict(config)
+    if config is not None and not isinstance(config, EnvConfig):
+        raise ValueError(f"config must be an EnvConfig or a dict of its fields, got {type(config).__name__}.")
     env.config = config or EnvConfig()
     if render_mode is not None and render_mode not in env.metadata["render_modes"]:
         raise ValueError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}.")

@@ -78,17 +78,21 @@ class ShopRankEnv(gym.Env):
         self.action_space = spaces.Box(-SCORE_BOUND, SCORE_BOUND, shape=(k,), dtype=np.float32)
         self.observation_space = observation_space(self.config, self.world, self.core.profile_dim)
         self._last: dict[str, Any] | None = None
+        self._ended = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.core.start(self.np_random)
         self._last = None
+        self._ended = False
         return self.core.observation(), {"query": self.core.query.text}
 
     def slate_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Top-``N`` catalog rows by score among valid candidates (``int64 (N,)``, -1 padded)."""
         scores = np.asarray(scores)
         k = self.config.n_candidates
+        if not (np.issubdtype(scores.dtype, np.number) and not np.issubdtype(scores.dtype, np.bool_)):
+            raise ValueError(f"action must be a float array of shape ({k},) (one score per candidate), got dtype {scores.dtype}.")
         if scores.shape != (k,):
             raise ValueError(f"action must have shape ({k},), got {scores.shape}.")
         if not np.all(np.isfinite(scores)):
@@ -101,9 +105,12 @@ class ShopRankEnv(gym.Env):
     def step(self, action: np.ndarray):
         if self.core.query is None:
             raise RuntimeError("call reset() before step().")
+        if self._ended:
+            raise RuntimeError("the episode has ended (terminated or truncated); call reset() before step().")
         slate = self.slate_from_scores(action)
         outcome = self.core.show(slate, self.np_random)
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
+        self._ended = terminated or truncated
         info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.response.clicks),
                 "purchased_positions": np.flatnonzero(outcome.response.purchases),
                 "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,

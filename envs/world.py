@@ -23,6 +23,7 @@ from encoders.retriever import FaissRetriever
 from encoders.store import DEFAULT_CACHE, EmbeddingStore
 from encoders.synthetic import SyntheticCatalogConfig, generate_catalog
 from simulators.items import ItemTable
+from simulators.validation import check_field_types
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -57,6 +58,20 @@ class WorldConfig:
     query_dim: int = 32
     cache_dir: str = str(DEFAULT_CACHE)
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.n_products < 1:
+            raise ValueError(f"WorldConfig.n_products must be >= 1, got {self.n_products}.")
+        if self.encoder_seed < 0 or self.catalog_seed < 0:
+            raise ValueError(f"WorldConfig seeds must be >= 0, got encoder_seed={self.encoder_seed}, "
+                             f"catalog_seed={self.catalog_seed}.")
+        if self.fused_dim < 2:
+            raise ValueError(f"WorldConfig.fused_dim must be >= 2, got {self.fused_dim}.")
+        if self.query_dim < 1:
+            raise ValueError(f"WorldConfig.query_dim must be >= 1, got {self.query_dim}.")
+        if self.image_weight < 0:
+            raise ValueError(f"WorldConfig.image_weight must be >= 0, got {self.image_weight}.")
 
 
 def load_catalog(config: WorldConfig) -> Catalog:

@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    if argv and not argv[0].startswith("-") and argv[0] not in SUITES:
+        print(f"shoprank bench: unknown suite {argv[0]!r}; choose one of {sorted(SUITES)} "
+              "(no suite: env and retrieval).", file=sys.stderr)
+        return 2
     names = [argv.pop(0)] if argv and argv[0] in SUITES else ["env", "retrieval"]
     code = 0
     for name in names:

@@ -1,13 +1,24 @@
 """The ``shoprank`` command: one entry point, one sub-command per job.
 
-Each sub-command lives in its own module with a ``main(argv) -> int``; this file only dispatches
-(imports are lazy, so ``shoprank catalog`` does not load torch).
+Each sub-command lives in its own module with a ``main(argv) -> int``; this file dispatches (imports are
+lazy, so ``shoprank catalog`` does not load torch) and turns the errors that bad input causes deep inside
+a job (a malformed catalog or checkpoint, a broken simulator plug-in, a bad config value met while
+building the world) into one line, ``shoprank <command>: error: <message>``, and exit status 2.
+``SHOPRANK_DEBUG=1`` shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
 import sys
+
+#: What bad input raises: ValueError covers CatalogError, JSON and Unicode decoding errors and the
+#: configs' own checks; OSError missing or unwritable paths; RuntimeError the env's SimulatorError;
+#: ImportError / SyntaxError a plug-in that does not import; UnpicklingError a corrupt weights file.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, ImportError, SyntaxError,
+                                                 pickle.UnpicklingError)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("experiments.demo", "the main job: short train + compare on the built-in catalog"),
@@ -40,7 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shoprank: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except INPUT_ERRORS as exc:
+        if os.environ.get("SHOPRANK_DEBUG"):
+            raise
+        print(f"shoprank {name}: error: {_describe(exc)}\n(SHOPRANK_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _describe(exc: BaseException) -> str:
+    """``exc``'s message, prefixed with its type where the message alone would not say what went wrong."""
+    message = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (ImportError, SyntaxError, pickle.UnpicklingError, UnicodeDecodeError)) or not str(exc):
+        return f"{type(exc).__name__}: {message}"
+    return message
 
 
 if __name__ == "__main__":

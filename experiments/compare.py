@@ -49,6 +49,8 @@ def parse_seeds(text: str) -> list[int]:
             f"--seeds takes a count (e.g. 5) or a comma-separated list of seeds (e.g. 0,1,2), got {text!r}.") from None
     if len(set(seeds)) != len(seeds) or not seeds:
         raise argparse.ArgumentTypeError(f"--seeds must be distinct and non-empty, got {text!r}.")
+    if min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds must be >= 0, got {text!r}.")
     return seeds
 
 
@@ -125,16 +127,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--sessions must be >= 1, got {args.sessions}.")
     if args.train_steps < 1:
         parser.error(f"--train-steps must be >= 1, got {args.train_steps}.")
+    if args.log_sessions < 1:
+        parser.error(f"--log-sessions must be >= 1, got {args.log_sessions}.")
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
+    if not names:
+        parser.error(f"--agents names no agent: {args.agents!r}.")
     try:
         config = resolve_config(args.env, None, args.catalog, args.text_encoder)
         if args.overrides:
             from experiments.config import apply_overrides
 
             config = apply_overrides(config, args.overrides)
+        if args.agent_overrides:  # checked even when no RL agent is compared: a typo must not pass silently
+            from agents.factory import AgentConfig
+            from experiments.config import apply_overrides
+
+            apply_overrides(AgentConfig(), args.agent_overrides)
         baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
         agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
                               args.agent_overrides)
+        if args.baseline not in names:
+            raise ValueError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
     except ValueError as exc:
         print(f"shoprank compare: error: {exc}", file=sys.stderr)
         return 2

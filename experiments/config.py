@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from agents.factory import AgentConfig
+from agents.factory import ALGOS, AgentConfig
 from envs.config import EnvConfig
 
 
@@ -37,8 +37,16 @@ class TrainConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
 
     def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown RL algorithm {self.algo!r}; choose one of {sorted(ALGOS)}.")
         if self.total_timesteps <= 0:
             raise ValueError(f"total_timesteps must be > 0, got {self.total_timesteps}.")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be between 0 and 2**32 - 1, got {self.seed}.")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 = no held-out evaluation), got {self.eval_every}.")
+        if self.eval_every > 0 and self.eval_sessions < 1:
+            raise ValueError(f"eval_sessions must be >= 1 when eval_every > 0, got {self.eval_sessions}.")
 
 
 def _build(cls: type, data: dict, path: str) -> Any:
@@ -66,6 +74,8 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     """``value`` as the field's type ``hint``. Numbers YAML reads as strings are converted: PyYAML parses
     ``1e-3`` and ``1e5`` (no dot) as text, so ``--set agent.learning_rate=1e-3`` must still give a float
     and ``total_timesteps=1e5`` an int (integral values only)."""
+    if hint in (int, float) and isinstance(value, bool):
+        raise ValueError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
     if hint in (int, float) and isinstance(value, str):
         try:
             number = float(value)
@@ -91,7 +101,10 @@ def _set(data: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ValueError(f"override '{item}': '{part}' is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ValueError(f"override '{item}': the value is not valid YAML") from None
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
@@ -113,7 +126,12 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None, cl
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path} must hold a mapping of TrainConfig fields, got {type(data).__name__}")
     for item in overrides or []:
         _set(data, item)
     return _build(cls, data, "")

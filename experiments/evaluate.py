@@ -64,7 +64,7 @@ def resolve_config(env_id: str, config: Any = None, catalog: str | None = None,
     """
     import envs  # noqa: F401  (registers the ids)
 
-    if env_id not in gym.registry:
+    if env_id not in gym.registry or not env_id.startswith("ShopRank"):
         raise ValueError(f"unknown env id {env_id!r}; registered ShopRank ids: "
                          f"{sorted(k for k in gym.registry if k.startswith('ShopRank'))}.")
     if config is None:

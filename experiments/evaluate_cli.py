@@ -17,9 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
-
-import gymnasium as gym
+from typing import Sequence
 
 from agents.baselines import BASELINES, BaselineConfig, baseline_factory, is_baseline_checkpoint, load_baseline
 from experiments.compare import parse_seeds
@@ -29,20 +27,21 @@ from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolv
 def checkpoint_factory(path: Path) -> tuple[str, AgentFactory]:
     """``(default name, factory(env, seed))`` for a checkpoint path."""
     if is_baseline_checkpoint(path):
-        name = json.loads((path / "baseline.json").read_text()).get("name", "agent")
+        meta_path = path / "baseline.json"
+        try:
+            name = json.loads(meta_path.read_text()).get("name", "agent")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise ValueError(f"{meta_path} is not valid checkpoint JSON: {exc}") from None
         return name, lambda env, seed: load_baseline(path, env)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist.")
-
-    def load(env: gym.Env, seed: int) -> Any:
-        try:
-            from agents.factory import load_agent
-        except ImportError as exc:
-            raise ImportError(f"{path} is not a baseline checkpoint folder, and agents.factory.load_agent "
-                              f"(needed for SB3 checkpoints) could not be imported: {exc}") from exc
-        return load_agent(path)
-
-    return path.stem, load
+    try:
+        from agents.factory import load_agent
+    except ImportError as exc:
+        raise ImportError(f"{path} is not a baseline checkpoint folder, and agents.factory.load_agent "
+                          f"(needed for SB3 checkpoints) could not be imported: {exc}") from exc
+    agent = load_agent(path)  # loaded (and checked) once, before any evaluation; a deterministic policy
+    return path.stem, lambda env, seed: agent
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -331,6 +331,8 @@ def parse_args(argv: Sequence[str] | None) -> RetrievalEvalConfig:
     p.add_argument("--cache-dir", default=d.cache_dir, help="cache folder ('' for none)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     a = p.parse_args(list(argv) if argv is not None else None)
+    if a.seed < 0:
+        p.error(f"--seed must be >= 0, got {a.seed}")
     return RetrievalEvalConfig(out=a.out, synthetic=not a.no_synthetic, n_products=a.n_products, luma=a.luma,
                                text_encoder=a.text_encoder, fused_dim=a.fused_dim, n_queries=a.n_queries,
                                n_boot=a.n_boot, seed=a.seed, epochs=a.epochs, cache_dir=a.cache_dir,

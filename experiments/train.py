@@ -46,8 +46,13 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
     """PPO on the same registered env with Ray RLlib (``experiments.rllib_backend``)."""
     from experiments.rllib_backend import RllibConfig, train_rllib
 
+    if config.algo != "ppo":
+        raise ValueError(f"--backend rllib trains PPO only, got algo {config.algo!r}; use --algo ppo or --backend sb3.")
     rllib = RllibConfig()
     iterations = max(1, config.total_timesteps // rllib.train_batch_size)
+    if config.total_timesteps % rllib.train_batch_size:
+        print(f"note: RLlib trains in iterations of {rllib.train_batch_size} env steps: "
+              f"{iterations * rllib.train_batch_size} steps for the {config.total_timesteps} asked")
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
     try:

@@ -98,7 +98,10 @@ def plot_perplexity(report: pd.DataFrame, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``fidelity`` command; returns the exit status (0 ok, 2 bad input)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
     try:
         log = load_obd(args.obd) if args.obd is not None else read_log(args.log)
         train, test = split_log(log, args.test_fraction, np.random.default_rng(args.seed))

@@ -43,6 +43,7 @@ import numpy as np
 from simulators.click_models import PositionBasedModel
 from simulators.items import INTENT_FACETS, ItemTable
 from simulators.protocols import ClickModel, ExpectedResponse, Query, Response
+from simulators.validation import check_field_types
 
 SEGMENTS = ("women", "men", "any")
 _POSSESSIVE = {"women": "women's", "men": "men's"}
@@ -153,6 +154,7 @@ class ShopperConfig:
     query_bank_seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self, allow_inf=("patience",))
         for name in ("profile_noise", "patience", "fatigue", "no_click_penalty", "drift", "boredom",
                      "temperature", "price_weight", "buy_over_budget", "budget_std"):
             if getattr(self, name) < 0:

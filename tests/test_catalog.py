@@ -123,3 +123,34 @@ def test_parse_attributes_formats():
     assert parse_attributes('{"Material": "Wool|Nylon"}') == {"material": "Wool|Nylon"}
     assert parse_attributes("colour=red; style=sporty") == {"colour": "red", "style": "sporty"}
     assert parse_attributes("") == {}
+
+
+def test_csv_short_and_long_rows_are_errors(tmp_path):
+    _write(tmp_path, "A,Shirt,d,Men/Tops,10,a.png,,\nB,Cap\n")
+    with pytest.raises(CatalogError, match=re.escape("products.csv row 3: 2 cells, but the header has 8 columns")):
+        load_csv_catalog(CsvCatalogConfig(tmp_path, allow_missing_images=True))
+    _write(tmp_path, "A,Shirt,d,Men/Tops,10,a.png,,,extra\n")
+    with pytest.raises(CatalogError, match=re.escape("products.csv row 2: 9 cells, but the header has 8 columns")):
+        load_csv_catalog(CsvCatalogConfig(tmp_path))
+
+
+def test_csv_empty_category_and_unreadable_attributes(tmp_path):
+    _write(tmp_path, "A,Shirt,d,,10,a.png,,\n")
+    with pytest.raises(CatalogError, match=re.escape("products.csv row 2, column 'category': empty category")):
+        load_csv_catalog(CsvCatalogConfig(tmp_path))
+    _write(tmp_path, 'A,Shirt,d,Men/Tops,10,a.png,"[1,2]",\n')
+    with pytest.raises(CatalogError, match=re.escape(
+            "products.csv row 2, column 'attributes': unreadable attributes (JSON attributes must be an object")):
+        load_csv_catalog(CsvCatalogConfig(tmp_path))
+
+
+def test_csv_that_is_not_utf8_names_the_file(tmp_path):
+    _write(tmp_path, "A,Shirt,d,Men/Tops,10,a.png,,\n")
+    (tmp_path / "products.csv").write_bytes((tmp_path / "products.csv").read_bytes() + "B,Café,d,Men/Tops,1,a.png,,\n".encode("latin-1"))
+    with pytest.raises(CatalogError, match=r"^products\.csv: not UTF-8 text \("):
+        load_csv_catalog(CsvCatalogConfig(tmp_path))
+
+
+def test_parse_attributes_rejects_what_it_cannot_read():
+    with pytest.raises(ValueError, match=re.escape("attributes must be JSON or key=value;key=value pairs, got 'wool'")):
+        parse_attributes("wool")

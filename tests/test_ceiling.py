@@ -48,7 +48,7 @@ def test_study_runs_and_the_oracle_is_its_own_reference(tmp_path, monkeypatch):
                          "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "ceiling.json").read_text())
     assert len(saved["rows"]) == len(table)
-    assert "| 0.5 |" in (tmp_path / "ceiling.md").read_text()
+    assert "| 0.5 (default) |" in (tmp_path / "ceiling.md").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -199,3 +199,23 @@ def test_luma_photos_load_and_train_one_epoch(tmp_path):
     encoder = train_contrastive_image_encoder(catalog, text_encoder.encode(catalog.texts), replace(TINY, epochs=1),
                                               text_encoder=text_encoder)
     assert encoder.encode(catalog.load_images(np.arange(4))).shape == (4, 16)
+
+
+def test_text_augmentation_is_the_same_in_every_process():
+    """The attribute words are dropped in a fixed order, not in a set's order (which Python's per-process
+    string hashing changes): same seed, same augmented text, whatever PYTHONHASHSEED is."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from encoders.contrastive import augment_text; "
+            "attrs = {'colour': 'red|tan|sky|ash|oak', 'material': 'wool|silk|felt|jute', 'pattern': 'dot'}; "
+            "text = 'red tan sky ash oak wool silk felt jute dot shirt. One. Two. Three.'; "
+            "print([augment_text('t', text, attrs, np.random.default_rng(s)) for s in range(8)])")
+    outputs = set()
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
