@@ -30,6 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: Positions are slots of one results page: the click models keep per-position parameters up to the
+#: largest one, so a stray huge value would cost memory and time for nothing.
+MAX_POSITION = 1000
+
 REQUIRED_COLUMNS: tuple[str, ...] = ("session", "query", "position", "item", "click", "purchase", "propensity")
 """Columns every log must have."""
 
@@ -112,6 +116,9 @@ def validate_log(df: pd.DataFrame) -> pd.DataFrame:
             raise LogSchemaError(f"log column '{col}' has {n_missing} missing value(s).")
     out["slate"] = _as_int(out, "slate")
     out["position"] = _as_int(out, "position")
+    if len(out) and int(out["position"].max()) >= MAX_POSITION:
+        raise LogSchemaError(f"log column 'position' must be < {MAX_POSITION} (a slot on a results page); "
+                             f"found {int(out['position'].max())}.")
     out["click"] = _as_bool(out, "click")
     out["purchase"] = _as_bool(out, "purchase")
     out["query"] = out["query"].astype(str)

@@ -36,6 +36,7 @@ def test_validate_normalises() -> None:
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.drop(columns=["click", "position"]), "log is missing required column(s): 'position', 'click'."),
     (lambda d: d.assign(position=[0, 1, 2, -1, 2]), "log column 'position' must be >= 0; found -1."),
+    (lambda d: d.assign(position=[0, 1, 2, 5000, 2]), "log column 'position' must be < 1000 (a slot on a results page); found 5000."),
     (lambda d: d.assign(position=[0, 1, 2.5, 0, 2]), "log column 'position' must hold integers; found 2.5."),
     (lambda d: d.assign(position=list("abcde")), "log column 'position' must hold integers; found 'a'."),
     (lambda d: d.assign(click=[0, 2, 0, 0, 0]), "log column 'click' must hold booleans or 0/1 values; found 2."),
