@@ -14,7 +14,7 @@ know the simulator's equations and the true product traits (so they bound any ag
 ``retriever`` is listed for scale. Every ranker meets the same shoppers and queries (common random
 numbers); shares of ``oracle`` are per-seed ratios with Student-t 95% CIs.
 
-    .venv/bin/python -m benchmarks.ceiling --noise 0,0.25,0.5 --seeds 5 --sessions 1000
+    .venv/bin/python -m benchmarks.ceiling --noise 0,0.25,0.5,1 --seeds 5 --sessions 1000
 
 Writes ``benchmarks/results/ceiling.{json,md}``.
 """
@@ -22,7 +22,6 @@ Writes ``benchmarks/results/ceiling.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ import envs
 from envs import WorldConfig
 from agents.baselines import Baseline, OracleBaseline, ProfileOracleBaseline, RetrieverBaseline
 from benchmarks.machine import machine_info
+from benchmarks.study_io import parse_numbers, write_study
 from experiments.evaluate import evaluate_agents, reward_shares, summarize
 from simulators.shopper import DefaultShopper, ShopperConfig
 
@@ -57,13 +57,19 @@ def top_slot_values(shopper: DefaultShopper, state, query, candidates: np.ndarra
         prices: ``float (n_products,)`` catalog prices.
         slate_size: ``N`` (the click model's slate length).
     """
-    attract, p_buy, _ = shopper.item_probabilities(state, query.intent, candidates)
-    alone = np.zeros((len(candidates), slate_size))
-    alone[:, 0] = attract
-    click = shopper.click_model.click_probs(alone)[:, 0]
+    click, p_buy = top_slot_probabilities(shopper, state, query, candidates, slate_size)
     price = prices[np.where(candidates >= 0, candidates, 0)]
     value = click * (reward.click + p_buy * (reward.purchase + reward.revenue * price))
     return np.where(candidates >= 0, value, -np.inf)
+
+
+def top_slot_probabilities(shopper: DefaultShopper, state, query, candidates: np.ndarray, slate_size: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """``(P(click), P(buy | click))``, each ``float (K,)``, of every candidate shown alone in the top slot."""
+    attract, p_buy, _ = shopper.item_probabilities(state, query.intent, candidates)
+    alone = np.zeros((len(candidates), slate_size))
+    alone[:, 0] = attract
+    return shopper.click_model.click_probs(alone)[:, 0], p_buy
 
 
 class PosteriorOracle(OracleBaseline):
@@ -155,29 +161,19 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--noise", default="0,0.25,0.5", help="comma-separated profile_noise values")
+    p.add_argument("--noise", default="0,0.25,0.5,1", help="comma-separated profile_noise values")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sessions", type=int, default=1000, help="sessions per seed")
     p.add_argument("--draws", type=int, default=128, help="posterior draws per query")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    try:
-        noises = [float(x) for x in args.noise.split(",") if x.strip()]
-    except ValueError:
-        p.error(f"--noise must be comma-separated numbers, got {args.noise!r}")
-    if not noises or min(noises) < 0:
-        p.error(f"--noise needs at least one value, all >= 0; got {args.noise!r}")
+    noises = parse_numbers(p, args.noise, "--noise", minimum=0, inclusive=True)
     if args.seeds < 2 or args.sessions < 1 or args.draws < 1:
         p.error("--seeds must be >= 2 (for a CI), --sessions and --draws >= 1")
     table = study(noises, list(range(args.seeds)), args.sessions, args.draws)
     meta = {"machine": machine_info(), "seeds": args.seeds, "sessions": args.sessions, "draws": args.draws,
             "command": "python -m benchmarks.ceiling " + " ".join(sys.argv[1:] if argv is None else argv)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ceiling.json").write_text(json.dumps({**meta, "rows": table.to_dict("records")}, indent=2,
-                                                     default=float))
-    markdown = to_markdown(table, meta)
-    (args.out / "ceiling.md").write_text(markdown)
-    print(markdown)
+    write_study(args.out, "ceiling", meta, table, to_markdown(table, meta))
     return 0
 
 

@@ -75,10 +75,16 @@ class CsvCatalogConfig:
     allow_missing_prices: bool = True
 
 
+_NO_ATTRIBUTES = {"", "-", "n/a", "na", "none", "null", "{}"}
+
+
 def parse_attributes(text: str) -> dict[str, str]:
-    """Parse ``{"k": "v"}`` JSON or ``k=v;k2=v2`` into a dict of strings (``|`` keeps multi-values)."""
+    """Parse ``{"k": "v"}`` JSON or ``k=v;k2=v2`` into a dict of strings (``|`` keeps multi-values).
+
+    An empty cell or a "no value" marker (``-``, ``n/a``, ``none``, ``null``) gives ``{}``; any other text
+    that is neither format raises ``ValueError``."""
     text = (text or "").strip()
-    if not text:
+    if text.lower() in _NO_ATTRIBUTES:
         return {}
     if text.startswith(("{", "[")):
         parsed = json.loads(text)

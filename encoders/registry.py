@@ -76,8 +76,11 @@ FUSIONS: dict[str, Callable[[int, float], Fusion]] = {
 """Fusion factories: ``(fused_dim, image_weight) -> Fusion``."""
 
 
-def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str) -> Callable[..., Any]:
+def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str, callable_only: bool = True) -> Any:
     """Look ``name`` up in ``registry`` or import it from a ``"package.module:attribute"`` path.
+
+    ``callable_only``: an imported attribute must be callable (a factory); ``False`` also accepts an
+    object (e.g. a ready simulator instance for the conformance kit).
 
     Raises:
         ValueError: naming the known choices when ``name`` is neither.
@@ -92,7 +95,7 @@ def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str) -> Ca
             found = getattr(importlib.import_module(module_name), attr)
         except Exception as exc:  # a plug-in may fail to import in any way (syntax, its own imports, ...)
             raise ValueError(f"cannot import {what} '{name}': {type(exc).__name__}: {exc}") from exc
-        if not callable(found):
+        if callable_only and not callable(found):
             raise ValueError(f"{what} '{name}' is not callable (got {type(found).__name__}).")
         return found
     if not registry:

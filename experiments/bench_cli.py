@@ -4,7 +4,9 @@
 ``shoprank bench retrieval [--quick]`` — faiss indexes at 10k / 100k / 1M products;
 ``shoprank bench recovery`` — click-model parameter recovery;
 ``shoprank bench ceiling`` — the observable ceiling (share of the privileged oracle any observation-only
-ranker can reach, per profile noise); no argument runs env and retrieval.
+ranker can reach, per profile noise);
+``shoprank bench lookahead`` — does the session env reward looking ahead (myopic oracle vs purchase-averse
+lookahead oracles); no argument runs env and retrieval.
 Results land in ``benchmarks/results/`` as JSON + Markdown.
 """
 
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
-          "ceiling": "benchmarks.ceiling"}
+          "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead"}
 
 
 def main(argv: list[str] | None = None) -> int:

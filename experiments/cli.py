@@ -15,10 +15,19 @@ import pickle
 import sys
 
 #: What bad input raises: ValueError covers CatalogError, JSON and Unicode decoding errors and the
-#: configs' own checks; OSError missing or unwritable paths; RuntimeError the env's SimulatorError;
-#: ImportError / SyntaxError a plug-in that does not import; UnpicklingError a corrupt weights file.
-INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, ImportError, SyntaxError,
+#: configs' own checks; OSError missing or unwritable paths; SimulatorError a user simulator that breaks
+#: its protocol; ImportError / SyntaxError a plug-in that does not import; UnpicklingError a corrupt
+#: weights file. Anything else (a bug) keeps its traceback.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, SyntaxError,
                                                  pickle.UnpicklingError)
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is what bad input raises (:data:`INPUT_ERRORS` or the env's ``SimulatorError``)."""
+    if isinstance(exc, INPUT_ERRORS):
+        return True
+    session = sys.modules.get("envs.session")  # SimulatorError exists only once the env module is loaded
+    return session is not None and isinstance(exc, session.SimulatorError)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("experiments.demo", "the main job: short train + compare on the built-in catalog"),
@@ -53,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     try:
         return int(module.main(rest) or 0)
-    except INPUT_ERRORS as exc:
-        if os.environ.get("SHOPRANK_DEBUG"):
+    except Exception as exc:
+        if not is_input_error(exc) or os.environ.get("SHOPRANK_DEBUG", "").lower() not in ("", "0", "false", "no"):
             raise
         print(f"shoprank {name}: error: {_describe(exc)}\n(SHOPRANK_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2

@@ -103,7 +103,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, default=50_000, help="training timesteps per RL agent and seed")
     p.add_argument("--log-sessions", type=int, default=1000,
                    help="logged sessions of the random logging policy for popularity / lambdamart")
-    p.add_argument("--baseline", default="retriever", help="agent the paired differences are taken against")
+    p.add_argument("--baseline", default=None,
+                   help="agent the paired differences are taken against (default: retriever, when compared)")
     p.add_argument("--ci-over", default="auto", choices=["auto", "seeds", "sessions"],
                    help="CI unit: per-seed means or all sessions (auto: seeds when >= 5 seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
         agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
                               args.agent_overrides)
-        if args.baseline not in names:
+        if args.baseline is not None and args.baseline not in names:
             raise ValueError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
     except ValueError as exc:
         print(f"shoprank compare: error: {exc}", file=sys.stderr)
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = make_env(args.env, config)
     df = evaluate_agents(agents, args.env, config, args.seeds, args.sessions, env=env,
                          progress=not args.no_progress)
-    paths = write_summary(df, args.out, baseline=args.baseline, ci_over=args.ci_over)
+    paths = write_summary(df, args.out, baseline=args.baseline or "retriever", ci_over=args.ci_over)
     print(paths["markdown"].read_text())
     print(f"\n{len(names)} agents x {len(args.seeds)} seeds x {args.sessions} sessions in "
           f"{time.time() - start:.0f}s; report in {args.out}/ (summary.csv, paired.csv, summary.md, *.png)")

@@ -74,6 +74,9 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     """``value`` as the field's type ``hint``. Numbers YAML reads as strings are converted: PyYAML parses
     ``1e-3`` and ``1e5`` (no dot) as text, so ``--set agent.learning_rate=1e-3`` must still give a float
     and ``total_timesteps=1e5`` an int (integral values only)."""
+    args = typing.get_args(hint)
+    if type(None) in args and len(args) == 2:  # Optional[X] / X | None
+        return None if value is None else _coerce(value, next(a for a in args if a is not type(None)), path)
     if hint in (int, float) and isinstance(value, bool):
         raise ValueError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
     if hint in (int, float) and isinstance(value, str):

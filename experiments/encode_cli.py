@@ -185,7 +185,8 @@ def encode(config: EncodeConfig) -> EncodeReport:
         image_name = image_encoder.name
     if fusion_factory is not None:
         fusion = fusion_factory(world.fused_dim, world.image_weight)
-        key = f"{fusion.name}-{text_encoder.name}-{image_name or 'none'}-s{world.encoder_seed}".replace("/", "_")
+        # "v2": fusions fitted on text views from before the augmentation was made deterministic are not reused
+        key = f"{fusion.name}-{text_encoder.name}-{image_name or 'none'}-s{world.encoder_seed}-v2".replace("/", "_")
 
         def fuse_rows(rows: np.ndarray) -> np.ndarray:
             if not getattr(fuse_rows, "ready", False):
@@ -225,11 +226,14 @@ def parse_args(argv: Sequence[str] | None) -> EncodeConfig:
     p.add_argument("--cache-dir", default=d.cache_dir, help="cache folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     a = p.parse_args(list(argv) if argv is not None else None)
-    world = replace(d, catalog=a.catalog, n_products=a.n_products, catalog_seed=a.catalog_seed,
-                    allow_missing_images=a.allow_missing_images, text_encoder=a.text_encoder,
-                    image_encoder=a.image_encoder, fusion=a.fusion, fused_dim=a.fused_dim,
-                    image_weight=a.image_weight, encoder_seed=a.seed, cache_dir=a.cache_dir,
-                    progress=not a.no_progress)
+    try:
+        world = replace(d, catalog=a.catalog, n_products=a.n_products, catalog_seed=a.catalog_seed,
+                        allow_missing_images=a.allow_missing_images, text_encoder=a.text_encoder,
+                        image_encoder=a.image_encoder, fusion=a.fusion, fused_dim=a.fused_dim,
+                        image_weight=a.image_weight, encoder_seed=a.seed, cache_dir=a.cache_dir,
+                        progress=not a.no_progress)
+    except ValueError as exc:
+        p.error(str(exc))
     return EncodeConfig(world=world, epochs=a.epochs)
 
 

@@ -196,7 +196,7 @@ def build_spaces(catalog: Catalog, text_encoder, store: EmbeddingStore, config: 
                "gated": GatedAttentionFusion(config.fused_dim, {"image": 1.0}, FusionTrainingConfig(), seed=config.seed)}
     for method, fusion in fusions.items():
         start = time.perf_counter()
-        key = f"eval-{fusion.name}-{text_encoder.name}-{image_encoder.name}"
+        key = f"eval-{fusion.name}-{text_encoder.name}-{image_encoder.name}-v2"
         fit_or_load_fusion(fusion, catalog, modalities, present, store, key, views, config.progress)
         spaces.notes[f"{method}_seconds"] = time.perf_counter() - start
         spaces.products[method] = fusion.fuse(modalities, present)

@@ -83,7 +83,7 @@ def _instantiate(sim_or_factory: Any, items: ItemTable, n_slots: int) -> UserSim
         from encoders.registry import resolve
 
         try:
-            sim_or_factory = resolve(sim_or_factory, {}, "simulator factory")
+            sim_or_factory = resolve(sim_or_factory, {}, "simulator factory", callable_only=False)  # or an instance
         except ValueError as exc:
             raise ConformanceError(f"{exc}. Fix: give 'package.module:factory' of an importable factory.") from exc
     if hasattr(sim_or_factory, "respond"):

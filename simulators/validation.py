@@ -8,6 +8,7 @@ misleading message. :func:`check_field_types` names the field instead.
 from __future__ import annotations
 
 import math
+import os
 import typing
 from dataclasses import fields
 from functools import lru_cache
@@ -40,7 +41,7 @@ def check_field_types(config: Any, allow_inf: tuple[str, ...] = ()) -> None:
             ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
                   and not math.isnan(value) and (math.isfinite(value) or f.name in allow_inf))
         elif hint is str:
-            ok = isinstance(value, str)
+            ok = isinstance(value, (str, os.PathLike))  # a catalog or cache folder may be given as a Path
         else:
             continue
         if not ok:

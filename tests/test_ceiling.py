@@ -53,7 +53,7 @@ def test_study_runs_and_the_oracle_is_its_own_reference(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     (["--noise", "a,b"], "--noise must be comma-separated numbers, got 'a,b'"),
-    (["--noise", "-1"], "--noise needs at least one value, all >= 0; got '-1'"),
+    (["--noise", "-1"], "--noise needs at least one finite value, all >= 0; got '-1'"),
     (["--seeds", "1"], "--seeds must be >= 2 (for a CI), --sessions and --draws >= 1"),
 ])
 def test_bad_arguments_get_clear_messages(argv, message, capsys):

@@ -122,3 +122,32 @@ def test_env_takes_a_dict_config_and_refuses_steps_after_the_end():
         env.unwrapped.step(np.zeros(k, dtype=np.float32))
     with pytest.raises(ValueError, match="config must be an EnvConfig or a dict of its fields, got int"):
         gym.make("ShopRankStatic-v0", config=3)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only input errors become one line; a programming error (here NotImplementedError) is re-raised."""
+    from experiments import catalog_cli
+
+    def broken(argv):
+        raise NotImplementedError("a bug, not bad input")
+
+    monkeypatch.setattr(catalog_cli, "main", broken)
+    with pytest.raises(NotImplementedError):
+        cli.main(["catalog", "describe"])
+    monkeypatch.setenv("SHOPRANK_DEBUG", "0")  # "0" means off
+    monkeypatch.setattr(catalog_cli, "main", lambda argv: (_ for _ in ()).throw(ValueError("bad value")))
+    assert cli.main(["catalog", "describe"]) == 2
+
+
+def test_compare_without_retriever_still_runs(tmp_path):
+    assert cli.main(["compare", "--agents", "random,oracle", *FAST, "--out", str(tmp_path)]) == 0
+
+
+def test_optional_fields_take_numbers_yaml_reads_as_text():
+    from agents.factory import AgentConfig
+    from experiments.config import apply_overrides
+
+    assert apply_overrides(AgentConfig(), ["target_kl=1e-2"]).target_kl == 0.01
+    assert apply_overrides(AgentConfig(), ["target_kl=null"]).target_kl is None
+    with pytest.raises(ValueError, match=re.escape("config key 'target_kl' must be float, got 'abc'")):
+        apply_overrides(AgentConfig(), ["target_kl=abc"])

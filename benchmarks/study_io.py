@@ -1,0 +1,33 @@
+"""Argument parsing and output shared by the simulator studies (``ceiling``, ``lookahead``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+
+def parse_numbers(parser: argparse.ArgumentParser, text: str, flag: str, minimum: float,
+                  inclusive: bool) -> list[float]:
+    """Comma-separated finite numbers ``>= minimum`` (``> minimum`` unless ``inclusive``); ``parser.error``
+    naming ``flag`` otherwise."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"{flag} must be comma-separated numbers, got {text!r}")
+    bound = ">=" if inclusive else ">"
+    if not values or not all(math.isfinite(v) and (v >= minimum if inclusive else v > minimum) for v in values):
+        parser.error(f"{flag} needs at least one finite value, all {bound} {minimum:g}; got {text!r}")
+    return values
+
+
+def write_study(out: Path, stem: str, meta: dict, table: pd.DataFrame, markdown: str) -> None:
+    """Write ``<out>/<stem>.json`` (``meta`` and the table's rows) and ``<out>/<stem>.md``, then print the
+    Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({**meta, "rows": table.to_dict("records")}, indent=2, default=float))
+    (out / f"{stem}.md").write_text(markdown)
+    print(markdown)
