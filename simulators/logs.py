@@ -217,7 +217,11 @@ def read_log(path: str | Path) -> pd.DataFrame:
     reader = _READERS[_suffix(path, _READERS)]
     if not path.is_file():
         raise FileNotFoundError(f"no log file at {path}.")
-    return validate_log(reader(path))
+    try:
+        frame = reader(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise LogSchemaError(f"{path} is not a readable log: {exc}") from None
+    return validate_log(frame)
 
 
 class LogRecorder:

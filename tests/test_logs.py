@@ -72,6 +72,9 @@ def test_file_errors(tmp_path: Path) -> None:
         write_log(good_log(), tmp_path / "log.txt")
     with pytest.raises(FileNotFoundError, match=re.escape(f"no log file at {tmp_path / 'missing.csv'}.")):
         read_log(tmp_path / "missing.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(LogSchemaError, match=re.escape(f"{tmp_path / 'empty.csv'} is not a readable log: ")):
+        read_log(tmp_path / "empty.csv")
     (tmp_path / "bad.csv").write_text("session,query,item\n0,q,1\n")
     with pytest.raises(LogSchemaError, match=re.escape("log is missing required column(s): 'position', 'click', "
                                                        "'purchase', 'propensity'.")):
