@@ -307,10 +307,14 @@ def load_agent(path: Path) -> LoadedAgent:
     model = build_agent(meta["algo"], env_config, config, n_envs=1)
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or a pickle that needs code (never unpickled here)
+        raise ValueError(f"{weights_path} is not a weights file written by save_agent "
+                         f"({type(exc).__name__}; only plain tensors are loaded, never pickled code).") from exc
+    try:
         model.policy.load_state_dict(state)
-    except Exception as exc:  # unreadable file, foreign pickle, or weights of another architecture
-        raise ValueError(f"{weights_path} does not hold this agent's weights: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    except (RuntimeError, TypeError, AttributeError) as exc:  # weights of another architecture or config
+        raise ValueError(f"{weights_path} does not fit the agent described by {meta_path.name}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     model.policy.set_training_mode(False)
     return LoadedAgent(meta["algo"], model.policy, env_config)
 

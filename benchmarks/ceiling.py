@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 import envs
-from envs import WorldConfig
 from agents.baselines import Baseline, OracleBaseline, ProfileOracleBaseline, RetrieverBaseline
 from benchmarks.machine import machine_info
 from benchmarks.study_io import parse_numbers, write_study
+from envs import WorldConfig
 from experiments.evaluate import evaluate_agents, reward_shares, summarize
 from simulators.shopper import DefaultShopper, ShopperConfig
 
