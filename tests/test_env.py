@@ -158,3 +158,34 @@ def test_personalised_query_moves_retrieval_toward_clicked_products():
         EnvConfig(personalize_query=1.5)
     env = gym.make("ShopRank-v0", config=EnvConfig(world=FAST.world, personalize_query=0.3))
     gym_check_env(env.unwrapped)
+
+
+def test_same_seed_same_trajectory_in_any_process():
+    """Bit-for-bit the same steps under different PYTHONHASHSEED values (no set/dict-order randomness)."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import hashlib, numpy as np, gymnasium as gym, envs
+from envs import EnvConfig, WorldConfig
+h = hashlib.sha256()
+for env_id in ("ShopRank-v0", "ShopRankSeq-v0"):
+    env = gym.make(env_id, config=EnvConfig(world=WorldConfig(text_encoder="hashing", cache_dir="")))
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(60):
+        if env_id == "ShopRankSeq-v0":
+            action = int(rng.choice(np.flatnonzero(env.unwrapped.action_masks())))
+        else:
+            action = rng.normal(size=env.action_space.shape).astype(np.float32)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        h.update(np.float64(reward).tobytes() + obs["candidates"].tobytes() + obs["profile"].tobytes())
+        if terminated or truncated:
+            obs, _ = env.reset()
+print(h.hexdigest())
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
