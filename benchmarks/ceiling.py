@@ -160,7 +160,7 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="shoprank bench ceiling", description=__doc__.split("\n\n")[0])
     p.add_argument("--noise", default="0,0.25,0.5,1", help="comma-separated profile_noise values")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sessions", type=int, default=1000, help="sessions per seed")

@@ -110,7 +110,7 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="shoprank bench lookahead", description=__doc__.split("\n\n")[0])
     p.add_argument("--values", default="3,6,12", help="comma-separated V values (> 0)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sessions", type=int, default=200, help="sessions per seed")
