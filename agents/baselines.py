@@ -629,26 +629,39 @@ def load_baseline(path: str | Path, env: gym.Env | None = None) -> Baseline:
         env: Needed by env-bound baselines (``oracle``, ``popularity``).
     """
     folder = Path(path)
+    meta = read_baseline_meta(folder)
+    agent = BASELINES[meta["name"]]._from_params(dict(meta.get("params", {})), env)
+    agent._load_state(folder)
+    return agent
+
+
+def read_baseline_meta(path: str | Path) -> dict[str, Any]:
+    """The checked ``baseline.json`` of a baseline checkpoint folder (format, version and a known ``name``).
+
+    Raises:
+        FileNotFoundError: no ``baseline.json`` in ``path``.
+        ValueError: unreadable JSON, another format or version, or an unknown baseline name.
+    """
+    folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} is not a baseline checkpoint: {META_FILE} not found.")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        meta = {}
     if meta.get("format") != "shoprank-baseline" or meta.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r} version "
                          f"{meta.get('version')!r} (expected 'shoprank-baseline' version {CHECKPOINT_VERSION}).")
-    name = meta.get("name")
-    if name not in BASELINES:
-        raise ValueError(f"{meta_path}: unknown baseline {name!r}; choose from {sorted(BASELINES)}.")
-    agent = BASELINES[name]._from_params(dict(meta.get("params", {})), env)
-    agent._load_state(folder)
-    return agent
+    if meta.get("name") not in BASELINES:
+        raise ValueError(f"{meta_path}: unknown baseline {meta.get('name')!r}; choose from {sorted(BASELINES)}.")
+    return meta
 
 
 __all__ = ["BASELINES", "Baseline", "BaselineConfig", "LambdaMARTBaseline", "LambdaMARTConfig", "LinUCBBaseline",
            "OracleBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline", "RandomBaseline",
            "RetrieverBaseline",
            "ThompsonBaseline", "baseline_factory", "candidate_features", "is_baseline_checkpoint",
-           "load_baseline", "make_baseline", "scores_to_action"]
+           "load_baseline", "make_baseline", "read_baseline_meta", "scores_to_action"]

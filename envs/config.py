@@ -41,9 +41,6 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        for name, cls in (("reward", RewardSpec), ("shopper", ShopperConfig), ("world", WorldConfig)):
-            if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"EnvConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}.")
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}.")
         if not 1 <= self.slate_size <= self.n_candidates:

@@ -14,12 +14,12 @@ evaluated on the same shoppers (paired differences need ``retriever``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from agents.baselines import BASELINES, BaselineConfig, baseline_factory, is_baseline_checkpoint, load_baseline
+from agents.baselines import (BASELINES, BaselineConfig, baseline_factory, is_baseline_checkpoint, load_baseline,
+                             read_baseline_meta)
 from experiments.compare import parse_seeds
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 
@@ -27,11 +27,7 @@ from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolv
 def checkpoint_factory(path: Path) -> tuple[str, AgentFactory]:
     """``(default name, factory(env, seed))`` for a checkpoint path."""
     if is_baseline_checkpoint(path):
-        meta_path = path / "baseline.json"
-        try:
-            name = json.loads(meta_path.read_text()).get("name", "agent")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-            raise ValueError(f"{meta_path} is not valid checkpoint JSON: {exc}") from None
+        name = read_baseline_meta(path)["name"]  # checked before any evaluation
         return name, lambda env, seed: load_baseline(path, env)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist.")

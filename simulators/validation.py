@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import typing
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,12 +23,13 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def check_field_types(config: Any, allow_inf: tuple[str, ...] = ()) -> None:
-    """Raise ``ValueError`` naming the first ``int`` / ``float`` / ``str`` / ``bool`` field of dataclass
-    ``config`` whose value is not of that type.
+    """Raise ``ValueError`` naming the first ``int`` / ``float`` / ``str`` / ``bool`` / nested-dataclass field of
+    dataclass ``config`` whose value is not of that type.
 
     Booleans are not accepted as numbers; ``float`` fields take ints and floats, never NaN, and are finite
-    unless named in ``allow_inf`` (e.g. a patience of ``math.inf`` that switches abandonment off). Fields of
-    other types (nested configs, optionals) are left to the config's own checks.
+    unless named in ``allow_inf`` (e.g. a patience of ``math.inf`` that switches abandonment off). A nested
+    config must be an instance of its class. Fields of other types (optionals, unions) are left to the
+    config's own checks.
     """
     name = type(config).__name__
     for f in fields(config):
@@ -42,6 +43,10 @@ def check_field_types(config: Any, allow_inf: tuple[str, ...] = ()) -> None:
                   and not math.isnan(value) and (math.isfinite(value) or f.name in allow_inf))
         elif hint is str:
             ok = isinstance(value, (str, os.PathLike))  # a catalog or cache folder may be given as a Path
+        elif is_dataclass(hint):  # a nested config (e.g. EnvConfig.world)
+            if not isinstance(value, hint):
+                raise ValueError(f"{name}.{f.name} must be a {hint.__name__}, got {type(value).__name__}.")
+            continue
         else:
             continue
         if not ok:
