@@ -43,6 +43,11 @@ def info_nce(a, b, logit_scale):
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+#: Part of every cache key of text views and of what is fitted on them (fusions): "v2" since the attribute
+#: words are dropped in a fixed order, so views cached before, which depended on PYTHONHASHSEED, are not reused.
+TEXT_VIEWS_VERSION = "v2"
+
+
 def _attribute_words(attributes: dict) -> list[str]:
     words: set[str] = set()
     for value in attributes.values():
@@ -106,8 +111,7 @@ def text_views(catalog: Catalog, encoder: TextEncoder, n_views: int, seed: int =
         ``float32 (n_views, n, d_text)``.
     """
     views = []
-    # "v2": views cached before the attribute-word order was made deterministic are not reused
-    tag = hashlib.sha256(f"v2:{seed}:{p_drop_attribute}:{p_drop_sentence}".encode()).hexdigest()[:8]
+    tag = hashlib.sha256(f"{TEXT_VIEWS_VERSION}:{seed}:{p_drop_attribute}:{p_drop_sentence}".encode()).hexdigest()[:8]
     for v in range(n_views):
         rng = np.random.default_rng([seed, v])
         texts = [augment_text(t, d, a, rng, p_drop_attribute, p_drop_sentence)

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from encoders.catalog import Catalog
-from encoders.contrastive import text_views
+from encoders.contrastive import TEXT_VIEWS_VERSION, text_views
 from encoders.csv_catalog import CatalogError
 from encoders.protocols import ImageEncoder, TextEncoder
 from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, EncoderContext, resolve
@@ -185,8 +185,8 @@ def encode(config: EncodeConfig) -> EncodeReport:
         image_name = image_encoder.name
     if fusion_factory is not None:
         fusion = fusion_factory(world.fused_dim, world.image_weight)
-        # "v2": fusions fitted on text views from before the augmentation was made deterministic are not reused
-        key = f"{fusion.name}-{text_encoder.name}-{image_name or 'none'}-s{world.encoder_seed}-v2".replace("/", "_")
+        key = (f"{fusion.name}-{text_encoder.name}-{image_name or 'none'}-s{world.encoder_seed}-"
+               f"{TEXT_VIEWS_VERSION}").replace("/", "_")
 
         def fuse_rows(rows: np.ndarray) -> np.ndarray:
             if not getattr(fuse_rows, "ready", False):

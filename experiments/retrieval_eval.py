@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from encoders.catalog import Catalog
-from encoders.contrastive import split_rows, text_views
+from encoders.contrastive import TEXT_VIEWS_VERSION, split_rows, text_views
 from encoders.fusion import ConcatProjectionFusion, FusionTrainingConfig, GatedAttentionFusion, WeightedMeanFusion
 from encoders.image_contrastive import ContrastiveImageConfig, train_contrastive_image_encoder
 from encoders.registry import TEXT_ENCODERS, resolve
@@ -196,7 +196,7 @@ def build_spaces(catalog: Catalog, text_encoder, store: EmbeddingStore, config: 
                "gated": GatedAttentionFusion(config.fused_dim, {"image": 1.0}, FusionTrainingConfig(), seed=config.seed)}
     for method, fusion in fusions.items():
         start = time.perf_counter()
-        key = f"eval-{fusion.name}-{text_encoder.name}-{image_encoder.name}-v2"
+        key = f"eval-{fusion.name}-{text_encoder.name}-{image_encoder.name}-{TEXT_VIEWS_VERSION}"
         fit_or_load_fusion(fusion, catalog, modalities, present, store, key, views, config.progress)
         spaces.notes[f"{method}_seconds"] = time.perf_counter() - start
         spaces.products[method] = fusion.fuse(modalities, present)
