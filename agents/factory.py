@@ -297,8 +297,7 @@ def load_agent(path: Path) -> LoadedAgent:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
-    missing = [key for key in ("algo", "agent_config", "env_config") if key not in meta] if isinstance(meta, dict) \
-        else ["algo", "agent_config", "env_config"]
+    missing = [key for key in ("algo", "agent_config", "env_config") if not isinstance(meta, dict) or key not in meta]
     if missing:
         raise ValueError(f"{meta_path} is not a ShopRank agent checkpoint: missing {missing}.")
     known = {f.name for f in fields(AgentConfig)}

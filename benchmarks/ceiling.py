@@ -63,6 +63,16 @@ def top_slot_values(shopper: DefaultShopper, state, query, candidates: np.ndarra
     return np.where(candidates >= 0, value, -np.inf)
 
 
+def unbored_shopper(env, who: str) -> DefaultShopper:
+    """A twin of ``env``'s default shopper with boredom off (for :func:`top_slot_values`: a product shown alone
+    has no near-duplicate above it). ``TypeError`` naming ``who`` when the env's simulator is another one."""
+    core = env.core
+    if not isinstance(core.sim, DefaultShopper):
+        raise TypeError(f"{who} needs the DefaultShopper, got {type(core.sim).__name__}.")
+    return DefaultShopper(core.sim.items, replace(core.sim.config, boredom=0.0), click_model=core.sim.click_model,
+                          n_slots=core.config.slate_size)
+
+
 def top_slot_probabilities(shopper: DefaultShopper, state, query, candidates: np.ndarray, slate_size: int
                            ) -> tuple[np.ndarray, np.ndarray]:
     """``(P(click), P(buy | click))``, each ``float (K,)``, of every candidate shown alone in the top slot."""
@@ -85,12 +95,8 @@ class PosteriorOracle(OracleBaseline):
 
     def __init__(self, env, draws: int, seed: int) -> None:
         super().__init__(env)
-        core = self.env.core
-        if not isinstance(core.sim, DefaultShopper):
-            raise TypeError(f"PosteriorOracle needs the DefaultShopper, got {type(core.sim).__name__}.")
+        self.unbored = unbored_shopper(self.env, "PosteriorOracle")
         self.draws, self.rng = draws, np.random.default_rng(seed)
-        self.unbored = DefaultShopper(core.sim.items, replace(core.sim.config, boredom=0.0),
-                                      click_model=core.sim.click_model, n_slots=core.config.slate_size)
 
     def scores(self, obs) -> np.ndarray:
         core = self.env.core

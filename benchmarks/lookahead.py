@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,12 +28,11 @@ import pandas as pd
 
 import envs  # noqa: F401  (registers the ids)
 from agents.baselines import Baseline, OracleBaseline
-from benchmarks.ceiling import top_slot_probabilities
+from benchmarks.ceiling import top_slot_probabilities, unbored_shopper
 from benchmarks.machine import machine_info
 from benchmarks.study_io import parse_numbers, write_study
 from envs import EnvConfig, WorldConfig
 from experiments.evaluate import evaluate_agents, reward_shares, summarize
-from simulators.shopper import DefaultShopper
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("reward", "clicks", "purchases", "session_length")
@@ -52,12 +50,8 @@ class LookaheadOracle(OracleBaseline):
 
     def __init__(self, env, value: float) -> None:
         super().__init__(env)
-        core = self.env.core
-        if not isinstance(core.sim, DefaultShopper):
-            raise TypeError(f"LookaheadOracle needs the DefaultShopper, got {type(core.sim).__name__}.")
+        self.unbored = unbored_shopper(self.env, "LookaheadOracle")
         self.value = value
-        self.unbored = DefaultShopper(core.sim.items, replace(core.sim.config, boredom=0.0),
-                                      click_model=core.sim.click_model, n_slots=core.config.slate_size)
 
     def scores(self, obs) -> np.ndarray:
         core = self.env.core
