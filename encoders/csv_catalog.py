@@ -165,11 +165,13 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
 
     has_image = np.ones(len(rows), dtype=bool)
     visual = np.zeros((len(rows), 5), dtype=np.float32)
+    photo_hashes = ["-"] * len(rows)  # content hash per product's photo: part of the catalog fingerprint
     for i, path in enumerate(image_paths):
         try:
             if path is None:
                 raise ValueError("no image path given")
             visual[i] = pixel_descriptor(read_rgb(path)[None])[0]
+            photo_hashes[i] = hashlib.sha256(path.read_bytes()).hexdigest()
         except ValueError as exc:
             if not config.allow_missing_images:
                 raise CatalogError(
@@ -193,6 +195,7 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
         attributes[i] = attrs
 
     digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]
+    photos = hashlib.sha256("\x1f".join(photo_hashes).encode()).hexdigest()[:16]
     return Catalog(
         name=root.name or csv_path.stem,
         ids=np.array([r[m.id].strip() for r in rows], dtype=object),
@@ -204,7 +207,7 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
         has_image=has_image,
         visual=visual,
         image_source=_FileImages(tuple(image_paths)).load,
-        source_fingerprint=f"csv:{digest}:{config.allow_missing_images}",
+        source_fingerprint=f"csv:{digest}:photos:{photos}:{config.allow_missing_images}",
     )
 
 

@@ -1,4 +1,12 @@
-"""Disk cache of product vectors, keyed by catalog fingerprint + encoder name."""
+"""Disk cache of product vectors, keyed by catalog fingerprint + encoder name.
+
+The key covers every input a vector depends on: :meth:`Catalog.fingerprint` hashes the ids, text,
+categories, prices and photo mask, plus the source's own fingerprint (for CSV catalogs the CSV bytes and
+**each photo's bytes by content hash**, so a photo replaced under the same file name changes the key and
+the whole matrix is re-encoded; for the synthetic catalog its generation config); the encoder's ``name``
+must change with any setting that changes its output (``hashing-256``, ``pixel-stats-v2``, the
+contrastive encoder's hash of its config, seed and training data). Tested in ``tests/test_fingerprint.py``.
+"""
 
 from __future__ import annotations
 
