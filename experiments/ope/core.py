@@ -1,0 +1,186 @@
+"""What every off-policy estimator shares: the result record, the bootstrap and the input checks.
+
+An estimator reduces logged data to a per-unit table ``terms (n, k)`` (a unit is a logged round for the
+bandit estimators, a slate for the slate estimators) and a function ``combine`` of the table's column
+means: IPS is ``mean(r w)``, SNIPS ``mean(r w) / mean(w)``, SNDR ``mean(dm) + mean(w (r - q)) / mean(w)``.
+Written that way, a bootstrap resample is a reweighting of the units (multinomial counts), and the whole
+estimator -- its self-normalisation included -- is recomputed on each resample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from encoders.errors import ShopRankError
+
+Combine = Callable[[np.ndarray], np.ndarray]
+"""``means (B, k) -> values (B,)``: the estimate from the column means of an estimator's terms."""
+
+
+class OPEInputError(ShopRankError, ValueError):
+    """Logged data or a target policy that an off-policy estimator cannot use (the message says why)."""
+
+
+@dataclass(frozen=True)
+class OPEResult:
+    """One estimate of a target policy's value.
+
+    Attributes:
+        estimator: Name of the estimator (row label in reports).
+        estimate: The point estimate on the full data.
+        ci_low, ci_high: Percentile bootstrap interval (``confidence`` coverage).
+        ess: Effective sample size of the importance weights, ``(sum w)^2 / sum w^2`` over the units
+            (``n`` for the direct method, which uses no weights).
+        n: Units the estimate rests on (rounds, or slates for slate estimators).
+        confidence: Nominal coverage of the interval.
+    """
+
+    estimator: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    ess: float
+    n: int
+    confidence: float = 0.95
+
+    def as_row(self) -> dict[str, float | str | int]:
+        """A flat dict (a row of the ``shoprank ope`` table)."""
+        return {"estimator": self.estimator, "estimate": self.estimate, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "ess": self.ess, "n": self.n}
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Percentile bootstrap over units.
+
+    Attributes:
+        n_resamples: Resamples (>= 10).
+        confidence: Interval coverage in (0, 1).
+        chunk: Resamples drawn at once (bounds memory at ``chunk * n`` counts).
+    """
+
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    chunk: int = 64
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n_resamples, (int, np.integer)) and self.n_resamples >= 10):
+            raise OPEInputError(f"n_resamples must be an integer >= 10, got {self.n_resamples!r}.")
+        if not 0 < self.confidence < 1:
+            raise OPEInputError(f"confidence must be in (0, 1), got {self.confidence!r}.")
+
+    def resample_means(self, terms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``(n_resamples, k)`` column means of ``terms (n, k)`` under multinomial resamples of the rows."""
+        n = terms.shape[0]
+        p = np.full(n, 1.0 / n)
+        out = []
+        left = self.n_resamples
+        while left > 0:
+            b = min(self.chunk, left)
+            counts = rng.multinomial(n, p, size=b).astype(np.float64)
+            out.append(counts @ terms / n)
+            left -= b
+        return np.vstack(out)
+
+    def interval(self, terms: np.ndarray, combine: Combine, rng: np.random.Generator) -> tuple[float, float]:
+        """``(low, high)`` percentile interval of ``combine`` over resamples of ``terms (n, k)``."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = combine(self.resample_means(terms, rng))
+        lo, hi = 50 * (1 - self.confidence), 50 * (1 + self.confidence)
+        return float(np.nanpercentile(values, lo)), float(np.nanpercentile(values, hi))
+
+
+def summarise(name: str, terms: np.ndarray, combine: Combine, weights: np.ndarray | None,
+              rng: np.random.Generator, bootstrap: Bootstrap) -> OPEResult:
+    """An :class:`OPEResult` from an estimator's per-unit ``terms (n, k)``.
+
+    Args:
+        name: Estimator name.
+        terms: ``float (n, k)`` per-unit table.
+        combine: Estimate from column means.
+        weights: ``float (n,)`` importance weights for the effective sample size (``None``: ``n``).
+        rng: Generator for the bootstrap.
+        bootstrap: Resampling settings.
+    """
+    terms = np.asarray(terms, dtype=np.float64)
+    if terms.ndim == 1:
+        terms = terms[:, None]
+    estimate = float(combine(terms.mean(axis=0)[None, :])[0])
+    low, high = bootstrap.interval(terms, combine, rng)
+    return OPEResult(name, estimate, low, high, effective_sample_size(weights, len(terms)), len(terms),
+                     bootstrap.confidence)
+
+
+def effective_sample_size(weights: np.ndarray | None, n: int) -> float:
+    """``(sum w)^2 / sum w^2`` (Kish); ``n`` when ``weights`` is None; 0 when every weight is 0."""
+    if weights is None:
+        return float(n)
+    w = np.asarray(weights, dtype=np.float64)
+    sq = float(np.sum(w * w))
+    return float(np.sum(w) ** 2 / sq) if sq > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks shared by the bandit and slate estimators
+# --------------------------------------------------------------------------------------------------
+def fmt(value: object) -> str:
+    """A value as error messages show it (numpy scalars as plain Python numbers)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def as_vector(name: str, values: object, dtype: type = np.float64) -> np.ndarray:
+    """``values`` as a 1-D array, or OPEInputError naming ``name``."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise OPEInputError(f"{name} must be a 1-D array, got shape {arr.shape}.")
+    if dtype is np.int64:
+        if arr.size and not (np.issubdtype(arr.dtype, np.integer)
+                             or (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))):
+            raise OPEInputError(f"{name} must hold integers, got dtype {arr.dtype}.")
+        return arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise OPEInputError(f"{name} must hold numbers, got dtype {arr.dtype}.")
+    return arr.astype(np.float64)
+
+
+def check_lengths(**arrays: np.ndarray | None) -> int:
+    """The common length of the given 1-D / N-D arrays (first axis); OPEInputError when they disagree."""
+    present = [(k, len(v)) for k, v in arrays.items() if v is not None]
+    first_name, n = present[0]
+    for name, length in present[1:]:
+        if length != n:
+            raise OPEInputError(f"{first_name} has {n} rows but {name} has {length}: every array must have "
+                                "one entry per logged row.")
+    if n == 0:
+        raise OPEInputError("the logged data are empty: an estimate needs at least one row.")
+    return n
+
+
+def check_propensity(name: str, p: np.ndarray, *, allow_zero: bool = False) -> None:
+    """Propensities in ``(0, 1]`` (``[0, 1]`` with ``allow_zero``, for a target policy's); no NaN."""
+    missing = np.flatnonzero(np.isnan(p))
+    if missing.size:
+        raise OPEInputError(f"{name} is missing (NaN) at row {missing[0]}: off-policy estimators need the "
+                            "probability the logging policy gave each logged action.")
+    low = (p < 0) if allow_zero else (p <= 0)
+    bad = np.flatnonzero(low | (p > 1))
+    if bad.size:
+        interval = "[0, 1]" if allow_zero else "(0, 1]"
+        raise OPEInputError(f"{name} must be in {interval}; found {fmt(p[bad[0]])} at row {bad[0]}.")
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    """No NaN / inf in ``x``."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(x, dtype=np.float64).reshape(len(x), -1)).all(axis=1))
+    if bad.size:
+        raise OPEInputError(f"{name} must be finite; found a NaN or inf at row {bad[0]}.")
+
+
+def check_index(name: str, idx: np.ndarray, size: int, what: str) -> None:
+    """``0 <= idx < size``; ``what`` names where ``size`` comes from."""
+    bad = np.flatnonzero((idx < 0) | (idx >= size))
+    if bad.size:
+        raise OPEInputError(f"{name} must be in [0, {size}) ({what}); found {fmt(idx[bad[0]])} at row {bad[0]}.")
