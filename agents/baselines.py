@@ -36,6 +36,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import gymnasium as gym
 import numpy as np
 
+from encoders.errors import CheckpointError, ConfigError, InputNotFoundError, MissingDependencyError
 from agents.logging_policy import collect_logs, shown_candidates
 
 CHECKPOINT_VERSION = 1
@@ -316,7 +317,7 @@ class PopularityBaseline(Baseline):
         with np.load(folder / ARRAYS_FILE, allow_pickle=False) as data:
             counts = data["counts"]
         if counts.shape != self.counts.shape:
-            raise ValueError(f"popularity checkpoint has counts for {counts.shape[0]} products but the env's "
+            raise CheckpointError(f"popularity checkpoint has counts for {counts.shape[0]} products but the env's "
                              f"catalog has {self.counts.shape[0]}: was it saved for another catalog?")
         self.counts = counts.astype(np.float64)
 
@@ -336,7 +337,7 @@ class _LinearBandit(Baseline):
 
     def __init__(self, lam: float = 1.0, learn: bool = True) -> None:
         if not lam > 0:
-            raise ValueError(f"{type(self).__name__}: lam must be > 0, got {lam}.")
+            raise ConfigError(f"{type(self).__name__}: lam must be > 0, got {lam}.")
         self.lam = float(lam)
         self.learn = bool(learn)
         self.a_inv: np.ndarray | None = None
@@ -408,7 +409,7 @@ class LinUCBBaseline(_LinearBandit):
 
     def __init__(self, alpha: float = 0.3, lam: float = 1.0, learn: bool = True) -> None:
         if not alpha >= 0:
-            raise ValueError(f"LinUCBBaseline: alpha must be >= 0, got {alpha}.")
+            raise ConfigError(f"LinUCBBaseline: alpha must be >= 0, got {alpha}.")
         super().__init__(lam=lam, learn=learn)
         self.alpha = float(alpha)
 
@@ -436,7 +437,7 @@ class ThompsonBaseline(_LinearBandit):
 
     def __init__(self, v: float = 0.1, lam: float = 1.0, seed: int = 0, learn: bool = True) -> None:
         if not v > 0:
-            raise ValueError(f"ThompsonBaseline: v must be > 0, got {v}.")
+            raise ConfigError(f"ThompsonBaseline: v must be > 0, got {v}.")
         super().__init__(lam=lam, learn=learn)
         self.v = float(v)
         self.seed = int(seed)
@@ -520,7 +521,7 @@ class LambdaMARTBaseline(Baseline):
         try:
             import lightgbm as lgb
         except ImportError as exc:  # pragma: no cover - optional extra
-            raise ImportError("LambdaMARTBaseline needs lightgbm: pip install 'shoprank[lambdamart]'.") from exc
+            raise MissingDependencyError("LambdaMARTBaseline needs lightgbm: pip install 'shoprank[lambdamart]'.") from exc
         logs = collect_logs(env, RandomBaseline(seed), n_sessions, seed, candidate_features, propensity=-1.0)
         params = {"objective": "lambdarank", "learning_rate": config.learning_rate,
                   "num_leaves": config.num_leaves, "min_data_in_leaf": config.min_data_in_leaf,
@@ -548,7 +549,7 @@ class LambdaMARTBaseline(Baseline):
     def _load_state(self, folder: Path) -> None:
         path = folder / MODEL_FILE
         if not path.exists():
-            raise FileNotFoundError(f"lambdamart checkpoint {folder} has no {MODEL_FILE}.")
+            raise InputNotFoundError(f"lambdamart checkpoint {folder} has no {MODEL_FILE}.")
         self._set_model(path.read_text())
 
 
@@ -605,14 +606,14 @@ def make_baseline(name: str, env: gym.Env, seed: int = 0, config: BaselineConfig
         config: Hyperparameters.
     """
     if name not in _FACTORIES:
-        raise ValueError(f"unknown baseline {name!r}; choose from {sorted(_FACTORIES)}.")
+        raise ConfigError(f"unknown baseline {name!r}; choose from {sorted(_FACTORIES)}.")
     return _FACTORIES[name](env, seed, config)
 
 
 def baseline_factory(name: str, config: BaselineConfig = BaselineConfig()) -> Callable[[gym.Env, int], Baseline]:
     """``(env, seed) -> Baseline`` for :func:`experiments.evaluate.evaluate_agents`."""
     if name not in _FACTORIES:
-        raise ValueError(f"unknown baseline {name!r}; choose from {sorted(_FACTORIES)}.")
+        raise ConfigError(f"unknown baseline {name!r}; choose from {sorted(_FACTORIES)}.")
     return lambda env, seed: make_baseline(name, env, seed, config)
 
 
@@ -645,18 +646,18 @@ def read_baseline_meta(path: str | Path) -> dict[str, Any]:
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{folder} is not a baseline checkpoint: {META_FILE} not found.")
+        raise InputNotFoundError(f"{folder} is not a baseline checkpoint: {META_FILE} not found.")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from exc
+        raise CheckpointError(f"{meta_path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
         meta = {}
     if meta.get("format") != "shoprank-baseline" or meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r} version "
+        raise CheckpointError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r} version "
                          f"{meta.get('version')!r} (expected 'shoprank-baseline' version {CHECKPOINT_VERSION}).")
     if meta.get("name") not in BASELINES:
-        raise ValueError(f"{meta_path}: unknown baseline {meta.get('name')!r}; choose from {sorted(BASELINES)}.")
+        raise CheckpointError(f"{meta_path}: unknown baseline {meta.get('name')!r}; choose from {sorted(BASELINES)}.")
     return meta
 
 

@@ -22,6 +22,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from encoders.errors import CheckpointError, ConfigError, InputNotFoundError
 from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
 from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, pretrain_q_values,
@@ -109,12 +110,12 @@ class AgentConfig:
     def __post_init__(self) -> None:
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "hidden", "heads", "n_envs"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"AgentConfig.{name} must be > 0, got {getattr(self, name)}.")
+                raise ConfigError(f"AgentConfig.{name} must be > 0, got {getattr(self, name)}.")
         if self.pretrain_target not in PRETRAIN_TARGETS:
-            raise ValueError(f"AgentConfig.pretrain_target must be one of {list(PRETRAIN_TARGETS)}, "
+            raise ConfigError(f"AgentConfig.pretrain_target must be one of {list(PRETRAIN_TARGETS)}, "
                              f"got {self.pretrain_target!r}.")
         if self.hidden % self.heads:
-            raise ValueError(f"AgentConfig.hidden ({self.hidden}) must be divisible by heads ({self.heads}).")
+            raise ConfigError(f"AgentConfig.hidden ({self.hidden}) must be divisible by heads ({self.heads}).")
 
 
 def _extractor_kwargs(config: AgentConfig) -> dict[str, Any]:
@@ -229,7 +230,7 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
 
 def algo_spec(name: str) -> AlgoSpec:
     if name not in ALGOS:
-        raise ValueError(f"unknown RL algorithm '{name}'; choose one of {sorted(ALGOS)}.")
+        raise ConfigError(f"unknown RL algorithm '{name}'; choose one of {sorted(ALGOS)}.")
     return ALGOS[name]
 
 
@@ -292,14 +293,14 @@ def load_agent(path: Path) -> LoadedAgent:
     meta_path, weights_path = path / "agent.json", path / "policy.pt"
     for p in (meta_path, weights_path):
         if not p.is_file():
-            raise FileNotFoundError(f"not a ShopRank checkpoint: {p} is missing")
+            raise InputNotFoundError(f"not a ShopRank checkpoint: {p} is missing")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
+        raise CheckpointError(f"{meta_path} is not valid JSON: {exc}") from None
     missing = [key for key in ("algo", "agent_config", "env_config") if not isinstance(meta, dict) or key not in meta]
     if missing:
-        raise ValueError(f"{meta_path} is not a ShopRank agent checkpoint: missing {missing}.")
+        raise CheckpointError(f"{meta_path} is not a ShopRank agent checkpoint: missing {missing}.")
     known = {f.name for f in fields(AgentConfig)}
     config = AgentConfig(**{k: v for k, v in meta["agent_config"].items() if k in known})
     env_config = config_from_dict(meta["env_config"])
@@ -307,12 +308,12 @@ def load_agent(path: Path) -> LoadedAgent:
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, or a pickle that needs code (never unpickled here)
-        raise ValueError(f"{weights_path} is not a weights file written by save_agent "
+        raise CheckpointError(f"{weights_path} is not a weights file written by save_agent "
                          f"({type(exc).__name__}; only plain tensors are loaded, never pickled code).") from exc
     try:
         model.policy.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:  # weights of another architecture or config
-        raise ValueError(f"{weights_path} does not fit the agent described by {meta_path.name}: "
+        raise CheckpointError(f"{weights_path} does not fit the agent described by {meta_path.name}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     model.policy.set_training_mode(False)
     return LoadedAgent(meta["algo"], model.policy, env_config)

@@ -14,6 +14,8 @@ from typing import Any, Callable, ContextManager, Mapping, Protocol
 import gymnasium as gym
 import numpy as np
 
+from encoders.errors import ConfigError
+
 FeatureFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 """``obs -> float32 (K, d)`` per-candidate features of one observation."""
 
@@ -112,7 +114,7 @@ def collect_logs(env: gym.Env, policy: Policy, n_sessions: int, seed: int, featu
         The logged clicks.
     """
     if n_sessions < 1:
-        raise ValueError(f"n_sessions must be >= 1, got {n_sessions}.")
+        raise ConfigError(f"n_sessions must be >= 1, got {n_sessions}.")
     with blas_threads(1):
         return _collect(env, policy, n_sessions, seed, feature_fn, propensity)
 

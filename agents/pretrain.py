@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from encoders.errors import ConfigError
 from agents.logging_policy import derive_seed, shown_candidates
 
 
@@ -46,7 +47,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if self.target not in _LOSSES:
-            raise ValueError(f"PretrainConfig.target must be one of {sorted(_LOSSES)}, got {self.target!r}.")
+            raise ConfigError(f"PretrainConfig.target must be one of {sorted(_LOSSES)}, got {self.target!r}.")
 
 
 def _poisson_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "
         row per shown slate; ``outcome`` is the click or the reward of each slot.
     """
     if target not in _LOSSES:
-        raise ValueError(f"target must be one of {sorted(_LOSSES)}, got {target!r}.")
+        raise ConfigError(f"target must be one of {sorted(_LOSSES)}, got {target!r}.")
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
     obs_rows, shown_rows, click_rows = [], [], []
     k = env.action_space.shape[0]
@@ -132,7 +133,7 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
     m = len(shown)
     loss_fn = _LOSSES[config.target]
     if config.target == "reward" and bool((clicks_t < 0).any()):
-        raise ValueError("target='reward' needs non-negative slot rewards (a Poisson fit); use target='clicks' "
+        raise ConfigError("target='reward' needs non-negative slot rewards (a Poisson fit); use target='clicks' "
                          "with a RewardSpec that has negative weights.")
     for _ in tqdm(range(config.epochs), desc=f"pretraining on logged {config.target}", disable=not progress):
         order = torch.randperm(m, generator=generator)
@@ -250,12 +251,12 @@ def seed_replay_buffer(buffer, observations: dict[str, np.ndarray], shown: np.nd
         The number of transitions added.
     """
     if buffer.n_envs != 1:
-        raise ValueError(f"seed_replay_buffer needs a single-env replay buffer, got n_envs={buffer.n_envs}.")
+        raise ConfigError(f"seed_replay_buffer needs a single-env replay buffer, got n_envs={buffer.n_envs}.")
     obs_t = {key: torch.as_tensor(value, dtype=torch.float32) for key, value in observations.items()}
     shown_t = torch.as_tensor(shown, dtype=torch.int64)
     pairs = torch.nonzero(shown_t >= 0)
     if buffer.pos + len(pairs) > buffer.buffer_size:
-        raise ValueError(f"the replay buffer holds {buffer.buffer_size} transitions; {len(pairs)} logged ones do not "
+        raise ConfigError(f"the replay buffer holds {buffer.buffer_size} transitions; {len(pairs)} logged ones do not "
                          f"fit after the {buffer.pos} it has (raise AgentConfig.buffer_size).")
     n_slots = shown.shape[1]
     for start in range(0, len(pairs), chunk):

@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from encoders.errors import ConfigError
 from benchmarks.machine import machine_info as base_machine_info
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -592,7 +593,7 @@ def _run(cfg: EnvBenchConfig, log=print) -> dict:
     sections = {"single": bench_single, "vector": bench_vector, "ppo": bench_ppo, "encoding": bench_encoding}
     for name in cfg.sections:
         if name not in sections:
-            raise ValueError(f"unknown section {name!r}; choose from {sorted(sections)}")
+            raise ConfigError(f"unknown section {name!r}; choose from {sorted(sections)}")
         t0 = time.perf_counter()
         report[name] = sections[name](cfg, log)
         report[name]["section_s"] = time.perf_counter() - t0

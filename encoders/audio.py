@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from encoders.errors import CatalogError, ConfigError
+
 
 @dataclass(frozen=True)
 class LogMelConfig:
@@ -44,12 +46,12 @@ class LogMelConfig:
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
-            raise ValueError("sample_rate, n_fft, hop_length and n_mels must be positive.")
+            raise ConfigError("sample_rate, n_fft, hop_length and n_mels must be positive.")
         if not 0 < self.win_length <= self.n_fft:
-            raise ValueError(f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}.")
+            raise ConfigError(f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}.")
         f_max = self.sample_rate / 2 if self.f_max is None else self.f_max
         if not 0 <= self.f_min < f_max <= self.sample_rate / 2:
-            raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got {self.f_min}, {f_max}.")
+            raise ConfigError(f"need 0 <= f_min < f_max <= sample_rate / 2, got {self.f_min}, {f_max}.")
 
 
 def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -80,14 +82,14 @@ def mel_filterbank(config: LogMelConfig) -> np.ndarray:
 def _check_clip(clip: np.ndarray, index: int) -> np.ndarray:
     wave = np.asarray(clip)
     if wave.ndim != 1:
-        raise ValueError(f"audio clip {index} must be a mono 1-D waveform, got shape {wave.shape}.")
+        raise CatalogError(f"audio clip {index} must be a mono 1-D waveform, got shape {wave.shape}.")
     if wave.size == 0:
-        raise ValueError(f"audio clip {index} is empty (zero samples).")
+        raise CatalogError(f"audio clip {index} is empty (zero samples).")
     if not np.issubdtype(wave.dtype, np.number):
-        raise ValueError(f"audio clip {index} must be numeric, got dtype {wave.dtype}.")
+        raise CatalogError(f"audio clip {index} must be numeric, got dtype {wave.dtype}.")
     wave = wave.astype(np.float32)
     if not np.isfinite(wave).all():
-        raise ValueError(f"audio clip {index} contains NaN or infinite samples.")
+        raise CatalogError(f"audio clip {index} contains NaN or infinite samples.")
     return wave
 
 
@@ -128,7 +130,7 @@ class LogMelAudioEncoder:
 
     def __init__(self, dim: int = 64, config: LogMelConfig = LogMelConfig(), seed: int = 0) -> None:
         if dim <= 0:
-            raise ValueError(f"dim must be positive, got {dim}.")
+            raise ConfigError(f"dim must be positive, got {dim}.")
         self.dim = dim
         self.config = config
         self.seed = seed

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from encoders.errors import CatalogError
+
 IMAGE_SIZE = 64
 """Side in pixels of the square RGB images handed to image encoders."""
 
@@ -60,9 +62,9 @@ class Catalog:
         n = len(self.ids)
         for column in ("titles", "descriptions", "categories", "attributes", "prices", "has_image", "visual"):
             if len(getattr(self, column)) != n:
-                raise ValueError(f"Catalog column '{column}' has {len(getattr(self, column))} rows, expected {n}.")
+                raise CatalogError(f"Catalog column '{column}' has {len(getattr(self, column))} rows, expected {n}.")
         if n == 0:
-            raise ValueError("Catalog is empty: at least one product is required.")
+            raise CatalogError("Catalog is empty: at least one product is required.")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,17 +110,17 @@ def read_rgb(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise ValueError(f"image file not found: {path}")
+        raise CatalogError(f"image file not found: {path}")
     if path.stat().st_size == 0:
-        raise ValueError(f"image file is empty (zero bytes): {path}")
+        raise CatalogError(f"image file is empty (zero bytes): {path}")
     try:
         with Image.open(path) as img:
             img.load()
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image file is corrupt or not an image: {path} ({exc})") from exc
+        raise CatalogError(f"image file is corrupt or not an image: {path} ({exc})") from exc
     if rgb.width == 0 or rgb.height == 0:
-        raise ValueError(f"image has zero size: {path}")
+        raise CatalogError(f"image has zero size: {path}")
     rgb.thumbnail((size, size))
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(rgb, ((size - rgb.width) // 2, (size - rgb.height) // 2))

@@ -18,11 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from encoders.catalog import IMAGE_SIZE, Catalog, read_rgb
+from encoders.errors import CatalogError
 from encoders.pixels import pixel_descriptor
-
-
-class CatalogError(ValueError):
-    """A catalog file that cannot be used as given; the message names the row and column."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from encoders.errors import CheckpointError, ConfigError
+
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -38,7 +40,7 @@ class ConcatProjectionFusion:
 
     def __init__(self, dim: int = 32, weights: dict[str, float] | None = None) -> None:
         if dim <= 0:
-            raise ValueError(f"dim must be positive, got {dim}.")
+            raise ConfigError(f"dim must be positive, got {dim}.")
         self.dim = dim
         self.weights = dict(weights or {})
         self.name = f"concat-pca{dim}-" + "-".join(f"{k}{v:g}" for k, v in sorted(self.weights.items()))
@@ -120,9 +122,9 @@ class BlockProjectionFusion:
 
     def __init__(self, dim: int = 32, weights: dict[str, float] | None = None, image_share: float = 0.375) -> None:
         if dim < 2:
-            raise ValueError(f"dim must be >= 2, got {dim}.")
+            raise ConfigError(f"dim must be >= 2, got {dim}.")
         if not 0.0 < image_share < 1.0:
-            raise ValueError(f"image_share must be in (0, 1), got {image_share}.")
+            raise ConfigError(f"image_share must be in (0, 1), got {image_share}.")
         self.dim = dim
         self.weights = dict(weights or {})
         self.image_share = image_share
@@ -301,10 +303,10 @@ class _NeuralFusion:
                  config: FusionTrainingConfig = FusionTrainingConfig(), query_modality: str = "text",
                  seed: int = 0) -> None:
         if dim <= 0:
-            raise ValueError(f"dim must be positive, got {dim}.")
+            raise ConfigError(f"dim must be positive, got {dim}.")
         for m, w in (weights or {}).items():
             if not np.isfinite(w) or w < 0:
-                raise ValueError(f"modality weight for '{m}' must be a finite number >= 0, got {w}.")
+                raise ConfigError(f"modality weight for '{m}' must be a finite number >= 0, got {w}.")
         self.dim = dim
         self.weights = dict(weights or {})
         self.config = config
@@ -525,7 +527,7 @@ class _NeuralFusion:
         dims = {k[len("proj."):-len(".weight")]: int(v.shape[1]) for k, v in state.items()
                 if k.startswith("proj.") and k.endswith(".weight")}
         if not dims:
-            raise ValueError("state dict has no 'proj.<modality>.weight' entries: not a fusion state.")
+            raise CheckpointError("state dict has no 'proj.<modality>.weight' entries: not a fusion state.")
         import torch
 
         with torch.random.fork_rng():  # construction draws from torch's global RNG: leave the caller's intact

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from encoders.errors import CatalogError, ConfigError
 from encoders.catalog import IMAGE_SIZE, Catalog
 from encoders.contrastive import array_digest, info_nce, split_rows, text_views, torch_threads
 from encoders.protocols import TextEncoder
@@ -101,12 +102,12 @@ class ContrastiveImageConfig:
 
     def __post_init__(self) -> None:
         if self.embed_dim <= 0 or self.epochs <= 0 or self.batch_size < 2:
-            raise ValueError("embed_dim and epochs must be positive and batch_size >= 2, got "
+            raise ConfigError("embed_dim and epochs must be positive and batch_size >= 2, got "
                              f"{self.embed_dim}, {self.epochs}, {self.batch_size}.")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
         if not 0.0 <= self.brightness < 1.0 or not 0.0 <= self.channel_gain < 1.0:
-            raise ValueError("brightness and channel_gain must be in [0, 1).")
+            raise ConfigError("brightness and channel_gain must be in [0, 1).")
 
 
 @dataclass
@@ -317,7 +318,7 @@ def train_contrastive_image_encoder(
 
     rows = np.flatnonzero(catalog.has_image)
     if len(rows) < 2:
-        raise ValueError(f"catalog '{catalog.name}' has {len(rows)} products with a photo; "
+        raise CatalogError(f"catalog '{catalog.name}' has {len(rows)} products with a photo; "
                          "contrastive training needs at least 2.")
     if len(rows) > config.max_train_products:
         rows = np.sort(np.random.default_rng([seed, 3]).choice(rows, config.max_train_products, replace=False))

@@ -32,6 +32,8 @@ from typing import Iterator
 
 import numpy as np
 
+from encoders.errors import ConfigError
+
 BLOCK_ROWS = 65_536
 """Rows per generation block (fixed: changing it would change the generated vectors)."""
 
@@ -70,17 +72,17 @@ class ClusteredVectorsConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= 10_000_000:
-            raise ValueError(f"n must be between 1 and 10,000,000, got {self.n}.")
+            raise ConfigError(f"n must be between 1 and 10,000,000, got {self.n}.")
         if self.dim < 2:
-            raise ValueError(f"dim must be >= 2, got {self.dim}.")
+            raise ConfigError(f"dim must be >= 2, got {self.dim}.")
         if self.n_topics < 1:
-            raise ValueError(f"n_topics must be >= 1, got {self.n_topics}.")
+            raise ConfigError(f"n_topics must be >= 1, got {self.n_topics}.")
         if self.subclusters_per_topic < 1:
-            raise ValueError(f"subclusters_per_topic must be >= 1, got {self.subclusters_per_topic}.")
+            raise ConfigError(f"subclusters_per_topic must be >= 1, got {self.subclusters_per_topic}.")
         for name in ("topic_spread", "point_spread", "size_skew"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {value}.")
+                raise ConfigError(f"{name} must be finite and >= 0, got {value}.")
 
     @property
     def n_clusters(self) -> int:
@@ -275,7 +277,7 @@ def sample_clustered_queries(
         ``float32 (B, d)`` unit rows.
     """
     if n_queries < 0:
-        raise ValueError(f"n_queries must be >= 0, got {n_queries}.")
+        raise ConfigError(f"n_queries must be >= 0, got {n_queries}.")
     spread = config.point_spread if spread is None else spread
     rng = np.random.default_rng([config.seed, _STREAM_QUERIES, seed])
     vectors, _ = _draw(cluster_model(config), config, rng, n_queries, None, spread)

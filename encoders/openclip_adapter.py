@@ -27,6 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from encoders.errors import ConfigError, InputNotFoundError, MissingDependencyError
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -68,7 +70,7 @@ class OpenClipImageEncoder:
             raise TypeError(f"{type(model).__name__} has no encode_image(); an open_clip model (or any module "
                             "with encode_image(x (b, 3, S, S)) -> (b, d)) is required.")
         if image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {image_size}.")
+            raise ConfigError(f"image_size must be positive, got {image_size}.")
         self.model = model.eval() if hasattr(model, "eval") else model
         if hasattr(self.model, "to"):
             self.model = self.model.to(device)
@@ -94,7 +96,7 @@ class OpenClipImageEncoder:
 
         path = Path(checkpoint)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path} (ShopRank never downloads weights; "
+            raise InputNotFoundError(f"checkpoint not found: {path} (ShopRank never downloads weights; "
                                     "point at a local file).")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -155,12 +157,12 @@ def load_openclip(model_name: str, checkpoint: str | Path, device: str = "cpu") 
     """
     path = Path(checkpoint).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"open_clip checkpoint not found: {path} (ShopRank never downloads weights; "
+        raise InputNotFoundError(f"open_clip checkpoint not found: {path} (ShopRank never downloads weights; "
                                 "point at a local file).")
     try:
         import open_clip
     except ImportError as exc:
-        raise ImportError("load_openclip needs open_clip: pip install 'shoprank[clip]' (or open_clip_torch); "
+        raise MissingDependencyError("load_openclip needs open_clip: pip install 'shoprank[clip]' (or open_clip_torch); "
                           "or build the model yourself and pass it to OpenClipImageEncoder.") from exc
     model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=str(path), device=device)
     visual = getattr(model, "visual", None)
@@ -185,6 +187,6 @@ def openclip_from_env() -> OpenClipImageEncoder:
     model_name = os.environ.get("SHOPRANK_OPENCLIP_MODEL", "")
     checkpoint = os.environ.get("SHOPRANK_OPENCLIP_CHECKPOINT", "")
     if not model_name or not checkpoint:
-        raise ValueError("image_encoder='openclip' needs SHOPRANK_OPENCLIP_MODEL (e.g. ViT-B-32) and "
+        raise ConfigError("image_encoder='openclip' needs SHOPRANK_OPENCLIP_MODEL (e.g. ViT-B-32) and "
                          "SHOPRANK_OPENCLIP_CHECKPOINT (a local checkpoint file) in the environment.")
     return load_openclip(model_name, checkpoint)

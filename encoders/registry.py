@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from encoders.errors import ConfigError
 from encoders.catalog import Catalog
 from encoders.fusion import BlockProjectionFusion, ConcatProjectionFusion, GatedAttentionFusion, WeightedMeanFusion
 from encoders.pixels import PixelStatsImageEncoder
@@ -90,14 +91,14 @@ def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str, calla
     if ":" in name:
         module_name, _, attr = name.partition(":")
         if not module_name or not attr:
-            raise ValueError(f"{what} '{name}' must look like 'package.module:attribute'.")
+            raise ConfigError(f"{what} '{name}' must look like 'package.module:attribute'.")
         try:
             found = getattr(importlib.import_module(module_name), attr)
         except Exception as exc:  # a plug-in may fail to import in any way (syntax, its own imports, ...)
-            raise ValueError(f"cannot import {what} '{name}': {type(exc).__name__}: {exc}") from exc
+            raise ConfigError(f"cannot import {what} '{name}': {type(exc).__name__}: {exc}") from exc
         if callable_only and not callable(found):
-            raise ValueError(f"{what} '{name}' is not callable (got {type(found).__name__}).")
+            raise ConfigError(f"{what} '{name}' is not callable (got {type(found).__name__}).")
         return found
     if not registry:
-        raise ValueError(f"{what} '{name}' must look like 'package.module:attribute'.")
-    raise ValueError(f"unknown {what} '{name}'; choose one of {sorted(registry)} or give 'package.module:attribute'.")
+        raise ConfigError(f"{what} '{name}' must look like 'package.module:attribute'.")
+    raise ConfigError(f"unknown {what} '{name}'; choose one of {sorted(registry)} or give 'package.module:attribute'.")

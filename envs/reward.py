@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from encoders.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class RewardSpec:
@@ -31,7 +33,7 @@ class RewardSpec:
         for name in ("click", "purchase", "revenue"):
             value = getattr(self, name)
             if not np.isfinite(value):
-                raise ValueError(f"RewardSpec.{name} must be finite, got {value}.")
+                raise ConfigError(f"RewardSpec.{name} must be finite, got {value}.")
 
     def parts(self, clicks: np.ndarray, purchases: np.ndarray, prices: np.ndarray) -> dict[str, float]:
         """Reward parts of one slate: ``clicks``, ``purchases`` bool ``(N,)``, ``prices`` ``(N,)``."""

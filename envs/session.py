@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from encoders.errors import ConfigError, SimulatorError
 from envs.config import EnvConfig, config_from_dict
 from encoders.registry import resolve
 from envs.world import ShopWorld, get_world
@@ -49,17 +50,13 @@ def init_session_env(env: Any, config: EnvConfig | None, world: ShopWorld | None
     if isinstance(config, dict):
         config = config_from_dict(config)
     if config is not None and not isinstance(config, EnvConfig):
-        raise ValueError(f"config must be an EnvConfig or a dict of its fields, got {type(config).__name__}.")
+        raise ConfigError(f"config must be an EnvConfig or a dict of its fields, got {type(config).__name__}.")
     env.config = config or EnvConfig()
     if render_mode is not None and render_mode not in env.metadata["render_modes"]:
-        raise ValueError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}.")
+        raise ConfigError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}.")
     env.render_mode = render_mode
     env.world = world if world is not None else get_world(env.config.world)
     env.core = SessionCore(env.config, env.world, simulator or make_simulator(env.config, env.world))
-
-
-class SimulatorError(RuntimeError):
-    """A user simulator broke its protocol; the message says which method and what to fix."""
 
 
 def default_simulator(items: ItemTable, n_slots: int, config: EnvConfig) -> UserSimulator:

@@ -68,6 +68,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from encoders.errors import ConfigError
 from envs.config import EnvConfig
 from envs.session import N_EXTRA, N_SESSION, SCORE_BOUND, episode_end, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
@@ -296,21 +297,21 @@ class ShopRankVectorEnv(VectorEnv):
                  simulator: DefaultShopper | None = None, render_mode: str | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **_: Any) -> None:
         if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}.")
         if render_mode is not None:
-            raise ValueError(f"ShopRankVectorEnv does not render; render_mode must be None, got {render_mode!r}.")
+            raise ConfigError(f"ShopRankVectorEnv does not render; render_mode must be None, got {render_mode!r}.")
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {self.autoreset_mode}.")
+            raise ConfigError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {self.autoreset_mode}.")
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = int(num_envs)
         self.config = config or EnvConfig()
         self.world = world if world is not None else get_world(self.config.world)
         if self.config.personalize_query > 0:
-            raise ValueError("ShopRankVectorEnv retrieves per query text only (personalize_query=0); "
+            raise ConfigError("ShopRankVectorEnv retrieves per query text only (personalize_query=0); "
                              "use gymnasium.make_vec(..., vectorization_mode='sync') for personalised retrieval.")
         if self.config.reward.expected:
-            raise ValueError("ShopRankVectorEnv rewards sampled outcomes only (RewardSpec.expected=False); "
+            raise ConfigError("ShopRankVectorEnv rewards sampled outcomes only (RewardSpec.expected=False); "
                              "use gymnasium.make_vec(..., vectorization_mode='sync') for expected rewards.")
         if simulator is None:
             if self.config.simulator:

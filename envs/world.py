@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from encoders.errors import ConfigError
 from encoders.catalog import Catalog
 from encoders.csv_catalog import CsvCatalogConfig, load_csv_catalog
 from encoders.protocols import ImageEncoder, TextEncoder
@@ -62,16 +63,16 @@ class WorldConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.n_products < 1:
-            raise ValueError(f"WorldConfig.n_products must be >= 1, got {self.n_products}.")
+            raise ConfigError(f"WorldConfig.n_products must be >= 1, got {self.n_products}.")
         if self.encoder_seed < 0 or self.catalog_seed < 0:
-            raise ValueError(f"WorldConfig seeds must be >= 0, got encoder_seed={self.encoder_seed}, "
+            raise ConfigError(f"WorldConfig seeds must be >= 0, got encoder_seed={self.encoder_seed}, "
                              f"catalog_seed={self.catalog_seed}.")
         if self.fused_dim < 2:
-            raise ValueError(f"WorldConfig.fused_dim must be >= 2, got {self.fused_dim}.")
+            raise ConfigError(f"WorldConfig.fused_dim must be >= 2, got {self.fused_dim}.")
         if self.query_dim < 1:
-            raise ValueError(f"WorldConfig.query_dim must be >= 1, got {self.query_dim}.")
+            raise ConfigError(f"WorldConfig.query_dim must be >= 1, got {self.query_dim}.")
         if self.image_weight < 0:
-            raise ValueError(f"WorldConfig.image_weight must be >= 0, got {self.image_weight}.")
+            raise ConfigError(f"WorldConfig.image_weight must be >= 0, got {self.image_weight}.")
 
 
 def load_catalog(config: WorldConfig) -> Catalog:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
     root = Path(__file__).resolve().parents[1]
     if not (root / "benchmarks").is_dir():
-        print("shoprank bench: the benchmarks/ folder is not next to this installation; run it from a source "
+        print("shoprank bench: error: the benchmarks/ folder is not next to this installation; run it from a source "
               "checkout (git clone ... && make bench).", file=sys.stderr)
         return 2
     sys.path.insert(0, str(root))
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     if argv and not argv[0].startswith("-") and argv[0] not in SUITES:
-        print(f"shoprank bench: unknown suite {argv[0]!r}; choose one of {sorted(SUITES)} "
+        print(f"shoprank bench: error: unknown suite {argv[0]!r}; choose one of {sorted(SUITES)} "
               "(no suite: env and retrieval).", file=sys.stderr)
         return 2
     names = [argv.pop(0)] if argv and argv[0] in SUITES else ["env", "retrieval"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.csv_catalog import CatalogError, CsvCatalogConfig, load_csv_catalog
+from encoders.csv_catalog import CsvCatalogConfig, load_csv_catalog
+from encoders.errors import command_errors
 from encoders.synthetic import SyntheticCatalogConfig, generate_catalog
 
 
@@ -46,6 +47,7 @@ def export(catalog, out: Path) -> None:
                                  catalog.attributes[row].get("colour", "")])
 
 
+@command_errors("catalog")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank catalog", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -59,19 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        if args.action == "generate":
-            catalog = generate_catalog(SyntheticCatalogConfig(n_products=args.n_products, seed=args.seed))
-            export(catalog, args.out)
-            print(f"wrote {len(catalog)} products to {args.out}")
-            return 0
-        if args.catalog == "synthetic":
-            catalog = generate_catalog(SyntheticCatalogConfig(n_products=args.n_products, seed=args.seed))
-        else:
-            catalog = load_csv_catalog(CsvCatalogConfig(Path(args.catalog),
-                                                        allow_missing_images=args.allow_missing_images))
-    except (CatalogError, ValueError) as exc:
-        print(f"shoprank catalog: {exc}")
-        return 2
+    if args.action == "generate":
+        catalog = generate_catalog(SyntheticCatalogConfig(n_products=args.n_products, seed=args.seed))
+        export(catalog, args.out)
+        print(f"wrote {len(catalog)} products to {args.out}")
+        return 0
+    if args.catalog == "synthetic":
+        catalog = generate_catalog(SyntheticCatalogConfig(n_products=args.n_products, seed=args.seed))
+    else:
+        catalog = load_csv_catalog(CsvCatalogConfig(Path(args.catalog),
+                                                    allow_missing_images=args.allow_missing_images))
     print(describe(catalog))
     return 0

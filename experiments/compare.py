@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 
+from encoders.errors import ConfigError, command_errors
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 
@@ -82,9 +83,9 @@ def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_ro
                 for n in RL_AGENTS}}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown agent(s) {unknown}; choose from {sorted(known)}.")
+        raise ConfigError(f"unknown agent(s) {unknown}; choose from {sorted(known)}.")
     if len(set(names)) != len(names):
-        raise ValueError(f"agents must be distinct, got {list(names)}.")
+        raise ConfigError(f"agents must be distinct, got {list(names)}.")
     return {n: known[n]() for n in names}
 
 
@@ -120,6 +121,7 @@ def _jsonable(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) else value
 
 
+@command_errors("compare")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns a process exit code (0 ok, 2 bad arguments)."""
     parser = make_parser()
@@ -133,25 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
     if not names:
         parser.error(f"--agents names no agent: {args.agents!r}.")
-    try:
-        config = resolve_config(args.env, None, args.catalog, args.text_encoder)
-        if args.overrides:
-            from experiments.config import apply_overrides
+    config = resolve_config(args.env, None, args.catalog, args.text_encoder)
+    if args.overrides:
+        from experiments.config import apply_overrides
 
-            config = apply_overrides(config, args.overrides)
-        if args.agent_overrides:  # checked even when no RL agent is compared: a typo must not pass silently
-            from agents.factory import AgentConfig
-            from experiments.config import apply_overrides
+        config = apply_overrides(config, args.overrides)
+    if args.agent_overrides:  # checked even when no RL agent is compared: a typo must not pass silently
+        from agents.factory import AgentConfig
+        from experiments.config import apply_overrides
 
-            apply_overrides(AgentConfig(), args.agent_overrides)
-        baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
-        agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
-                              args.agent_overrides)
-        if args.baseline is not None and args.baseline not in names:
-            raise ValueError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
-    except ValueError as exc:
-        print(f"shoprank compare: error: {exc}", file=sys.stderr)
-        return 2
+        apply_overrides(AgentConfig(), args.agent_overrides)
+    baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
+    agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
+                          args.agent_overrides)
+    if args.baseline is not None and args.baseline not in names:
+        raise ConfigError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare_config.json").write_text(json.dumps(
         {"argv": list(argv) if argv is not None else sys.argv[1:], "agents": names, "seeds": args.seeds,

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from encoders.errors import ConfigError
 from agents.factory import ALGOS, AgentConfig
 from envs.config import EnvConfig
 
@@ -38,27 +39,27 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
-            raise ValueError(f"unknown RL algorithm {self.algo!r}; choose one of {sorted(ALGOS)}.")
+            raise ConfigError(f"unknown RL algorithm {self.algo!r}; choose one of {sorted(ALGOS)}.")
         if self.total_timesteps <= 0:
-            raise ValueError(f"total_timesteps must be > 0, got {self.total_timesteps}.")
+            raise ConfigError(f"total_timesteps must be > 0, got {self.total_timesteps}.")
         if not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed must be between 0 and 2**32 - 1, got {self.seed}.")
+            raise ConfigError(f"seed must be between 0 and 2**32 - 1, got {self.seed}.")
         if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0 (0 = no held-out evaluation), got {self.eval_every}.")
+            raise ConfigError(f"eval_every must be >= 0 (0 = no held-out evaluation), got {self.eval_every}.")
         if self.eval_every > 0 and self.eval_sessions < 1:
-            raise ValueError(f"eval_sessions must be >= 1 when eval_every > 0, got {self.eval_sessions}.")
+            raise ConfigError(f"eval_sessions must be >= 1 when eval_every > 0, got {self.eval_sessions}.")
 
 
 def _build(cls: type, data: dict, path: str) -> Any:
     """Instantiate dataclass ``cls`` from a nested dict, naming any unknown key with its full path."""
     if not isinstance(data, dict):
-        raise ValueError(f"config section '{path or cls.__name__}' must be a mapping, got {data!r}")
+        raise ConfigError(f"config section '{path or cls.__name__}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         where = f"'{path}'" if path else "the top level"
-        raise ValueError(f"unknown config key(s) {unknown} in {where}; known: {sorted(known)}")
+        raise ConfigError(f"unknown config key(s) {unknown} in {where}; known: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
@@ -78,7 +79,7 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     if type(None) in args and len(args) == 2:  # Optional[X] / X | None
         return None if value is None else _coerce(value, next(a for a in args if a is not type(None)), path)
     if hint in (int, float) and isinstance(value, bool):
-        raise ValueError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
+        raise ConfigError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
     if hint in (int, float) and isinstance(value, str):
         try:
             number = float(value)
@@ -89,25 +90,25 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint):
-        raise ValueError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
+        raise ConfigError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
     return value
 
 
 def _set(data: dict, item: str) -> None:
     """Apply one ``a.b=value`` override (value parsed as YAML) to a nested dict."""
     if "=" not in item:
-        raise ValueError(f"override '{item}' must look like key.sub=value")
+        raise ConfigError(f"override '{item}' must look like key.sub=value")
     key, _, raw = item.partition("=")
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"override '{item}': '{part}' is not a section")
+            raise ConfigError(f"override '{item}': '{part}' is not a section")
     try:
         node[parts[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError:
-        raise ValueError(f"override '{item}': the value is not valid YAML") from None
+        raise ConfigError(f"override '{item}': the value is not valid YAML") from None
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
@@ -128,13 +129,13 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None, cl
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping of TrainConfig fields, got {type(data).__name__}")
+            raise ConfigError(f"config file {path} must hold a mapping of TrainConfig fields, got {type(data).__name__}")
     for item in overrides or []:
         _set(data, item)
     return _build(cls, data, "")

@@ -15,7 +15,6 @@ no text encoder is loaded, nothing is trained or encoded (:attr:`EncodeReport.co
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
+from encoders.errors import ConfigError, command_errors
 from encoders.catalog import Catalog
 from encoders.contrastive import TEXT_VIEWS_VERSION, text_views
-from encoders.csv_catalog import CatalogError
 from encoders.protocols import ImageEncoder, TextEncoder
 from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, EncoderContext, resolve
 from encoders.store import EmbeddingStore
@@ -160,7 +159,7 @@ def encode(config: EncodeConfig) -> EncodeReport:
     start = time.perf_counter()
     world = config.world
     if not world.cache_dir:
-        raise ValueError("encode needs a cache folder (--cache-dir): caching the vectors is its purpose.")
+        raise ConfigError("encode needs a cache folder (--cache-dir): caching the vectors is its purpose.")
     fusion_factory = resolve(world.fusion, FUSIONS, "fusion") if world.fusion else None
     if world.image_encoder and world.image_encoder != "contrastive":
         resolve(world.image_encoder, IMAGE_ENCODERS, "image encoder")
@@ -232,19 +231,16 @@ def parse_args(argv: Sequence[str] | None) -> EncodeConfig:
                         image_encoder=a.image_encoder, fusion=a.fusion, fused_dim=a.fused_dim,
                         image_weight=a.image_weight, encoder_seed=a.seed, cache_dir=a.cache_dir,
                         progress=not a.no_progress)
-    except ValueError as exc:
+    except ConfigError as exc:
         p.error(str(exc))
     return EncodeConfig(world=world, epochs=a.epochs)
 
 
+@command_errors("encode")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``shoprank encode``; returns the exit status (0 ok, 2 bad input)."""
     config = parse_args(argv)
-    try:
-        report = encode(config)
-    except (ValueError, CatalogError, FileNotFoundError) as exc:
-        print(f"shoprank encode: error: {exc}", file=sys.stderr)
-        return 2
+    report = encode(config)
     print(f"catalog {report.catalog} ({report.n_products} products, {report.n_without_image} without a photo), "
           f"fingerprint {report.fingerprint}")
     for modality, shape in report.shapes.items():

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from encoders.errors import ConfigError
 from agents.logging_policy import blas_threads, derive_seed
 from experiments.metrics import SESSION_METRICS, SessionAccumulator, Truth, catalog_coverage
 
@@ -65,7 +66,7 @@ def resolve_config(env_id: str, config: Any = None, catalog: str | None = None,
     import envs  # noqa: F401  (registers the ids)
 
     if env_id not in gym.registry or not env_id.startswith("ShopRank"):
-        raise ValueError(f"unknown env id {env_id!r}; registered ShopRank ids: "
+        raise ConfigError(f"unknown env id {env_id!r}; registered ShopRank ids: "
                          f"{sorted(k for k in gym.registry if k.startswith('ShopRank'))}.")
     if config is None:
         config = gym.registry[env_id].kwargs.get("config") or envs.EnvConfig()
@@ -155,16 +156,16 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
         ``catalog_size`` and ``slate_size``.
     """
     if not agents:
-        raise ValueError("agents is empty: give at least one name -> factory.")
+        raise ConfigError("agents is empty: give at least one name -> factory.")
     if n_sessions < 1:
-        raise ValueError(f"n_sessions must be >= 1, got {n_sessions}.")
+        raise ConfigError(f"n_sessions must be >= 1, got {n_sessions}.")
     if len(seeds) < 1:
-        raise ValueError("seeds is empty: give at least one seed.")
+        raise ConfigError("seeds is empty: give at least one seed.")
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {list(seeds)}.")
+        raise ConfigError(f"seeds must be distinct, got {list(seeds)}.")
     env = env if env is not None else make_env(env_id, config)
     if isinstance(env.action_space, gym.spaces.Discrete):
-        raise ValueError("evaluate_agents needs a Box-action env (ShopRank-v0 / ShopRankStatic-v0); agents with "
+        raise ConfigError("evaluate_agents needs a Box-action env (ShopRank-v0 / ShopRankStatic-v0); agents with "
                          "sequential=True are run in ShopRankSeq-v0 with the same config automatically.")
     seq_env: list[gym.Env] = []
 
@@ -226,7 +227,7 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 def ci_unit(df: pd.DataFrame, ci_over: str = "auto") -> str:
     """``"seeds"`` or ``"sessions"``: the unit of the intervals (``auto``: seeds when >= 5 seeds)."""
     if ci_over not in ("auto", "seeds", "sessions"):
-        raise ValueError(f"ci_over must be 'auto', 'seeds' or 'sessions', got {ci_over!r}.")
+        raise ConfigError(f"ci_over must be 'auto', 'seeds' or 'sessions', got {ci_over!r}.")
     if ci_over != "auto":
         return ci_over
     return "seeds" if df["seed"].nunique() >= MIN_SEEDS_FOR_SEED_CI else "sessions"

@@ -14,10 +14,10 @@ evaluated on the same shoppers (paired differences need ``retriever``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
+from encoders.errors import ConfigError, InputNotFoundError, command_errors
 from agents.baselines import (BASELINES, BaselineConfig, baseline_factory, is_baseline_checkpoint, load_baseline,
                              read_baseline_meta)
 from experiments.compare import parse_seeds
@@ -30,7 +30,7 @@ def checkpoint_factory(path: Path) -> tuple[str, AgentFactory]:
         name = read_baseline_meta(path)["name"]  # checked before any evaluation
         return name, lambda env, seed: load_baseline(path, env)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+        raise InputNotFoundError(f"checkpoint {path} does not exist.")
     try:
         from agents.factory import load_agent
     except ImportError as exc:
@@ -57,22 +57,19 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command_errors("evaluate")
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate the checkpoint; returns an exit code (0 ok, 2 bad arguments or checkpoint)."""
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error(f"--sessions must be >= 1, got {args.sessions}.")
-    try:
-        config = resolve_config(args.env, None, args.catalog, args.text_encoder)
-        default_name, factory = checkpoint_factory(args.checkpoint)
-        refs = [n.strip() for n in args.with_baselines.split(",") if n.strip()]
-        unknown = [n for n in refs if n not in BASELINES]
-        if unknown:
-            raise ValueError(f"unknown baseline(s) {unknown} in --with-baselines; choose from {sorted(BASELINES)}.")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"shoprank evaluate: error: {exc}", file=sys.stderr)
-        return 2
+    config = resolve_config(args.env, None, args.catalog, args.text_encoder)
+    default_name, factory = checkpoint_factory(args.checkpoint)
+    refs = [n.strip() for n in args.with_baselines.split(",") if n.strip()]
+    unknown = [n for n in refs if n not in BASELINES]
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {unknown} in --with-baselines; choose from {sorted(BASELINES)}.")
     name = args.name or default_name
     agents: dict[str, AgentFactory] = {name: factory}
     agents.update({ref: baseline_factory(ref, BaselineConfig()) for ref in refs if ref != name})

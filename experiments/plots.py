@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from encoders.errors import InputNotFoundError
+
 SCALAR_PREFIX = "shop/"
 
 
@@ -29,7 +31,7 @@ def read_scalars(run_dir: str | Path, prefix: str = SCALAR_PREFIX) -> pd.DataFra
 
     root = Path(run_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"run folder {root} does not exist.")
+        raise InputNotFoundError(f"run folder {root} does not exist.")
     rows = []
     for folder in sorted({p.parent for p in root.rglob("events.out.tfevents.*")}):
         acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
@@ -56,7 +58,7 @@ def plot_learning_curves(run_dir: str | Path, out_png: str | Path, prefix: str =
     """
     data = read_scalars(run_dir, prefix)
     if data.empty:
-        raise FileNotFoundError(f"no TensorBoard scalars under '{prefix}' in {run_dir}.")
+        raise InputNotFoundError(f"no TensorBoard scalars under '{prefix}' in {run_dir}.")
     all_tags = sorted(data["tag"].unique(), key=lambda t: ("ctr_pos" in t, t))
     tags = [t for t in (tags or all_tags) if t in set(all_tags)]
     cols = min(3, len(tags))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from encoders.errors import InputNotFoundError, command_errors
 from encoders.catalog import Catalog
 from encoders.contrastive import TEXT_VIEWS_VERSION, split_rows, text_views
 from encoders.fusion import ConcatProjectionFusion, FusionTrainingConfig, GatedAttentionFusion, WeightedMeanFusion
@@ -289,7 +289,7 @@ def run(config: RetrievalEvalConfig) -> tuple[list[dict], list[dict], dict]:
 
         luma = Path(config.luma)
         if not (luma / "products.csv").is_file():
-            raise FileNotFoundError(f"Luma catalog not found: {luma / 'products.csv'} (pass --luma PATH or --luma '')")
+            raise InputNotFoundError(f"Luma catalog not found: {luma / 'products.csv'} (pass --luma PATH or --luma '')")
         jobs.append((load_csv_catalog(CsvCatalogConfig(path=luma)), lambda c: luma_queries(c, luma)))
     for catalog, make_queries in jobs:
         spaces, image_encoder = build_spaces(catalog, text_encoder, store, config)
@@ -339,14 +339,11 @@ def parse_args(argv: Sequence[str] | None) -> RetrievalEvalConfig:
                                progress=not a.no_progress)
 
 
+@command_errors("eval-retrieval")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``shoprank eval-retrieval``; returns the exit status (0 ok, 2 bad input)."""
     config = parse_args(argv)
-    try:
-        rows, photo_rows, notes = run(config)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"shoprank eval-retrieval: error: {exc}", file=sys.stderr)
-        return 2
+    rows, photo_rows, notes = run(config)
     print(write_outputs(Path(config.out), rows, photo_rows, notes))
     print(f"wrote {config.out}/retrieval.csv, photo_text.csv, retrieval.md")
     return 0

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from encoders.errors import ConfigError, MissingDependencyError
 from envs.config import EnvConfig, config_from_dict, config_to_dict
 
 ENV_NAME = "ShopRank-rllib-v0"
@@ -83,7 +84,7 @@ def _import_ray():
         import ray  # noqa: F401
         from ray.rllib.algorithms.ppo import PPOConfig  # noqa: F401
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
+        raise MissingDependencyError(INSTALL_HINT) from exc
     return ray
 
 
@@ -152,9 +153,9 @@ def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int
         ValueError: Bad arguments.
     """
     if num_env_runners < 0:
-        raise ValueError(f"num_env_runners must be >= 0, got {num_env_runners}.")
+        raise ConfigError(f"num_env_runners must be >= 0, got {num_env_runners}.")
     if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}.")
+        raise ConfigError(f"iterations must be >= 1, got {iterations}.")
     ray = _import_ray()
     from ray.rllib.algorithms.ppo import PPOConfig
 

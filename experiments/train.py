@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from encoders.errors import ConfigError, command_errors
 from agents.factory import train_agent
 from experiments.config import TrainConfig, dump_config, load_config
 
@@ -47,7 +48,7 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
     from experiments.rllib_backend import RllibConfig, train_rllib
 
     if config.algo != "ppo":
-        raise ValueError(f"--backend rllib trains PPO only, got algo {config.algo!r}; use --algo ppo or --backend sb3.")
+        raise ConfigError(f"--backend rllib trains PPO only, got algo {config.algo!r}; use --algo ppo or --backend sb3.")
     rllib = RllibConfig()
     iterations = max(1, config.total_timesteps // rllib.train_batch_size)
     if config.total_timesteps % rllib.train_batch_size:
@@ -55,11 +56,7 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
               f"{iterations * rllib.train_batch_size} steps for the {config.total_timesteps} asked")
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
-    try:
-        summary = train_rllib(config.env, env_runners, iterations, run_dir, address=address, config=rllib)
-    except ImportError as exc:
-        print(exc)
-        return 2
+    summary = train_rllib(config.env, env_runners, iterations, run_dir, address=address, config=rllib)
     (run_dir / "train.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "iterations"},
                                                    indent=2, default=str))
     print(f"run folder: {run_dir} (Ray RLlib, {iterations} iterations x {rllib.train_batch_size} steps)")
@@ -85,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rllib: an existing Ray cluster ('auto' or 'ray://host:10001'); default: start a local one")
 
 
+@command_errors("train")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank train", description=__doc__)
     add_arguments(parser)
@@ -96,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"{key}={flag}")
     try:
         config = load_config(args.config, overrides)
-    except ValueError as exc:
+    except ConfigError as exc:
         parser.error(str(exc))
     run_dir = args.run_dir or run_dir_for(args.out, config.algo)
     if args.backend == "rllib":

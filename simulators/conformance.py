@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from encoders.errors import ConfigError
 from simulators.items import ItemTable
 from simulators.protocols import Query, UserSimulator
 
@@ -275,7 +276,7 @@ def check_simulator(sim_or_factory: UserSimulator | Callable[[ItemTable, int], U
         ConformanceError: on the first violation, saying what to fix.
     """
     if n_sessions < 1 or n_slots < 1:
-        raise ValueError(f"n_sessions and n_slots must be >= 1, got {n_sessions} and {n_slots}.")
+        raise ConfigError(f"n_sessions and n_slots must be >= 1, got {n_sessions} and {n_slots}.")
     items = items if items is not None else default_items()
     sim = _instantiate(sim_or_factory, items, n_slots)
     name = type(sim).__name__

@@ -12,19 +12,19 @@ Writes ``fidelity.csv`` (every number with its interval), ``fidelity.md`` (a Mar
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from encoders.errors import command_errors
 from simulators.fitting import default_estimators, fidelity_report, split_log
 from simulators.logs import read_log
 from simulators.obd import load_obd
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fidelity", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="shoprank fidelity", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--log", type=Path, help="interaction log (.csv or .parquet) in the simulators.logs schema")
     src.add_argument("--obd", type=Path, help="Open Bandit Dataset folder holding all.csv (or the CSV)")
@@ -96,21 +96,18 @@ def plot_perplexity(report: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+@command_errors("fidelity")
 def main(argv: list[str] | None = None) -> int:
     """Run the ``fidelity`` command; returns the exit status (0 ok, 2 bad input)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
-    try:
-        log = load_obd(args.obd) if args.obd is not None else read_log(args.log)
-        train, test = split_log(log, args.test_fraction, np.random.default_rng(args.seed))
-        report = fidelity_report(train, test, estimators=default_estimators(args.prior_strength, args.max_iter),
-                                 n_bootstrap=args.n_bootstrap, confidence=args.confidence, seed=args.seed,
-                                 progress=args.progress)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        print(f"fidelity: error: {exc}", file=sys.stderr)
-        return 2
+    log = load_obd(args.obd) if args.obd is not None else read_log(args.log)
+    train, test = split_log(log, args.test_fraction, np.random.default_rng(args.seed))
+    report = fidelity_report(train, test, estimators=default_estimators(args.prior_strength, args.max_iter),
+                             n_bootstrap=args.n_bootstrap, confidence=args.confidence, seed=args.seed,
+                             progress=args.progress)
     args.out.mkdir(parents=True, exist_ok=True)
     report.to_csv(args.out / "fidelity.csv", index=False)
     markdown = to_markdown(report)

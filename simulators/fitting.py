@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from encoders.errors import ConfigError, LogSchemaError
 from simulators.click_models import (
     CascadeModel,
     DependentClickModel,
@@ -333,11 +334,11 @@ class Estimator(Protocol):
 
 def _check_em_settings(max_iter: int, tol: float, prior_strength: float) -> None:
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
+        raise ConfigError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
     if not (tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol!r}.")
+        raise ConfigError(f"tol must be > 0, got {tol!r}.")
     if not (prior_strength >= 0 and np.isfinite(prior_strength)):
-        raise ValueError(f"prior_strength must be a finite number >= 0, got {prior_strength!r}.")
+        raise ConfigError(f"prior_strength must be a finite number >= 0, got {prior_strength!r}.")
 
 
 def _smoothed_ratio(pair: np.ndarray, numer: np.ndarray, denom: np.ndarray, n_pairs: int,
@@ -614,7 +615,7 @@ def fit_all(log: pd.DataFrame, estimators: tuple[Estimator, ...] = DEFAULT_ESTIM
     """Fit several models to one log; keys are the estimators' names (which must be distinct)."""
     names = [e.name for e in estimators]
     if len(set(names)) != len(names):
-        raise ValueError(f"estimator names must be distinct, got {names}.")
+        raise ConfigError(f"estimator names must be distinct, got {names}.")
     data = SlateArrays.from_log(log)
     return {e.name: e.fit(data, progress=progress) for e in estimators}
 
@@ -700,16 +701,16 @@ def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
         ``_high`` interval columns. ``attrs`` holds ``n_train_slates``, ``n_test_slates``, ``confidence``.
     """
     if not (isinstance(n_bootstrap, (int, np.integer)) and n_bootstrap >= 10):
-        raise ValueError(f"n_bootstrap must be an integer >= 10, got {n_bootstrap!r}.")
+        raise ConfigError(f"n_bootstrap must be an integer >= 10, got {n_bootstrap!r}.")
     if not (0 < confidence < 1):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}.")
     train = SlateArrays.from_log(train_log)
     test = SlateArrays.from_log(test_log, train.pairs)
     if train.n_slates == 0 or test.n_slates == 0:
-        raise ValueError(f"train and test logs must be non-empty, got {train.n_slates} and {test.n_slates} slates.")
+        raise LogSchemaError(f"train and test logs must be non-empty, got {train.n_slates} and {test.n_slates} slates.")
     names = [e.name for e in estimators]
     if len(set(names)) != len(names):
-        raise ValueError(f"estimator names must be distinct, got {names}.")
+        raise ConfigError(f"estimator names must be distinct, got {names}.")
     rng = np.random.default_rng(seed)
     weights = np.vstack([np.ones(test.n_slates),
                          rng.multinomial(test.n_slates, np.full(test.n_slates, 1 / test.n_slates), size=n_bootstrap)])
@@ -782,7 +783,7 @@ def split_log(log: pd.DataFrame, test_fraction: float, rng: np.random.Generator)
         ``(train, test)`` logs.
     """
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
     df = validate_log(log)
     sessions = df["session"].unique()
     test_ids = sessions[rng.random(len(sessions)) < test_fraction]

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from encoders.errors import ConfigError, InputNotFoundError, LogSchemaError, MissingDependencyError
+
 #: Positions are slots of one results page: the click models keep per-position parameters up to the
 #: largest one, so a stray huge value would cost memory and time for nothing.
 MAX_POSITION = 1000
@@ -39,10 +41,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("session", "query", "position", "item", "cl
 
 LOG_COLUMNS: tuple[str, ...] = ("session", "slate", "query", "position", "item", "click", "purchase", "propensity")
 """All schema columns in canonical order (``slate`` is optional on input)."""
-
-
-class LogSchemaError(ValueError):
-    """A log does not follow the schema; the message names the column and what is wrong."""
 
 
 def _fmt(value: Any) -> str:
@@ -176,7 +174,7 @@ def _require_parquet() -> None:
         try:
             import fastparquet  # noqa: F401
         except ImportError as exc:
-            raise ImportError("writing or reading .parquet logs needs pyarrow or fastparquet; "
+            raise MissingDependencyError("writing or reading .parquet logs needs pyarrow or fastparquet; "
                               "install one, or use a .csv path.") from exc
 
 
@@ -187,7 +185,7 @@ _READERS: dict[str, Callable[[Path], pd.DataFrame]] = {".csv": _read_csv, ".parq
 def _suffix(path: Path, table: dict[str, Any]) -> str:
     suffix = path.suffix.lower()
     if suffix not in table:
-        raise ValueError(f"unsupported log file suffix '{path.suffix}' in {path}; use one of: "
+        raise ConfigError(f"unsupported log file suffix '{path.suffix}' in {path}; use one of: "
                          + ", ".join(sorted(table)) + ".")
     return suffix
 
@@ -216,7 +214,7 @@ def read_log(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     reader = _READERS[_suffix(path, _READERS)]
     if not path.is_file():
-        raise FileNotFoundError(f"no log file at {path}.")
+        raise InputNotFoundError(f"no log file at {path}.")
     try:
         frame = reader(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from encoders.errors import InputNotFoundError, LogSchemaError
 from simulators.logs import validate_log
 
 OBD_COLUMNS: tuple[str, ...] = ("timestamp", "item_id", "position", "click", "propensity_score",
@@ -40,7 +41,7 @@ def _resolve(path: str | Path) -> Path:
     path = Path(path)
     csv = path / "all.csv" if path.is_dir() else path
     if not csv.is_file():
-        raise FileNotFoundError(f"no Open Bandit Dataset file at {csv}: pass a folder holding all.csv "
+        raise InputNotFoundError(f"no Open Bandit Dataset file at {csv}: pass a folder holding all.csv "
                                 "(e.g. ../shared/data/obd/random/all) or the path of the CSV itself.")
     return csv
 
@@ -69,7 +70,7 @@ def load_obd(path: str | Path) -> pd.DataFrame:
     header = pd.read_csv(csv, nrows=0).columns
     missing = [c for c in OBD_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{csv} is not an Open Bandit Dataset file: missing column(s) "
+        raise LogSchemaError(f"{csv} is not an Open Bandit Dataset file: missing column(s) "
                          + ", ".join(f"'{c}'" for c in missing) + ".")
     raw = pd.read_csv(csv, usecols=list(OBD_COLUMNS))
     query = _user_key(raw[list(_USER_FEATURES)])

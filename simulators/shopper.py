@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from encoders.errors import ConfigError
 from simulators.click_models import PositionBasedModel
 from simulators.items import INTENT_FACETS, ItemTable
 from simulators.protocols import ClickModel, ExpectedResponse, Query, Response
@@ -158,20 +159,20 @@ class ShopperConfig:
         for name in ("profile_noise", "patience", "fatigue", "no_click_penalty", "drift", "boredom",
                      "temperature", "price_weight", "buy_over_budget", "budget_std"):
             if getattr(self, name) < 0:
-                raise ValueError(f"ShopperConfig.{name} must be >= 0, got {getattr(self, name)}.")
+                raise ConfigError(f"ShopperConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.p_continue_after_purchase <= 1:
-            raise ValueError(
+            raise ConfigError(
                 f"ShopperConfig.p_continue_after_purchase must be in [0, 1], got {self.p_continue_after_purchase}.")
         if self.query_bank_size < 1:
-            raise ValueError(f"ShopperConfig.query_bank_size must be >= 1, got {self.query_bank_size}.")
+            raise ConfigError(f"ShopperConfig.query_bank_size must be >= 1, got {self.query_bank_size}.")
         if not 0 <= self.drift <= 1:
-            raise ValueError(f"ShopperConfig.drift must be in [0, 1], got {self.drift}.")
+            raise ConfigError(f"ShopperConfig.drift must be in [0, 1], got {self.drift}.")
         if not 0 <= self.boredom <= 1:
-            raise ValueError(f"ShopperConfig.boredom must be in [0, 1], got {self.boredom}.")
+            raise ConfigError(f"ShopperConfig.boredom must be in [0, 1], got {self.boredom}.")
         if not np.isfinite(self.budget_mean):
-            raise ValueError(f"ShopperConfig.budget_mean must be finite, got {self.budget_mean}.")
+            raise ConfigError(f"ShopperConfig.budget_mean must be finite, got {self.budget_mean}.")
         if self.history_size < 1:
-            raise ValueError(f"ShopperConfig.history_size must be >= 1, got {self.history_size}.")
+            raise ConfigError(f"ShopperConfig.history_size must be >= 1, got {self.history_size}.")
 
     def without_dynamics(self) -> "ShopperConfig":
         """This config with every session dynamic off (no drift, boredom, fatigue or abandonment; a

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from encoders.errors import ConfigError
+
 
 @lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
@@ -45,11 +47,11 @@ def check_field_types(config: Any, allow_inf: tuple[str, ...] = ()) -> None:
             ok = isinstance(value, (str, os.PathLike))  # a catalog or cache folder may be given as a Path
         elif is_dataclass(hint):  # a nested config (e.g. EnvConfig.world)
             if not isinstance(value, hint):
-                raise ValueError(f"{name}.{f.name} must be a {hint.__name__}, got {type(value).__name__}.")
+                raise ConfigError(f"{name}.{f.name} must be a {hint.__name__}, got {type(value).__name__}.")
             continue
         else:
             continue
         if not ok:
             kind = {float: "a finite float" if f.name not in allow_inf else "a float (not NaN)",
                     int: "an int", str: "a string", bool: "a bool"}[hint]
-            raise ValueError(f"{name}.{f.name} must be {kind}, got {value!r}.")
+            raise ConfigError(f"{name}.{f.name} must be {kind}, got {value!r}.")

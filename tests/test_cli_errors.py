@@ -89,7 +89,7 @@ def test_evaluate_broken_checkpoints(capsys, tmp_path):
 
 def test_bench_unknown_suite(capsys):
     code, err = run(["bench", "nope"], capsys)
-    assert code == 2 and "shoprank bench: unknown suite 'nope'; choose one of" in err
+    assert code == 2 and "shoprank bench: error: unknown suite 'nope'; choose one of" in err
 
 
 def test_config_types_are_checked_where_they_are_built():
@@ -124,19 +124,23 @@ def test_env_takes_a_dict_config_and_refuses_steps_after_the_end():
         gym.make("ShopRankStatic-v0", config=3)
 
 
-def test_a_bug_keeps_its_traceback(monkeypatch):
-    """Only input errors become one line; a programming error (here NotImplementedError) is re-raised."""
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """Only ShopRankErrors become one line; anything else (a bare ValueError or NotImplementedError raised
+    inside ShopRank is a bug) is re-raised with a note asking to report it."""
+    from encoders.errors import ConfigError
     from experiments import catalog_cli
 
-    def broken(argv):
-        raise NotImplementedError("a bug, not bad input")
-
-    monkeypatch.setattr(catalog_cli, "main", broken)
-    with pytest.raises(NotImplementedError):
-        cli.main(["catalog", "describe"])
+    for bug in (NotImplementedError("a bug, not bad input"), ValueError("a bare ValueError is a bug too")):
+        monkeypatch.setattr(catalog_cli, "main", lambda argv, bug=bug: (_ for _ in ()).throw(bug))
+        with pytest.raises(type(bug)) as info:
+            cli.main(["catalog", "describe"])
+        assert info.value.__notes__ == [
+            f"shoprank catalog: this {type(bug).__name__} is a bug in ShopRank, not a problem with your input: "
+            "please report it (an issue in the project's tracker) with the traceback above."]
     monkeypatch.setenv("SHOPRANK_DEBUG", "0")  # "0" means off
-    monkeypatch.setattr(catalog_cli, "main", lambda argv: (_ for _ in ()).throw(ValueError("bad value")))
+    monkeypatch.setattr(catalog_cli, "main", lambda argv: (_ for _ in ()).throw(ConfigError("bad value\nsecond")))
     assert cli.main(["catalog", "describe"]) == 2
+    assert capsys.readouterr().err == "shoprank catalog: error: bad value second\n"  # one line
 
 
 def test_compare_without_retriever_still_runs(tmp_path):
