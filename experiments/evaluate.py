@@ -286,13 +286,36 @@ REFERENCE_AGENTS = ("oracle", "profile_oracle")
 """Agents that every other agent's reward is also reported as a share of (when they were evaluated)."""
 
 
+def ratio_interval(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """``mean(x) / mean(y)`` of paired ``float (n,)`` samples with a delta-method Student-t interval.
+
+    The ratio ``R`` has standard error ``sd(x - R y) / (sqrt(n) |mean(y)|)`` (first-order, pairs with a
+    ``nan`` dropped); ``nan`` bounds when ``n < 2`` or ``mean(y) == 0``.
+
+    Returns:
+        ``(ratio, low, high, n)``.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = len(x)
+    if n == 0 or y.mean() == 0:
+        return float("nan"), float("nan"), float("nan"), n
+    ratio = float(x.mean() / y.mean())
+    if n < 2:
+        return ratio, float("nan"), float("nan"), n
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float((x - ratio * y).std(ddof=1)) / (
+        np.sqrt(n) * abs(float(y.mean())))
+    return ratio, ratio - half, ratio + half, n
+
+
 def reward_shares(df: pd.DataFrame, references: Sequence[str] = REFERENCE_AGENTS,
                   ci_over: str = "auto") -> pd.DataFrame:
     """Each agent's mean reward as a share of each reference agent's, with a 95% CI.
 
     The share is ``mean(agent) / mean(reference)`` per CI unit (per seed when CIs are over seeds: the
-    ratio of the two per-seed means on the same shoppers; over sessions: the ratio of the overall means,
-    CI by the delta method is not attempted, so ``ci95_*`` are ``nan``).
+    ratio of the two per-seed means on the same shoppers, Student-t over seeds; over sessions: the ratio
+    of the overall means with the paired delta-method interval of :func:`ratio_interval`).
 
     Returns:
         ``agent, reference, share, ci95_low, ci95_high, n``; empty when no reference was evaluated.
@@ -300,14 +323,14 @@ def reward_shares(df: pd.DataFrame, references: Sequence[str] = REFERENCE_AGENTS
     columns = ["agent", "reference", "share", "ci95_low", "ci95_high", "n"]
     unit = ci_unit(df, ci_over)
     per_seed = df.groupby(["agent", "seed"], sort=False)["reward"].mean().unstack(0)
+    per_session = df.pivot_table(index=["seed", "session"], columns="agent", values="reward", sort=False)
     rows = []
     for reference in (r for r in references if r in per_seed.columns):
         for agent in per_seed.columns:
             if unit == "seeds":
                 share, low, high, n = t_interval((per_seed[agent] / per_seed[reference]).to_numpy())
             else:
-                share = float(per_seed[agent].mean() / per_seed[reference].mean())
-                low, high, n = float("nan"), float("nan"), int(len(per_seed))
+                share, low, high, n = ratio_interval(per_session[agent].to_numpy(), per_session[reference].to_numpy())
             rows.append({"agent": agent, "reference": reference, "share": share, "ci95_low": low,
                          "ci95_high": high, "n": n})
     return pd.DataFrame(rows, columns=columns)

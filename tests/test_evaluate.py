@@ -217,5 +217,18 @@ def test_reward_shares_of_the_oracles():
     assert shares.loc[("oracle", "profile_oracle"), "share"] == pytest.approx(1.5)
     few_seeds = pd.DataFrame([r for r in rows if r["seed"] < 2])
     few = reward_shares(few_seeds).set_index(["agent", "reference"])
-    assert few.loc[("a", "oracle"), "share"] == pytest.approx(0.5) and np.isnan(few.loc[("a", "oracle"), "ci95_low"])
+    assert few.loc[("a", "oracle"), "share"] == pytest.approx(0.5) and few.loc[("a", "oracle"), "n"] == 4
+    assert few.loc[("a", "oracle"), "ci95_low"] == pytest.approx(0.5)  # over sessions: the same ratio on each
     assert reward_shares(pd.DataFrame([r for r in rows if r["agent"] == "a"])).empty
+
+
+def test_ratio_interval_is_the_paired_delta_method():
+    from experiments.evaluate import ratio_interval
+
+    ratio, low, high, n = ratio_interval(np.array([1.0, 2.0, 3.0, 4.0, np.nan]), np.array([2.0, 2.0, 2.0, 2.0, 1.0]))
+    # R = 2.5 / 2; x - R y = x - 2.5 has sd 1.2910; se = sd / (sqrt(4) * 2); t(0.975, 3) = 3.1824
+    assert (ratio, n) == (1.25, 4)
+    assert high - ratio == pytest.approx(3.182446305 * np.std([1, 2, 3, 4], ddof=1) / 4)
+    assert ratio - low == pytest.approx(high - ratio)
+    assert np.isnan(ratio_interval(np.array([1.0]), np.array([2.0]))[1])
+    assert np.isnan(ratio_interval(np.array([1.0, 2.0]), np.array([0.0, 0.0]))[0])

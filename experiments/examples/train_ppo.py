@@ -1,13 +1,15 @@
 """Train PPO on ShopRankStatic-v0 and compare it with baselines, top to bottom (CleanRL-style).
 
-Run: ``python -m experiments.examples.train_ppo --steps 30000 --seeds 3 --sessions 300``
+Run: ``python -m experiments.examples.train_ppo --steps 20000 --seeds 3 --sessions 300``
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+import pandas as pd
 
 import envs  # noqa: F401  (registers the ShopRank envs)
 from agents.baselines import make_baseline
@@ -24,22 +26,16 @@ class Args:
     """Training seeds; each trains its own PPO and evaluates on its own held-out shoppers."""
     sessions: int = 300
     """Evaluation sessions per seed (the same shoppers for every agent)."""
+    agent: str = "ppo"
+    """A preset of AGENT_PRESETS: "ppo" first fits its scores to 100k logged sessions (~3 min)."""
     out: Path = Path("runs/example")
     """Where TensorBoard events and checkpoints go."""
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    for name, default in vars(Args()).items():
-        parser.add_argument(f"--{name}", type=type(default), default=default)
-    args = Args(**vars(parser.parse_args()))
-
+def main(args: Args) -> pd.DataFrame:
     # 1. the environment: the built-in catalog, one query per episode
     env_config = static_config()
-    # PPO whose candidate scores are first fitted to 100k logged sessions of a random ranking (each shown
-    # product's clicks, purchases and revenue; the "ppo" preset, ~3 min); AGENT_PRESETS["ppo_scratch"] is
-    # the same without the warm start
-    preset = AGENT_PRESETS["ppo"]
+    preset = AGENT_PRESETS[args.agent]
 
     # 2. one PPO per seed (TensorBoard events under OUT/ppo-seed<k>/tb)
     def ppo(env, seed):
@@ -54,8 +50,13 @@ def main() -> None:
     # 4. common random numbers: every agent meets the same shoppers and queries
     sessions = evaluate_agents(agents, "ShopRankStatic-v0", env_config, seeds=list(range(args.seeds)),
                                n_sessions=args.sessions)
-    print(markdown_table(summarize(sessions), metrics=["reward", "clicks", "purchases", "ndcg"]))
+    summary = summarize(sessions)
+    print(markdown_table(summary, metrics=["reward", "clicks", "purchases", "ndcg"]))
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    for field in fields(Args):
+        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+    main(Args(**vars(parser.parse_args())))
