@@ -12,12 +12,18 @@ are built by :func:`agents.baselines.make_baseline`; RL agents (the presets of
 ``OUT/train/<name>/seed<k>`` and then evaluated deterministically; ``--agent-set KEY=VALUE`` changes
 their ``AgentConfig``. The report (``summary.csv``, ``paired.csv``, ``reward_shares.csv``, ``summary.md``,
 plots) lands in ``OUT``.
+
+``OUT`` is a run folder (:mod:`experiments.run_folder`): locked while the comparison runs, with a
+``manifest.json`` (config, versions, seeds, git commit, status), every file written atomically. Each
+finished (agent, seed) cell is saved at once under ``OUT/cells/``; a comparison that was killed resumes
+when rerun with the same arguments (finished cells kept, the rest rerun; the report is the same as an
+uninterrupted run's). A finished ``OUT`` is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, is_dataclass
@@ -29,6 +35,7 @@ import gymnasium as gym
 from encoders.errors import ConfigError, command_errors
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
+from experiments.run_folder import CellStore, RunFolder
 
 RL_AGENTS = ("ppo", "ppo_scratch", "dqn", "dqn_scratch", "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
@@ -68,8 +75,10 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
     config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
 
     def build(env: gym.Env, seed: int) -> Any:
-        return train_agent(preset.algo, env_config, total_timesteps, seed, run_root / name / f"seed{seed}",
-                           config=config)
+        run_dir = run_root / name / f"seed{seed}"
+        if run_dir.exists():  # left by an interrupted attempt at this (unfinished) cell: start it afresh
+            shutil.rmtree(run_dir)
+        return train_agent(preset.algo, env_config, total_timesteps, seed, run_dir, config=config)
 
     return build
 
@@ -109,6 +118,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-over", default="auto", choices=["auto", "seeds", "sessions"],
                    help="CI unit: per-seed means or all sessions (auto: seeds when >= 5 seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (or an unfinished one with another config); an "
+                        "unfinished run with the same config is resumed: its finished (agent, seed) cells are kept")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an EnvConfig field, e.g. --set world.image_weight=0 (repeatable)")
     p.add_argument("--agent-set", dest="agent_overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -150,18 +162,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                           args.agent_overrides)
     if args.baseline is not None and args.baseline not in names:
         raise ConfigError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare_config.json").write_text(json.dumps(
-        {"argv": list(argv) if argv is not None else sys.argv[1:], "agents": names, "seeds": args.seeds,
-         "sessions": args.sessions, "env": args.env, "env_config": _jsonable(config),
-         "baseline_config": _jsonable(baseline_config), "train_steps": args.train_steps,
-         "agent_overrides": args.agent_overrides}, indent=2, default=str))
-    start = time.time()
-    env = make_env(args.env, config)
-    df = evaluate_agents(agents, args.env, config, args.seeds, args.sessions, env=env,
-                         progress=not args.no_progress)
-    paths = write_summary(df, args.out, baseline=args.baseline or "retriever", ci_over=args.ci_over)
-    print(paths["markdown"].read_text())
+    run_config = {"agents": names, "seeds": args.seeds, "sessions": args.sessions, "env": args.env,
+                  "env_config": _jsonable(config), "baseline_config": _jsonable(baseline_config),
+                  "train_steps": args.train_steps, "agent_overrides": args.agent_overrides}
+    with RunFolder(args.out, "compare", run_config, seeds=args.seeds, overwrite=args.overwrite,
+                   resumable=True) as run:
+        run.write_json("compare_config.json", {"argv": list(argv) if argv is not None else sys.argv[1:],
+                                               **run_config})
+        cells = CellStore(run.file("cells"), args.sessions)
+        if run.resumed:
+            print(f"{len(cells.done())} of {len(names) * len(args.seeds)} (agent, seed) cells finished earlier: "
+                  "kept; the rest run now", file=sys.stderr)
+        start = time.time()
+        env = make_env(args.env, config)
+        df = evaluate_agents(agents, args.env, config, args.seeds, args.sessions, env=env,
+                             progress=not args.no_progress, cells=cells)
+        with run.staging() as staging:
+            paths = write_summary(df, staging, baseline=args.baseline or "retriever", ci_over=args.ci_over)
+            markdown = paths["markdown"].read_text()
+        run.finish()
+    print(markdown)
     print(f"\n{len(names)} agents x {len(args.seeds)} seeds x {args.sessions} sessions in "
           f"{time.time() - start:.0f}s; report in {args.out}/ (summary.csv, paired.csv, summary.md, *.png)")
     return 0

@@ -135,7 +135,8 @@ def run_session(env: gym.Env, agent: Policy, reset_seed: int, slate_size: int, f
 
 def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankStatic-v0", config: Any = None,
                     seeds: Sequence[int] = (0, 1, 2, 3, 4), n_sessions: int = 200, *, env: gym.Env | None = None,
-                    progress: bool = True, deterministic: bool = True, n_blas_threads: int | None = 1) -> pd.DataFrame:
+                    progress: bool = True, deterministic: bool = True, n_blas_threads: int | None = 1,
+                    cells: Any = None) -> pd.DataFrame:
     """Evaluate every agent on the same shoppers and queries.
 
     Args:
@@ -149,6 +150,9 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
         deterministic: Passed to ``predict``.
         n_blas_threads: BLAS threads during evaluation (``None`` = unchanged); 1 is fastest for the
             bandits' small matrices on a busy machine.
+        cells: Resumable results (``experiments.run_folder.CellStore``: ``load(name, seed) -> rows |
+            None``, ``save(name, seed, rows)``): a finished (agent, seed) cell is read back instead of
+            rebuilding the agent and replaying its sessions; each newly finished cell is saved.
 
     Returns:
         One row per agent × seed × session: ``agent, seed, session, reset_seed`` and the metrics of
@@ -186,6 +190,11 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
         for name, factory in agents.items():
             for seed in seeds:
                 bar.set_description(f"{name} seed {seed}")
+                saved = cells.load(name, int(seed)) if cells is not None else None
+                if saved is not None:  # finished by an earlier, interrupted run
+                    rows.extend(saved)
+                    bar.update(len(saved))
+                    continue
                 agent = factory(env, int(seed))
                 agent_env = env_for(agent)
                 shown: set[int] = set()
@@ -199,6 +208,8 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
                 coverage = catalog_coverage(shown, catalog_size) if catalog_size else float("nan")
                 for row in rows[start:]:
                     row["coverage"] = coverage
+                if cells is not None:
+                    cells.save(name, int(seed), rows[start:])
     bar.close()
     df = pd.DataFrame(rows)
     df.attrs.update({"env_id": getattr(env.spec, "id", env_id), "catalog_size": catalog_size,
