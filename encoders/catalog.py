@@ -44,6 +44,8 @@ class Catalog:
         image_source: Callable returning photos for given rows (see :data:`ImageSource`).
         source_fingerprint: String that identifies the source data (seed and size, or file hashes); part of
             :meth:`fingerprint`.
+        groups: ``int64 (n,)`` parent (group) code per product: variants of one parent product (colours,
+            sizes) share a code (see :mod:`encoders.variants`); ``None``: every product stands alone.
     """
 
     name: str
@@ -57,9 +59,14 @@ class Catalog:
     visual: np.ndarray
     image_source: ImageSource = field(repr=False)
     source_fingerprint: str = ""
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if self.groups is not None:
+            from encoders.variants import check_groups
+
+            self.groups = check_groups(self.groups, n)
         for column in ("titles", "descriptions", "categories", "attributes", "prices", "has_image", "visual"):
             if len(getattr(self, column)) != n:
                 raise CatalogError(f"Catalog column '{column}' has {len(getattr(self, column))} rows, expected {n}.")

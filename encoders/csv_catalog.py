@@ -20,6 +20,7 @@ import numpy as np
 from encoders.catalog import IMAGE_SIZE, Catalog, read_rgb
 from encoders.errors import CatalogError
 from encoders.pixels import pixel_descriptor
+from encoders.variants import group_codes
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ColumnMapping:
         image: Photo path relative to the catalog folder (optional column when ``None``).
         attributes: JSON object or ``key=value;...`` attribute string (optional column).
         colors: ``|``-separated colours, added to the attributes as ``colour`` (optional column).
+        group: Parent (group) id: rows with the same value are variants of one product (colours, sizes),
+            ``Catalog.groups``; an empty cell makes the product its own group (optional column; ``None``:
+            no groups). Luma's ``color_variants.csv`` maps as :data:`LUMA_VARIANTS_COLUMNS`.
     """
 
     id: str = "sku"
@@ -45,11 +49,39 @@ class ColumnMapping:
     image: str | None = "image"
     attributes: str | None = "attributes"
     colors: str | None = "colors"
+    group: str | None = None
 
     def required(self) -> list[str]:
         """Column names that must be present in the CSV header."""
         return [c for c in (self.id, self.title, self.description, self.category, self.price, self.image,
-                            self.attributes, self.colors) if c is not None]
+                            self.attributes, self.colors, self.group) if c is not None]
+
+    @classmethod
+    def from_spec(cls, spec: str) -> "ColumnMapping":
+        """The default mapping changed by ``"field=column,field=column"`` (``field=`` with no column
+        drops an optional column), e.g. ``"id=variant_id,colors=color,attributes=,group=parent_sku"``.
+
+        Raises:
+            CatalogError: for an unknown field, a malformed item, or an empty required column.
+        """
+        known = list(cls.__dataclass_fields__)
+        optional = {"description", "image", "attributes", "colors", "group"}
+        changes: dict[str, str | None] = {}
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            field_name, sep, column = (s.strip() for s in item.partition("="))
+            if not sep or field_name not in known:
+                raise CatalogError(f"catalog column mapping {spec!r}: {item!r} must be FIELD=COLUMN with FIELD "
+                                   f"one of {known}")
+            if not column and field_name not in optional:
+                raise CatalogError(f"catalog column mapping {spec!r}: required field '{field_name}' needs a column")
+            changes[field_name] = column or None
+        return cls(**changes)
+
+
+LUMA_VARIANTS_COLUMNS = "id=variant_id,colors=color,attributes=,group=parent_sku"
+"""``ColumnMapping.from_spec`` of Luma's ``color_variants.csv`` (one row per colour of a parent sku)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +237,7 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
         visual=visual,
         image_source=_FileImages(tuple(image_paths)).load,
         source_fingerprint=f"csv:{digest}:photos:{photos}:{config.allow_missing_images}",
+        groups=group_codes([r[m.group] or "" for r in rows]) if m.group else None,
     )
 
 

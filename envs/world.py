@@ -17,10 +17,11 @@ import numpy as np
 
 from encoders.errors import ConfigError
 from encoders.catalog import Catalog
-from encoders.csv_catalog import CsvCatalogConfig, load_csv_catalog
+from encoders.csv_catalog import CatalogError, ColumnMapping, CsvCatalogConfig, load_csv_catalog
 from encoders.protocols import ImageEncoder, TextEncoder
 from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, EncoderContext, resolve
 from encoders.retriever import FaissRetriever
+from encoders.variants import CollapsingRetriever, variant_similarity
 from encoders.store import DEFAULT_CACHE, EmbeddingStore
 from encoders.synthetic import SyntheticCatalogConfig, generate_catalog
 from simulators.items import ItemTable
@@ -35,6 +36,14 @@ class WorldConfig:
         n_products: Size of the synthetic catalog.
         catalog_seed: Seed of the synthetic catalog.
         allow_missing_images: CSV catalogs: keep products without a readable photo (masked modality).
+        catalog_columns: CSV catalogs: changes to the default column mapping, ``"field=column,..."``
+            (``encoders.csv_catalog.ColumnMapping.from_spec``; ``""`` = the defaults, Luma's
+            ``products.csv``). Luma's ``color_variants.csv``: ``"id=variant_id,colors=color,attributes=,
+            group=parent_sku"``.
+        collapse_variants: For a catalog with a group column (variants of one parent product): keep only
+            the best-scoring variant of each group among a query's K candidates (``True``, the default),
+            or every variant as its own candidate (``False``). No effect on a catalog without groups.
+            Either way the shopper's boredom counts two variants of one group as near-duplicates.
         text_encoder: Name in :data:`TEXT_ENCODERS` or ``"module:attr"``.
         image_encoder: Name in :data:`IMAGE_ENCODERS` or ``"module:attr"``; ``""`` for text only.
         fusion: Name in :data:`FUSIONS` or ``"module:attr"``.
@@ -50,6 +59,8 @@ class WorldConfig:
     n_products: int = 2000
     catalog_seed: int = 0
     allow_missing_images: bool = False
+    catalog_columns: str = ""
+    collapse_variants: bool = True
     text_encoder: str = "minilm"
     image_encoder: str = "pixel-stats"
     fusion: str = "block"
@@ -62,6 +73,11 @@ class WorldConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        if self.catalog_columns:
+            if self.catalog == "synthetic":
+                raise CatalogError("WorldConfig.catalog_columns applies to CSV catalogs only; the built-in "
+                                   "'synthetic' catalog has no columns to map.")
+            ColumnMapping.from_spec(self.catalog_columns)  # raises CatalogError naming a bad item
         if self.n_products < 1:
             raise ConfigError(f"WorldConfig.n_products must be >= 1, got {self.n_products}.")
         if self.encoder_seed < 0 or self.catalog_seed < 0:
@@ -80,6 +96,7 @@ def load_catalog(config: WorldConfig) -> Catalog:
     if config.catalog == "synthetic":
         return generate_catalog(SyntheticCatalogConfig(n_products=config.n_products, seed=config.catalog_seed))
     return load_csv_catalog(CsvCatalogConfig(path=Path(config.catalog),
+                                             mapping=ColumnMapping.from_spec(config.catalog_columns),
                                              allow_missing_images=config.allow_missing_images))
 
 
@@ -122,8 +139,11 @@ class ShopWorld:
         self.fusion.fit(modalities, present)
         fused = self.fusion.fuse(modalities, present)
         self.fused = (fused / max(float(fused.std()), 1e-6)).astype(np.float32)
-        self.items = ItemTable.from_catalog(self.catalog, similarity=self.text_vectors)
+        groups = self.catalog.groups
+        self.items = ItemTable.from_catalog(self.catalog, similarity=variant_similarity(self.text_vectors, groups))
         self.retriever = FaissRetriever(self.text_vectors)
+        if groups is not None and config.collapse_variants:
+            self.retriever = CollapsingRetriever(self.retriever, groups)
         centred = self.text_vectors - self.text_vectors.mean(axis=0)
         _, _, vt = np.linalg.svd(centred[: min(len(centred), 50_000)], full_matrices=False)
         basis = np.zeros((self.text_vectors.shape[1], config.query_dim), dtype=np.float32)
