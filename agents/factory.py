@@ -3,15 +3,13 @@
 * ``ppo`` acts in ``ShopRank-v0`` (``Box(K)`` scores): a Gaussian over candidate scores.
 * ``maskable_ppo`` and ``dqn`` act in ``ShopRankSeq-v0`` (``Discrete(K)`` per slot, masked).
 
-All three share :class:`~agents.extractor.CandidateSetExtractor`. A checkpoint is a folder with
-``agent.json`` (algorithm, agent config, env config) and ``policy.pt`` (a tensor-only state dict, loaded
-with ``weights_only=True``): loading never unpickles code.
+All three share :class:`~agents.extractor.CandidateSetExtractor`. Checkpoints (save, and load for
+evaluation without running code) live in :mod:`agents.checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,14 +20,14 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from encoders.errors import CheckpointError, ConfigError, InputNotFoundError
+from encoders.errors import ConfigError
 from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
 from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, pretrain_q_values,
                              pretrain_scores, seed_replay_buffer)
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
                              MaskedDQN)
-from envs.config import EnvConfig, config_from_dict, config_to_dict
+from envs.config import EnvConfig
 
 
 @dataclass(frozen=True)
@@ -253,72 +251,6 @@ def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentCon
     return spec.build(vec, config, seed, tensorboard_log)
 
 
-def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, path: Path) -> Path:
-    """Write ``agent.json`` + ``policy.pt`` (tensors only) into folder ``path``."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    meta = {"algo": name, "agent_config": asdict(config), "env_config": config_to_dict(env_config)}
-    (path / "agent.json").write_text(json.dumps(meta, indent=2))
-    torch.save(model.policy.state_dict(), path / "policy.pt")
-    return path
-
-
-class LoadedAgent:
-    """A saved policy with SB3's ``predict`` interface (no training code path).
-
-    Attributes:
-        name: Algorithm name.
-        sequential: True when the policy picks one candidate per call (``ShopRankSeq-v0``).
-        env_config: The env config it was trained on.
-    """
-
-    def __init__(self, name: str, policy, env_config: EnvConfig) -> None:
-        self.name = name
-        self.policy = policy
-        self.sequential = algo_spec(name).sequential
-        self.env_config = env_config
-
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
-                action_masks: np.ndarray | None = None):
-        """SB3-style ``predict``; ``action_masks`` reaches MaskablePPO policies (others read the mask
-        from the observation)."""
-        if action_masks is not None and isinstance(self.policy, MaskableCandidateScorePolicy):
-            return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)
-        return self.policy.predict(observation, state, episode_start, deterministic)
-
-
-def load_agent(path: Path) -> LoadedAgent:
-    """Load a checkpoint folder written by :func:`save_agent` (``weights_only`` tensors + JSON)."""
-    path = Path(path)
-    meta_path, weights_path = path / "agent.json", path / "policy.pt"
-    for p in (meta_path, weights_path):
-        if not p.is_file():
-            raise InputNotFoundError(f"not a ShopRank checkpoint: {p} is missing")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{meta_path} is not valid JSON: {exc}") from None
-    missing = [key for key in ("algo", "agent_config", "env_config") if not isinstance(meta, dict) or key not in meta]
-    if missing:
-        raise CheckpointError(f"{meta_path} is not a ShopRank agent checkpoint: missing {missing}.")
-    known = {f.name for f in fields(AgentConfig)}
-    config = AgentConfig(**{k: v for k, v in meta["agent_config"].items() if k in known})
-    env_config = config_from_dict(meta["env_config"])
-    model = build_agent(meta["algo"], env_config, config, n_envs=1)
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or a pickle that needs code (never unpickled here)
-        raise CheckpointError(f"{weights_path} is not a weights file written by save_agent "
-                         f"({type(exc).__name__}; only plain tensors are loaded, never pickled code).") from exc
-    try:
-        model.policy.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:  # weights of another architecture or config
-        raise CheckpointError(f"{weights_path} does not fit the agent described by {meta_path.name}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-    model.policy.set_training_mode(False)
-    return LoadedAgent(meta["algo"], model.policy, env_config)
-
-
 def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool) -> list[float]:
     """Fit the policy to ``config.pretrain_sessions`` logged sessions before RL (see :mod:`agents.pretrain`);
     what is fitted is the algorithm's ``AlgoSpec.warm_start``. Returns the loss per epoch."""
@@ -362,5 +294,7 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     model.name = name
     model.sequential = algo_spec(name).sequential
     if run_dir is not None:
+        from agents.checkpoint import save_agent  # the checkpoint module builds policies through this one
+
         save_agent(model, name, env_config, config, Path(run_dir) / "checkpoint")
     return model

@@ -11,7 +11,8 @@ import torch
 
 import envs  # noqa: F401
 from agents.extractor import MASKED_SCORE, CandidateSetExtractor
-from agents.factory import AgentConfig, build_agent, load_agent, train_agent
+from agents.checkpoint import load_agent
+from agents.factory import AgentConfig, build_agent, train_agent
 from agents.policies import valid_actions
 from envs import EnvConfig, WorldConfig, static_config
 

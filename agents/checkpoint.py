@@ -1,0 +1,366 @@
+"""Save and load RL agent checkpoints: data only, never code.
+
+A checkpoint is a folder with two files:
+
+* ``agent.json``: ``{"format": "shoprank-agent", "format_version": 1, "algo", "agent_config",
+  "env_config", "catalog_fingerprint"}`` (configs as plain nested JSON);
+* ``policy.pt``: the policy's state dict, plain tensors, read with ``torch.load(weights_only=True)``.
+
+Loading a checkpoint someone else wrote must never run code the user did not choose, so:
+
+* the weights are read with ``weights_only=True`` (a pickle that needs code is refused, not run), must be a
+  mapping of names to tensors, and must match the policy's keys and shapes exactly (``strict``);
+* the JSON is checked field by field against the config dataclasses (:class:`~agents.factory.AgentConfig`,
+  :class:`~envs.config.EnvConfig` and its nested configs) with exact types (a bool is not an int, a
+  string is not a number), one :class:`~encoders.errors.CheckpointError` naming the first bad field;
+* a config field that names code to import (:data:`PLUGIN_FIELDS`: the simulator factory and the
+  encoder / fusion plug-ins, anything not a built-in name) is honoured only when the caller names that
+  plug-in itself (``plugins={"simulator": "pkg.mod:factory"}``, CLI ``--simulator``) or passes
+  ``trust_plugins=True`` (CLI ``--trust-plugins``); otherwise loading stops with an error naming the field,
+  before anything is imported;
+* evaluation builds the policy network only: no optimiser, no replay or rollout buffer, no training state.
+
+The JSON carries a ``format_version``; a reader refuses versions newer than :data:`FORMAT_VERSION`, and new
+top-level entries are added to :data:`OPTIONAL_KEYS` (with a default for older checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from agents.factory import AgentConfig, algo_spec, build_agent
+from agents.policies import MaskableCandidateScorePolicy
+from encoders.errors import CheckpointError, ConfigError, InputNotFoundError
+from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS
+from envs.config import EnvConfig, config_to_dict
+
+FORMAT = "shoprank-agent"
+FORMAT_VERSION = 1
+"""Version of the ``agent.json`` layout this module writes (and the newest it reads)."""
+
+META_FILE = "agent.json"
+WEIGHTS_FILE = "policy.pt"
+
+REQUIRED_KEYS = ("algo", "agent_config", "env_config")
+"""Top-level entries every ``agent.json`` has (also those written before ``format_version`` existed)."""
+
+OPTIONAL_KEYS: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "catalog_fingerprint": None}
+"""Top-level entries a checkpoint may lack, with the value assumed then."""
+
+PLUGIN_FIELDS: dict[str, dict[str, Any]] = {
+    "simulator": {"": None},
+    "world.text_encoder": TEXT_ENCODERS,
+    "world.image_encoder": {"": None, **IMAGE_ENCODERS},
+    "world.fusion": FUSIONS,
+}
+"""``EnvConfig`` fields (dotted paths) that may name code to import, with the built-in names that do not."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# save
+# ----------------------------------------------------------------------------------------------------
+def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, path: Path,
+               catalog_fingerprint: str | None = None) -> Path:
+    """Write ``agent.json`` + ``policy.pt`` (tensors only) into folder ``path``.
+
+    Args:
+        model: A trained SB3 model (its ``policy`` is saved).
+        name: Algorithm name (a key of :data:`agents.factory.ALGOS`).
+        env_config: The env config it was trained on.
+        config: Its hyperparameters.
+        path: Checkpoint folder (created).
+        catalog_fingerprint: The training catalog's :meth:`~encoders.catalog.Catalog.fingerprint`; ``None``
+            reads it from the (cached) world of ``env_config``.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    if catalog_fingerprint is None:
+        from envs.world import get_world
+
+        catalog_fingerprint = get_world(env_config.world).catalog.fingerprint()
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "algo": name, "agent_config": asdict(config),
+            "env_config": config_to_dict(env_config), "catalog_fingerprint": catalog_fingerprint}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / META_FILE).write_text(json.dumps(meta, indent=2))
+    torch.save({k: v.detach().cpu() for k, v in model.policy.state_dict().items()}, path / WEIGHTS_FILE)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# read agent.json
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What ``agent.json`` says, checked.
+
+    Attributes:
+        algo: Algorithm name.
+        agent_config: Hyperparameters the policy was built with.
+        env_config: Env config it was trained on, with plug-in fields as the caller allowed them.
+        catalog_fingerprint: Fingerprint of the training catalog (``None`` in checkpoints older than it).
+        format_version: Layout version of the file.
+    """
+
+    algo: str
+    agent_config: AgentConfig
+    env_config: EnvConfig
+    catalog_fingerprint: str | None
+    format_version: int
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _got(value: Any) -> str:
+    """A JSON value as an error message names it: its type, and a scalar's value (cut at 80 characters)."""
+    return _json_type(value) if value is None or type(value) in (dict, list) else f"{_json_type(value)} {value!r:.80}"
+
+
+def _check_value(hint: Any, value: Any, where: str, file: Path) -> Any:
+    """``value`` if it has exactly the JSON type of annotation ``hint``, else a CheckpointError."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return value
+        if option is bool and type(value) is bool:
+            return value
+        if option is int and type(value) is int:
+            return value
+        if option is float and type(value) in (int, float) and not math.isnan(value):
+            return float(value)
+        if option is str and type(value) is str:
+            return value
+    wanted = " or ".join({bool: "a boolean", int: "an integer", float: "a number (not NaN)", str: "a string",
+                          type(None): "null"}.get(o, getattr(o, "__name__", str(o))) for o in options)
+    raise CheckpointError(f"{file}: {where} must be {wanted}, got {_got(value)}.")
+
+
+def _decode(cls: type, data: Any, where: str, file: Path) -> Any:
+    """Build dataclass ``cls`` from JSON ``data`` with exact field types (nested dataclasses recursively);
+    fields the JSON lacks keep their defaults, unknown fields are refused."""
+    if type(data) is not dict:
+        raise CheckpointError(f"{file}: {where} must be an object, got {_got(data)}.")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise CheckpointError(f"{file}: unknown field(s) {unknown} in {where}; known: {known}.")
+    kwargs = {}
+    for name, value in data.items():
+        hint, path = hints[name], f"{where}.{name}"
+        kwargs[name] = (_decode(hint, value, path, file) if is_dataclass(hint)
+                        else _check_value(hint, value, path, file))
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise CheckpointError(f"{file}: {where}: {exc}") from None
+
+
+def _get(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _set(config: Any, dotted: str, value: Any) -> Any:
+    head, _, rest = dotted.partition(".")
+    return replace(config, **{head: _set(getattr(config, head), rest, value) if rest else value})
+
+
+def names_code(field: str, value: str) -> bool:
+    """Whether ``value`` of plug-in field ``field`` names code to import (not a built-in name)."""
+    return value not in PLUGIN_FIELDS[field]
+
+
+def allow_plugins(env_config: EnvConfig, plugins: Mapping[str, str] | None = None, trust_plugins: bool = False,
+                  source: str = "the checkpoint") -> EnvConfig:
+    """``env_config`` with its plug-in fields as the caller allows them.
+
+    Args:
+        env_config: A config read from a file the user did not necessarily write.
+        plugins: Plug-in names the caller chose, by field (dotted path of :data:`PLUGIN_FIELDS`); these
+            replace the config's values.
+        trust_plugins: Honour every plug-in name in the config.
+        source: What the config came from (for the message).
+
+    Raises:
+        CheckpointError: naming the first field that names code the caller did not choose (nothing is
+            imported before this check).
+    """
+    plugins = dict(plugins or {})
+    unknown = sorted(set(plugins) - set(PLUGIN_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown plug-in field(s) {unknown}; plug-in fields: {sorted(PLUGIN_FIELDS)}.")
+    for field, value in plugins.items():
+        env_config = _set(env_config, field, value)
+    if trust_plugins:
+        return env_config
+    for field in PLUGIN_FIELDS:
+        value = _get(env_config, field)
+        if field not in plugins and names_code(field, value):
+            flag = "--simulator" if field == "simulator" else f"--plugin {field}=..."
+            raise CheckpointError(
+                f"{source} names code to import in env_config.{field} ({value!r}); ShopRank never imports code "
+                f"named by a checkpoint: name the plug-in yourself ({flag}; plugins={{'{field}': ...}} in Python) "
+                f"or pass --trust-plugins (trust_plugins=True) if you trust this checkpoint.")
+    return env_config
+
+
+def read_checkpoint(path: Path, plugins: Mapping[str, str] | None = None,
+                    trust_plugins: bool = False) -> CheckpointMeta:
+    """Read and check ``agent.json`` of checkpoint folder ``path`` (no weights, no code, no world built).
+
+    Args:
+        path: Checkpoint folder written by :func:`save_agent`.
+        plugins: Plug-in names the caller chose (see :func:`allow_plugins`).
+        trust_plugins: Honour the plug-in names the checkpoint gives.
+
+    Raises:
+        InputNotFoundError: a file is missing.
+        CheckpointError: malformed JSON, a field of the wrong type or value, or a plug-in not allowed.
+    """
+    path = Path(path)
+    meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
+    for p in (meta_path, weights_path):
+        if not p.is_file():
+            raise InputNotFoundError(f"not a ShopRank checkpoint: {p} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path} is not valid JSON: {exc}") from None
+    missing = [key for key in REQUIRED_KEYS if type(meta) is not dict or key not in meta]
+    if missing:
+        raise CheckpointError(f"{meta_path} is not a ShopRank agent checkpoint: missing {missing}.")
+    unknown = sorted(set(meta) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise CheckpointError(f"{meta_path}: unknown entries {unknown}; known: "
+                              f"{list(REQUIRED_KEYS) + list(OPTIONAL_KEYS)}.")
+    meta = {**OPTIONAL_KEYS, **meta}
+    if meta["format"] != FORMAT:
+        raise CheckpointError(f"{meta_path}: format must be {FORMAT!r}, got {meta['format']!r:.80}.")
+    version = meta["format_version"]
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path}: format_version {version!r:.80} is not one this ShopRank reads "
+                              f"(1 .. {FORMAT_VERSION}); a newer ShopRank may have written it.")
+    if type(meta["algo"]) is not str:
+        raise CheckpointError(f"{meta_path}: algo must be a string, got {_got(meta['algo'])}.")
+    try:
+        algo_spec(meta["algo"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{meta_path}: {exc}") from None
+    fingerprint = meta["catalog_fingerprint"]
+    if fingerprint is not None and type(fingerprint) is not str:
+        raise CheckpointError(f"{meta_path}: catalog_fingerprint must be a string, got {_got(fingerprint)}.")
+    agent_config = _decode(AgentConfig, meta["agent_config"], "agent_config", meta_path)
+    env_config = _decode(EnvConfig, meta["env_config"], "env_config", meta_path)
+    env_config = allow_plugins(env_config, plugins, trust_plugins, source=str(meta_path))
+    return CheckpointMeta(meta["algo"], agent_config, env_config, fingerprint, version)
+
+
+# ----------------------------------------------------------------------------------------------------
+# load the policy
+# ----------------------------------------------------------------------------------------------------
+class LoadedAgent:
+    """A saved policy with SB3's ``predict`` interface: the network and its weights, nothing to train with.
+
+    Attributes:
+        name: Algorithm name.
+        sequential: True when the policy picks one candidate per call (``ShopRankSeq-v0``).
+        env_config: The env config it was trained on (plug-in fields as the loader allowed them).
+        catalog_fingerprint: Fingerprint of the training catalog (``None`` if the checkpoint predates it).
+    """
+
+    def __init__(self, name: str, policy, env_config: EnvConfig, catalog_fingerprint: str | None = None) -> None:
+        self.name = name
+        self.policy = policy
+        self.sequential = algo_spec(name).sequential
+        self.env_config = env_config
+        self.catalog_fingerprint = catalog_fingerprint
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True,
+                action_masks: np.ndarray | None = None):
+        """SB3-style ``predict``; ``action_masks`` reaches MaskablePPO policies (others read the mask
+        from the observation)."""
+        if action_masks is not None and isinstance(self.policy, MaskableCandidateScorePolicy):
+            return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or a pickle that needs code (refused, never run)
+        raise CheckpointError(f"{weights_path} is not a weights file written by save_agent "
+                              f"({type(exc).__name__}; only plain tensors are loaded, never pickled code).") from None
+    if not isinstance(state, Mapping) or not all(type(k) is str and isinstance(v, torch.Tensor)
+                                                 for k, v in state.items()):
+        raise CheckpointError(f"{weights_path} must hold a mapping of parameter names to tensors, "
+                              f"got {type(state).__name__}.")
+    return dict(state)
+
+
+def build_policy(algo: str, env_config: EnvConfig, config: AgentConfig):
+    """The untrained policy network of ``algo`` for ``env_config``, without its algorithm: the model is built
+    with the smallest buffers and dropped, and the policy's optimiser removed."""
+    model = build_agent(algo, env_config, replace(config, buffer_size=1, learning_starts=0), n_envs=1)
+    policy = model.policy
+    policy.optimizer = None
+    model.env.close()
+    del model
+    policy.set_training_mode(False)
+    return policy
+
+
+def load_policy(path: Path, meta: CheckpointMeta, env_config: EnvConfig | None = None) -> LoadedAgent:
+    """The policy of checkpoint folder ``path`` (described by ``meta`` from :func:`read_checkpoint`).
+
+    Args:
+        path: Checkpoint folder.
+        meta: Its checked ``agent.json``.
+        env_config: The config to build the policy's spaces with (default ``meta.env_config``); the caller
+            may change what does not shape the observation (e.g. the catalog, ``max_queries``).
+
+    Raises:
+        CheckpointError: weights that are not plain tensors, or that do not fit the policy (the full list
+            of missing, unexpected and mis-shaped parameters: keys are matched strictly).
+    """
+    weights_path = Path(path) / WEIGHTS_FILE
+    state = _read_weights(weights_path)  # before any model is built: a bad file costs nothing
+    env_config = meta.env_config if env_config is None else env_config
+    policy = build_policy(meta.algo, env_config, meta.agent_config)
+    try:
+        policy.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # weights of another architecture or config
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(f"{weights_path} does not fit the agent described by {META_FILE}: {detail}") from None
+    return LoadedAgent(meta.algo, policy, env_config, meta.catalog_fingerprint)
+
+
+def load_agent(path: Path, plugins: Mapping[str, str] | None = None, trust_plugins: bool = False) -> LoadedAgent:
+    """Load the policy of a checkpoint folder written by :func:`save_agent`, for evaluation
+    (:func:`read_checkpoint` then :func:`load_policy`).
+
+    Args:
+        path: Checkpoint folder.
+        plugins: Plug-in names the caller chose, by field (e.g. ``{"simulator": "pkg.mod:factory"}``);
+            they replace the checkpoint's.
+        trust_plugins: Honour the plug-in names the checkpoint gives (only for checkpoints you trust).
+
+    Raises:
+        InputNotFoundError: a file is missing.
+        CheckpointError: bad JSON or weights, a plug-in not allowed, or weights that do not fit the policy.
+    """
+    return load_policy(path, read_checkpoint(path, plugins, trust_plugins))
