@@ -6,7 +6,9 @@
 ``shoprank bench ceiling`` — the observable ceiling (share of the privileged oracle any observation-only
 ranker can reach, per profile noise);
 ``shoprank bench lookahead`` — does the session env reward looking ahead (myopic oracle vs purchase-averse
-lookahead oracles); no argument runs env and retrieval.
+lookahead oracles);
+``shoprank bench ope [--quick]`` — off-policy estimators against the true value of target policies in the
+simulator (bias, RMSE, CI coverage at n = 1k / 10k / 100k logged sessions); no argument runs env and retrieval.
 Results land in ``benchmarks/results/`` as JSON + Markdown.
 """
 
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
-          "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead"}
+          "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope"}
 
 
 def main(argv: list[str] | None = None) -> int:

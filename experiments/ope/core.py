@@ -72,29 +72,45 @@ class Bootstrap:
         if not 0 < self.confidence < 1:
             raise OPEInputError(f"confidence must be in (0, 1), got {self.confidence!r}.")
 
-    def resample_means(self, terms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``(n_resamples, k)`` column means of ``terms (n, k)`` under multinomial resamples of the rows."""
-        n = terms.shape[0]
+    def resample_means(self, terms: np.ndarray, rng: np.random.Generator,
+                       cluster: np.ndarray | None = None) -> np.ndarray:
+        """``(n_resamples, k)`` column means of ``terms (n, k)`` under multinomial resamples.
+
+        Args:
+            terms: ``float (n, k)``.
+            rng: Random generator.
+            cluster: ``int (n,)`` rows with the same value are drawn together (e.g. the slots of one
+                session, which are not independent); ``None``: rows are drawn one by one.
+        """
+        if cluster is None:
+            sums, sizes = terms, np.ones(len(terms))
+        else:
+            _, idx = np.unique(cluster, return_inverse=True)
+            idx = idx.ravel()
+            sums = np.stack([np.bincount(idx, weights=terms[:, j]) for j in range(terms.shape[1])], axis=1)
+            sizes = np.bincount(idx).astype(np.float64)
+        n = len(sums)
         p = np.full(n, 1.0 / n)
         out = []
         left = self.n_resamples
         while left > 0:
             b = min(self.chunk, left)
             counts = rng.multinomial(n, p, size=b).astype(np.float64)
-            out.append(counts @ terms / n)
+            out.append((counts @ sums) / (counts @ sizes)[:, None])
             left -= b
         return np.vstack(out)
 
-    def interval(self, terms: np.ndarray, combine: Combine, rng: np.random.Generator) -> tuple[float, float]:
+    def interval(self, terms: np.ndarray, combine: Combine, rng: np.random.Generator,
+                 cluster: np.ndarray | None = None) -> tuple[float, float]:
         """``(low, high)`` percentile interval of ``combine`` over resamples of ``terms (n, k)``."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            values = combine(self.resample_means(terms, rng))
+            values = combine(self.resample_means(terms, rng, cluster))
         lo, hi = 50 * (1 - self.confidence), 50 * (1 + self.confidence)
         return float(np.nanpercentile(values, lo)), float(np.nanpercentile(values, hi))
 
 
 def summarise(name: str, terms: np.ndarray, combine: Combine, weights: np.ndarray | None,
-              rng: np.random.Generator, bootstrap: Bootstrap) -> OPEResult:
+              rng: np.random.Generator, bootstrap: Bootstrap, cluster: np.ndarray | None = None) -> OPEResult:
     """An :class:`OPEResult` from an estimator's per-unit ``terms (n, k)``.
 
     Args:
@@ -104,12 +120,13 @@ def summarise(name: str, terms: np.ndarray, combine: Combine, weights: np.ndarra
         weights: ``float (n,)`` importance weights for the effective sample size (``None``: ``n``).
         rng: Generator for the bootstrap.
         bootstrap: Resampling settings.
+        cluster: ``(n,)`` rows resampled together (see :meth:`Bootstrap.resample_means`).
     """
     terms = np.asarray(terms, dtype=np.float64)
     if terms.ndim == 1:
         terms = terms[:, None]
     estimate = float(combine(terms.mean(axis=0)[None, :])[0])
-    low, high = bootstrap.interval(terms, combine, rng)
+    low, high = bootstrap.interval(terms, combine, rng, cluster)
     return OPEResult(name, estimate, low, high, effective_sample_size(weights, len(terms)), len(terms),
                      bootstrap.confidence)
 

@@ -53,6 +53,8 @@ class BanditData:
         position: ``int (n,)`` position ``k_i`` in ``[0, len_list)``; ``None`` means position 0.
         estimated_rewards: ``float (n, n_actions, len_list)`` reward model ``q(x_i, a, k)``; ``None`` when
             there is none (then DM and the doubly robust estimators cannot be used).
+        cluster: ``(n,)`` rows that the bootstrap resamples together (e.g. the positions of one impression
+            or session, whose rewards are not independent); ``None``: rounds are resampled one by one.
 
     Raises:
         OPEInputError: lengths that disagree, missing / zero / out-of-range propensities, actions or
@@ -65,6 +67,7 @@ class BanditData:
     pscore: np.ndarray | None = None
     position: np.ndarray | None = None
     estimated_rewards: np.ndarray | None = None
+    cluster: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -76,8 +79,9 @@ class BanditData:
         pscore = None if self.pscore is None else as_vector("pscore", self.pscore)
         position = None if self.position is None else as_vector("position", self.position, np.int64)
         q = None if self.estimated_rewards is None else np.asarray(self.estimated_rewards, dtype=np.float64)
+        cluster = None if self.cluster is None else np.asarray(self.cluster)
         check_lengths(reward=reward, action=action, action_dist=dist, pscore=pscore, position=position,
-                      estimated_rewards=q)
+                      estimated_rewards=q, cluster=cluster)
         check_finite("reward", reward)
         check_index("action", action, dist.shape[1], "n_actions, action_dist's second axis")
         if position is None:
@@ -91,7 +95,7 @@ class BanditData:
                 raise OPEInputError(f"estimated_rewards must have action_dist's shape {dist.shape}, got {q.shape}.")
             check_finite("estimated_rewards", q)
         for name, value in (("reward", reward), ("action", action), ("action_dist", dist), ("pscore", pscore),
-                            ("position", position), ("estimated_rewards", q)):
+                            ("position", position), ("estimated_rewards", q), ("cluster", cluster)):
             set_(self, name, value)
 
     @property
@@ -174,7 +178,7 @@ class DirectMethod:
 
     def estimate(self, data: BanditData, rng: np.random.Generator, bootstrap: Bootstrap = Bootstrap()) -> OPEResult:
         dm, _ = data.model_terms(self.name)
-        return summarise(self.name, dm, _mean, None, rng, bootstrap)
+        return summarise(self.name, dm, _mean, None, rng, bootstrap, data.cluster)
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ class InverseProbabilityWeighting:
 
     def estimate(self, data: BanditData, rng: np.random.Generator, bootstrap: Bootstrap = Bootstrap()) -> OPEResult:
         w = np.minimum(data.weights(self.name), self.max_weight)
-        return summarise(self.name, w * data.reward, _mean, w, rng, bootstrap)
+        return summarise(self.name, w * data.reward, _mean, w, rng, bootstrap, data.cluster)
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ class SelfNormalizedIPS:
 
     def estimate(self, data: BanditData, rng: np.random.Generator, bootstrap: Bootstrap = Bootstrap()) -> OPEResult:
         w = data.weights(self.name)
-        return summarise(self.name, np.column_stack([w * data.reward, w]), _ratio, w, rng, bootstrap)
+        return summarise(self.name, np.column_stack([w * data.reward, w]), _ratio, w, rng, bootstrap, data.cluster)
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,7 @@ class DoublyRobust:
     def estimate(self, data: BanditData, rng: np.random.Generator, bootstrap: Bootstrap = Bootstrap()) -> OPEResult:
         w = np.minimum(data.weights(self.name), self.max_weight)
         dm, q_logged = data.model_terms(self.name)
-        return summarise(self.name, dm + w * (data.reward - q_logged), _mean, w, rng, bootstrap)
+        return summarise(self.name, dm + w * (data.reward - q_logged), _mean, w, rng, bootstrap, data.cluster)
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,7 @@ class SelfNormalizedDR:
         w = data.weights(self.name)
         dm, q_logged = data.model_terms(self.name)
         terms = np.column_stack([dm, w * (data.reward - q_logged), w])
-        return summarise(self.name, terms, _dm_plus_ratio, w, rng, bootstrap)
+        return summarise(self.name, terms, _dm_plus_ratio, w, rng, bootstrap, data.cluster)
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,7 @@ class SwitchDR:
         w = data.weights(self.name)
         used = w * (w <= self.threshold)
         dm, q_logged = data.model_terms(self.name)
-        return summarise(self.name, dm + used * (data.reward - q_logged), _mean, used, rng, bootstrap)
+        return summarise(self.name, dm + used * (data.reward - q_logged), _mean, used, rng, bootstrap, data.cluster)
 
 
 def standard_estimators(switch_threshold: float = np.inf) -> tuple[BanditEstimator, ...]:
