@@ -31,19 +31,33 @@ from simulators.logs import validate_log
 
 OBD_COLUMNS: tuple[str, ...] = ("timestamp", "item_id", "position", "click", "propensity_score",
                                 "user_feature_0", "user_feature_1", "user_feature_2", "user_feature_3")
-"""Columns of an OBD ``all.csv`` the loader reads."""
+"""Columns of an OBD campaign CSV the loader reads."""
 
 _USER_FEATURES = OBD_COLUMNS[5:]
 
+ITEM_CONTEXT = "item_context.csv"
+"""The item-feature file OBD ships beside each campaign log."""
+
 
 def _resolve(path: str | Path) -> Path:
-    """The CSV file: ``path`` itself, or ``path/all.csv`` when ``path`` is a directory."""
+    """The CSV file: ``path`` itself, or the one campaign CSV in the folder ``path`` (``all.csv``,
+    ``men.csv``, ``women.csv`` or any other name; ``item_context.csv`` is not a log)."""
     path = Path(path)
-    csv = path / "all.csv" if path.is_dir() else path
-    if not csv.is_file():
-        raise InputNotFoundError(f"no Open Bandit Dataset file at {csv}: pass a folder holding all.csv "
-                                "(e.g. ../shared/data/obd/random/all) or the path of the CSV itself.")
-    return csv
+    if path.is_dir():
+        found = sorted(p for p in path.glob("*.csv") if p.name != ITEM_CONTEXT)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise InputNotFoundError(f"no Open Bandit Dataset file in {path}: pass a folder holding one campaign "
+                                     "CSV (all.csv, men.csv or women.csv, e.g. ../shared/data/obd/random/all) or the "
+                                     "path of the CSV itself.")
+        raise InputNotFoundError(f"{path} holds several CSV files ({', '.join(p.name for p in found)}): pass the "
+                                 "path of the campaign CSV to read.")
+    if not path.is_file():
+        raise InputNotFoundError(f"no Open Bandit Dataset file at {path}: pass a folder holding one campaign CSV "
+                                 "(all.csv, men.csv or women.csv, e.g. ../shared/data/obd/random/all) or the path "
+                                 "of the CSV itself.")
+    return path
 
 
 def _user_key(features: pd.DataFrame) -> pd.Series:
@@ -53,18 +67,27 @@ def _user_key(features: pd.DataFrame) -> pd.Series:
     return joined.map(keys)
 
 
+def n_items(path: str | Path) -> int | None:
+    """Number of items (actions) from the ``item_context.csv`` next to the campaign CSV; None if absent."""
+    ctx = _resolve(path).parent / ITEM_CONTEXT
+    if not ctx.is_file():
+        return None
+    return int(len(pd.read_csv(ctx, usecols=["item_id"])))
+
+
 def load_obd(path: str | Path) -> pd.DataFrame:
-    """Read an OBD ``all.csv`` as an interaction log.
+    """Read an OBD campaign CSV as an interaction log.
 
     Args:
-        path: A folder holding ``all.csv`` (e.g. ``../shared/data/obd/random/all``) or the CSV file.
+        path: A folder holding one campaign CSV (``all.csv``, ``men.csv``, ``women.csv``; e.g.
+            ``../shared/data/obd/random/all``) or the CSV file.
 
     Returns:
         A validated log (see :mod:`simulators.logs`), one row per OBD row, in file order.
 
     Raises:
-        FileNotFoundError: no CSV at ``path``.
-        ValueError: the CSV lacks OBD columns.
+        InputNotFoundError: no CSV at ``path``, or a folder with several.
+        LogSchemaError: the CSV lacks OBD columns.
     """
     csv = _resolve(path)
     header = pd.read_csv(csv, nrows=0).columns

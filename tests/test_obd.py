@@ -12,7 +12,7 @@ import pytest
 from simulators.fidelity_cli import main as fidelity_main
 from simulators.fitting import fidelity_report, split_log
 from simulators.logs import LOG_COLUMNS
-from simulators.obd import load_obd
+from simulators.obd import load_obd, n_items
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +45,36 @@ def test_bts_sample_keeps_its_propensities(shared_data: Path) -> None:
 
 def test_wrong_path_and_missing_columns(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match=re.escape(
-            f"no Open Bandit Dataset file at {missing}: pass a folder holding all.csv "
-            "(e.g. ../shared/data/obd/random/all) or the path of the CSV itself.")):
+    with pytest.raises(FileNotFoundError, match="^" + re.escape(
+            f"no Open Bandit Dataset file at {missing}: pass a folder holding one campaign CSV (all.csv, men.csv "
+            "or women.csv, e.g. ../shared/data/obd/random/all) or the path of the CSV itself.") + "$"):
         load_obd(missing)
-    with pytest.raises(FileNotFoundError, match=re.escape(f"no Open Bandit Dataset file at {tmp_path / 'all.csv'}:")):
-        load_obd(tmp_path)  # a folder without all.csv
+    (tmp_path / "item_context.csv").write_text("item_id\n0\n")
+    with pytest.raises(FileNotFoundError, match="^" + re.escape(
+            f"no Open Bandit Dataset file in {tmp_path}: pass a folder holding one campaign CSV (all.csv, men.csv "
+            "or women.csv, e.g. ../shared/data/obd/random/all) or the path of the CSV itself.") + "$"):
+        load_obd(tmp_path)  # a folder with only item_context.csv
     bad = tmp_path / "all.csv"
     bad.write_text("timestamp,item_id,position,click\n2019-11-24,1,1,0\n")
     with pytest.raises(ValueError, match=re.escape(
             f"{bad} is not an Open Bandit Dataset file: missing column(s) 'propensity_score', 'user_feature_0', "
             "'user_feature_1', 'user_feature_2', 'user_feature_3'.")):
         load_obd(tmp_path)
+    (tmp_path / "men.csv").write_text("x\n")
+    with pytest.raises(FileNotFoundError, match="^" + re.escape(
+            f"{tmp_path} holds several CSV files (all.csv, men.csv): pass the path of the campaign CSV to read.") + "$"):
+        load_obd(tmp_path)
+
+
+def test_any_campaign_name(shared_data: Path, tmp_path: Path) -> None:
+    """A folder holding men.csv (or any single campaign CSV) loads like one holding all.csv."""
+    src = shared_data / "obd" / "random" / "all"
+    folder = tmp_path / "men"
+    folder.mkdir()
+    (folder / "men.csv").write_text((src / "all.csv").read_text())
+    (folder / "item_context.csv").write_text((src / "item_context.csv").read_text())
+    pd.testing.assert_frame_equal(load_obd(folder), load_obd(src))
+    assert n_items(folder) == 80
 
 
 def test_fidelity_report_on_real_obd(obd_random: pd.DataFrame) -> None:
