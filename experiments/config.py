@@ -142,7 +142,9 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None, cl
 
 
 def dump_config(config: Any, path: Path) -> None:
-    """Write the resolved config as YAML (and JSON beside it, for scripts)."""
+    """Write the resolved config as YAML (and JSON beside it, for scripts), each file atomically."""
+    from experiments.run_folder import atomic_write_text
+
     data = asdict(config)
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
-    Path(path).with_suffix(".json").write_text(json.dumps(data, indent=2))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(Path(path).with_suffix(".json"), json.dumps(data, indent=2))

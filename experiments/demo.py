@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     code = compare.main(["--agents", "random,retriever,lambdamart,profile_oracle,oracle,ppo",
                          "--seeds", str(args.seeds), "--sessions", str(args.sessions), "--env", "ShopRankStatic-v0",
                          "--train-steps", str(args.train_steps),
-                         "--agent-set", f"pretrain_sessions={args.pretrain_sessions}", "--out", str(args.out)])
+                         "--agent-set", f"pretrain_sessions={args.pretrain_sessions}", "--out", str(args.out),
+                         "--overwrite"])  # a finished demo is replaced; a killed one resumes
     print(f"\nreport: {args.out / 'summary.md'} (table), {args.out / 'metrics.png'} (plot)\n"
           f"TensorBoard: tensorboard --logdir {args.out / 'train'}")
     return code

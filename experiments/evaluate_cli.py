@@ -31,6 +31,7 @@ from agents.baselines import (BASELINES, BaselineConfig, baseline_factory, is_ba
                              read_baseline_meta)
 from experiments.compare import parse_seeds
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
+from experiments.run_folder import RunFolder
 
 DEFAULT_ENV = "ShopRankStatic-v0"
 """The env a baseline checkpoint is evaluated in when ``--env`` is not given."""
@@ -124,6 +125,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-baselines", default="retriever",
                    help=f"comma-separated reference baselines from {sorted(BASELINES)} ('' for none)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished evaluation in --out")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -147,10 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.name or default_name
     agents: dict[str, AgentFactory] = {name: factory}
     agents.update({ref: baseline_factory(ref, BaselineConfig()) for ref in refs if ref != name})
-    env = make_env(env_id, config)
-    df = evaluate_agents(agents, env_id, config, args.seeds, args.sessions, env=env, progress=not args.no_progress)
-    write_summary(df, args.out, baseline="retriever")
-    print((args.out / "summary.md").read_text())
+    run_config = {"checkpoint": str(args.checkpoint), "agents": list(agents), "env": env_id, "env_config": config,
+                  "seeds": args.seeds, "sessions": args.sessions}
+    with RunFolder(args.out, "evaluate", run_config, seeds=args.seeds, overwrite=args.overwrite) as run:
+        env = make_env(env_id, config)
+        df = evaluate_agents(agents, env_id, config, args.seeds, args.sessions, env=env,
+                             progress=not args.no_progress)
+        with run.staging() as staging:
+            markdown = write_summary(df, staging, baseline="retriever")["markdown"].read_text()
+        run.finish()
+    print(markdown)
     return 0
 
 

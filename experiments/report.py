@@ -14,18 +14,21 @@ import pandas as pd
 
 from experiments.evaluate import write_summary
 from experiments.plots import plot_learning_curves
+from experiments.run_folder import RunFolder
 
 
-def build_report(run_dir: Path, baseline: str = "retriever") -> list[Path]:
-    """Write every report file that ``run_dir`` has the data for; returns the paths written."""
+def build_report(run_dir: Path, baseline: str = "retriever", out: Path | None = None) -> list[Path]:
+    """Write every report file that ``run_dir`` has the data for into ``out`` (default ``run_dir``);
+    returns the paths written."""
+    out = run_dir if out is None else out
     written: list[Path] = []
     sessions = run_dir / "sessions.csv"
     if sessions.is_file():
-        written += list(write_summary(pd.read_csv(sessions), run_dir, baseline=baseline).values())
+        written += list(write_summary(pd.read_csv(sessions), out, baseline=baseline).values())
     if any(run_dir.rglob("events.out.tfevents.*")):
         for prefix, name in (("shop/", "learning_curves.png"), ("eval/", "eval_curves.png")):
             try:
-                written.append(plot_learning_curves(run_dir, run_dir / name, prefix=prefix))
+                written.append(plot_learning_curves(run_dir, out / name, prefix=prefix))
             except FileNotFoundError:
                 continue
     return written
@@ -40,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run_dir.is_dir():
         print(f"shoprank report: no such folder: {args.run_dir}")
         return 2
-    written = build_report(args.run_dir, args.baseline)
+    with RunFolder(args.run_dir, "report", update=True) as run:  # locked: not while a run writes there
+        with run.staging() as staging:  # each file renamed into place whole
+            written = [run.moved(p, staging) for p in build_report(args.run_dir, args.baseline, out=staging)]
     if not written:
         print(f"shoprank report: nothing to report in {args.run_dir} (no sessions.csv, no TensorBoard events)")
         return 2

@@ -17,7 +17,8 @@ through a :class:`RunFolder`:
 * **No mixing.** A folder holding a *finished* run is refused unless ``overwrite=True`` (``--overwrite``),
   which clears it first. A folder holding an *unfinished* run (killed or failed) is resumed by commands
   that can (``compare``: same config required, see :class:`CellStore`) and cleared, with a message, by
-  the others. A non-empty folder that is not a run folder is refused (nothing of the user's is deleted).
+  the others. A non-empty folder that is not a run folder is refused (nothing of the user's is deleted);
+  one written by a ShopRank command before manifests existed is replaced only with ``overwrite``.
 * **Resumable cells.** :class:`CellStore` keeps each finished (agent, seed) cell of ``compare`` as one
   atomically written JSON file; a rerun loads them and computes only the rest, so the final report is the
   same as an uninterrupted run's (floats round-trip exactly through JSON).
@@ -48,6 +49,8 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 TMP_MARK = ".tmp-"
 """Marks the temporary names of files and staging folders being written (never read as results)."""
+LEGACY_MARKERS = ("compare_config.json", "sessions.csv", "train.json")
+"""Files that mark a folder written by a ShopRank command from before run folders had manifests."""
 PACKAGES = ("shoprank", "numpy", "scipy", "pandas", "torch", "gymnasium", "stable-baselines3", "sb3-contrib",
             "faiss-cpu", "sentence-transformers", "lightgbm", "pillow")
 """Packages whose versions the manifest records (those installed)."""
@@ -346,7 +349,11 @@ class RunFolder:
             if not self.overwrite:
                 raise
         others = [e.name for e in self.path.iterdir() if e.name != LOCK]
-        if old is None and others and not (self.overwrite and (self.path / MANIFEST).exists()):
+        legacy = old is None and bool(set(others) & set(LEGACY_MARKERS))
+        if legacy and not self.overwrite:
+            raise RunFolderError(f"{self.path} holds the output of an earlier ShopRank run (no {MANIFEST}); pass "
+                                 "--overwrite to replace it, or choose another output folder.")
+        if old is None and others and not legacy and not (self.overwrite and (self.path / MANIFEST).exists()):
             raise RunFolderError(
                 f"{self.path} is not empty and is not a ShopRank run folder (no {MANIFEST}; it holds "
                 f"{sorted(others)[:5]}); choose a new or empty output folder.")
@@ -371,7 +378,7 @@ class RunFolder:
             if old["status"] != "finished" and not self.overwrite:
                 self._notice(f"discarding the unfinished run in {self.path} (started {old.get('started', '?')}, "
                              f"status {old['status']}).")
-        if self.overwrite or old is not None:
+        if self.overwrite or old is not None or legacy:
             self._clear()
         self.manifest = {"command": self.command, "status": "running", "started": _now(), "ended": None,
                          "pid": os.getpid(), "argv": sys.argv[1:], "seeds": self.seeds, "config": self.config,

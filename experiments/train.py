@@ -10,6 +10,7 @@ from pathlib import Path
 from encoders.errors import ConfigError, command_errors
 from agents.factory import train_agent
 from experiments.config import TrainConfig, dump_config, load_config
+from experiments.run_folder import RunFolder, atomic_write_json, atomic_write_text
 
 
 def run_dir_for(root: Path, algo: str) -> Path:
@@ -36,10 +37,10 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True):
                         config=config.agent, progress=progress, eval_every=config.eval_every,
                         eval_sessions=config.eval_sessions)
     seconds = time.perf_counter() - start
-    (run_dir / "train.json").write_text(json.dumps(
-        {"algo": config.algo, "total_timesteps": config.total_timesteps, "seed": config.seed,
-         "wall_seconds": round(seconds, 1), "steps_per_second": round(config.total_timesteps / seconds, 1)},
-        indent=2))
+    atomic_write_json(run_dir / "train.json",
+                      {"algo": config.algo, "total_timesteps": config.total_timesteps, "seed": config.seed,
+                       "wall_seconds": round(seconds, 1),
+                       "steps_per_second": round(config.total_timesteps / seconds, 1)})
     return model
 
 
@@ -57,8 +58,8 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
     summary = train_rllib(config.env, env_runners, iterations, run_dir, address=address, config=rllib)
-    (run_dir / "train.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "iterations"},
-                                                   indent=2, default=str))
+    atomic_write_text(run_dir / "train.json", json.dumps(
+        {k: v for k, v in summary.items() if k != "iterations"}, indent=2, default=str))
     print(f"run folder: {run_dir} (Ray RLlib, {iterations} iterations x {rllib.train_batch_size} steps)")
     return 0
 
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", help="'synthetic' or a CSV catalog folder (overrides env.world.catalog)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="folder of run folders (default runs/)")
     parser.add_argument("--run-dir", type=Path, help="exact run folder (default: OUT/<algo>-<time>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --run-dir")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--backend", choices=["sb3", "rllib"], default="sb3",
                         help="sb3 (default, one process) or rllib (Ray RLlib PPO over env-runner processes; "
@@ -97,9 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     run_dir = args.run_dir or run_dir_for(args.out, config.algo)
-    if args.backend == "rllib":
-        return train_on_rllib(config, run_dir, args.env_runners, args.address)
-    train(config, run_dir, progress=not args.no_progress)
+    with RunFolder(run_dir, "train", config, seeds=[config.seed], overwrite=args.overwrite) as run:
+        if args.backend == "rllib":
+            code = train_on_rllib(config, run_dir, args.env_runners, args.address)
+            if code == 0:
+                run.finish()
+            return code
+        train(config, run_dir, progress=not args.no_progress)
+        run.finish()
     print(f"run folder: {run_dir}\n  TensorBoard: tensorboard --logdir {run_dir / 'tb'}\n"
           f"  checkpoint: {run_dir / 'checkpoint'}")
     return 0

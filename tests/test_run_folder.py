@@ -181,6 +181,55 @@ def test_cells_round_trip_exactly(tmp_path):
     assert cells.done() == [tmp_path / "cells" / "random" / "seed0.json"]
 
 
+def test_output_of_an_earlier_version_is_replaced_only_with_overwrite(tmp_path):
+    (tmp_path / "summary.csv").write_text("agent\n")
+    (tmp_path / "sessions.csv").write_text("agent\n")
+    with pytest.raises(RunFolderError) as info:
+        RunFolder(tmp_path, "compare", {}).open()
+    assert str(info.value) == (f"{tmp_path} holds the output of an earlier ShopRank run (no manifest.json); pass "
+                               "--overwrite to replace it, or choose another output folder.")
+    with RunFolder(tmp_path, "compare", {}, overwrite=True):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, MANIFEST]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the commands
+# ----------------------------------------------------------------------------------------------------
+def test_evaluate_and_report_write_run_folders(tmp_path, capsys):
+    import gymnasium as gym
+
+    from agents.baselines import make_baseline
+    from envs import static_config
+    from envs.world import WorldConfig
+    from experiments import cli
+
+    env = gym.make("ShopRankStatic-v0", config=static_config(world=WorldConfig(text_encoder="hashing")))
+    checkpoint = make_baseline("linucb", env).save(tmp_path / "linucb")
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--seeds", "1", "--sessions", "2", "--text-encoder",
+            "hashing", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["status"] == "finished" and manifest["config"]["agents"] == ["linucb", "retriever"]
+    summary = (out / "summary.csv").read_bytes()
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == (f"shoprank evaluate: error: {out} holds a finished run (shoprank evaluate, "
+                                       f"finished {manifest['ended']}); pass --overwrite to replace it, or choose "
+                                       "another output folder.\n")
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert (out / "summary.csv").read_bytes() == summary  # same seeds, same report
+    (out / "summary.md").unlink()
+    assert cli.main(["report", str(out)]) == 0
+    assert (out / "summary.md").is_file() and (out / "summary.csv").read_bytes() == summary
+    assert _leftovers(out) == []
+    assert json.loads((out / MANIFEST).read_text())["status"] == "finished"  # report leaves the manifest as is
+    with RunFolder(out, "compare", {}, overwrite=True):  # a run holds the folder: report must wait
+        capsys.readouterr()
+        assert cli.main(["report", str(out)]) == 2
+        assert f"{out} is in use by another run (pid {os.getpid()})" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------------
 # compare: SIGKILL mid-run, rerun, same report
 # ----------------------------------------------------------------------------------------------------
