@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="Ray is not in the dev extra: install the distributed extra (make distributed, "
+                         "or pip install -c constraints.txt -e '.[distributed]') to run the RLlib backend tests")
 
 from envs import EnvConfig, WorldConfig  # noqa: E402
 from experiments.rllib_backend import ENV_NAME, RllibConfig, make_flat_env, train_rllib  # noqa: E402
