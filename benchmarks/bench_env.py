@@ -44,6 +44,7 @@ import numpy as np
 
 from encoders.errors import ConfigError
 from benchmarks.machine import machine_info as base_machine_info
+from encoders.atomic_files import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -606,8 +607,8 @@ def _run(cfg: EnvBenchConfig, log=print) -> dict:
 def write(report: dict, out_dir: Path, stem: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    js.write_text(json.dumps(report, indent=2, default=float))
-    md.write_text(to_markdown(report))
+    atomic_write_text(js, json.dumps(report, indent=2, default=float))
+    atomic_write_text(md, to_markdown(report))
     return js, md
 
 

@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 
 from benchmarks.machine import machine_info as base_machine_info
+from encoders.atomic_files import atomic_write_text
 
 from encoders.large_catalog import ClusteredVectorsConfig, generate_clustered_vectors, sample_clustered_queries
 from encoders.retriever import FaissRetriever, IndexConfig, faiss_threads
@@ -329,9 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run(cfg)
     stem = "retrieval_quick" if args.quick and not args.sizes else "retrieval"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(args.out / f"{stem}.json", json.dumps(report, indent=2))
     markdown = to_markdown(report)
-    (args.out / f"{stem}.md").write_text(markdown)
+    atomic_write_text(args.out / f"{stem}.md", markdown)
     print()
     print(markdown)
     print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")

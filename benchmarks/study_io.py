@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from encoders.atomic_files import atomic_write_text
+
 
 def parse_numbers(parser: argparse.ArgumentParser, text: str, flag: str, minimum: float,
                   inclusive: bool) -> list[float]:
@@ -28,6 +30,7 @@ def write_study(out: Path, stem: str, meta: dict, table: pd.DataFrame, markdown:
     """Write ``<out>/<stem>.json`` (``meta`` and the table's rows) and ``<out>/<stem>.md``, then print the
     Markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps({**meta, "rows": table.to_dict("records")}, indent=2, default=float))
-    (out / f"{stem}.md").write_text(markdown)
+    atomic_write_text(out / f"{stem}.json",
+                      json.dumps({**meta, "rows": table.to_dict("records")}, indent=2, default=float))
+    atomic_write_text(out / f"{stem}.md", markdown)
     print(markdown)

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from encoders.atomic_files import atomic_path
 from encoders.catalog import Catalog
 from encoders.protocols import ImageEncoder, TextEncoder
 
@@ -68,10 +69,8 @@ class EmbeddingStore:
         matrix = np.concatenate(chunks, axis=0)
         self.computed.append(f"{modality}-{encoder_name}")
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, matrix)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:  # a killed writer never leaves a truncated matrix under the key
+                np.save(tmp, matrix)
         return matrix
 
     def text(self, catalog: Catalog, encoder: TextEncoder) -> np.ndarray:

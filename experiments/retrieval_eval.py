@@ -40,6 +40,7 @@ from encoders.errors import InputNotFoundError, command_errors
 from encoders.catalog import Catalog
 from encoders.contrastive import TEXT_VIEWS_VERSION, split_rows, text_views
 from encoders.fusion import ConcatProjectionFusion, FusionTrainingConfig, GatedAttentionFusion, WeightedMeanFusion
+from encoders.atomic_files import atomic_path, atomic_write_text
 from encoders.image_contrastive import ContrastiveImageConfig, train_contrastive_image_encoder
 from encoders.registry import TEXT_ENCODERS, resolve
 from encoders.store import DEFAULT_CACHE, EmbeddingStore
@@ -305,12 +306,12 @@ def write_outputs(out: Path, rows: list[dict], photo_rows: list[dict], notes: di
     out.mkdir(parents=True, exist_ok=True)
     for name, data in (("retrieval.csv", rows), ("photo_text.csv", photo_rows)):
         if data:
-            with (out / name).open("w", newline="") as handle:
+            with atomic_path(out / name) as tmp, tmp.open("w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(data[0]))
                 writer.writeheader()
                 writer.writerows(data)
     markdown = to_markdown(rows, photo_rows, notes)
-    (out / "retrieval.md").write_text(markdown)
+    atomic_write_text(out / "retrieval.md", markdown)
     return markdown
 
 

@@ -43,12 +43,14 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from encoders.atomic_files import TMP_MARK, atomic_path, atomic_write_bytes, atomic_write_text, fsync_dir
 from encoders.errors import ConfigError
+
+__all__ = ["RunFolder", "RunFolderError", "CellStore", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+           "atomic_write_json", "jsonable", "package_versions", "git_commit", "TMP_MARK", "MANIFEST", "LOCK"]
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-TMP_MARK = ".tmp-"
-"""Marks the temporary names of files and staging folders being written (never read as results)."""
 LEGACY_MARKERS = ("compare_config.json", "sessions.csv", "train.json")
 """Files that mark a folder written by a ShopRank command from before run folders had manifests."""
 PACKAGES = ("shoprank", "numpy", "scipy", "pandas", "torch", "gymnasium", "stable-baselines3", "sb3-contrib",
@@ -58,55 +60,6 @@ PACKAGES = ("shoprank", "numpy", "scipy", "pandas", "torch", "gymnasium", "stabl
 
 class RunFolderError(ConfigError):
     """An output folder that cannot be used as asked (in use, finished, or not a run folder)."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# atomic files
-# ----------------------------------------------------------------------------------------------------
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block succeeds.
-
-    The temporary name keeps ``path``'s suffix (writers such as matplotlib pick the format from it). On an
-    exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}{path.suffix}")
-    try:
-        yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns ``path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically; returns ``path``."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
@@ -280,7 +233,7 @@ class RunFolder:
                 target = self.path / source.relative_to(tmp)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from encoders.atomic_files import atomic_path, atomic_write_text
 from encoders.errors import command_errors
 from simulators.fitting import default_estimators, fidelity_report, split_log
 from simulators.logs import read_log
@@ -109,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                              n_bootstrap=args.n_bootstrap, confidence=args.confidence, seed=args.seed,
                              progress=args.progress)
     args.out.mkdir(parents=True, exist_ok=True)
-    report.to_csv(args.out / "fidelity.csv", index=False)
+    with atomic_path(args.out / "fidelity.csv") as tmp:
+        report.to_csv(tmp, index=False)
     markdown = to_markdown(report)
-    (args.out / "fidelity.md").write_text(markdown)
-    plot_perplexity(report, args.out / "perplexity_by_position.png")
+    atomic_write_text(args.out / "fidelity.md", markdown)
+    with atomic_path(args.out / "perplexity_by_position.png") as tmp:
+        plot_perplexity(report, tmp)
     print(markdown)
     return 0
 
