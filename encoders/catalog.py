@@ -8,6 +8,7 @@ synthetic catalog) the requested rows on demand, so encoders can stream them in 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -112,7 +113,8 @@ def read_rgb(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """Read an image file into ``uint8 (size, size, 3)``, letterboxed on white.
 
     Raises:
-        ValueError: if the file is missing, empty, corrupt or cannot be converted to RGB.
+        CatalogError: if the file is missing, empty, corrupt, cannot be converted to RGB, or has more pixels
+            than Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) allows.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -121,9 +123,14 @@ def read_rgb(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
     if path.stat().st_size == 0:
         raise CatalogError(f"image file is empty (zero bytes): {path}")
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = img.convert("RGB")
+        with warnings.catch_warnings():  # Pillow only warns between its limit and twice the limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                rgb = img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise CatalogError(f"image file has more pixels than Pillow decodes safely (PIL.Image.MAX_IMAGE_PIXELS = "
+                           f"{Image.MAX_IMAGE_PIXELS}; a decompression bomb?): {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise CatalogError(f"image file is corrupt or not an image: {path} ({exc})") from exc
     if rgb.width == 0 or rgb.height == 0:

@@ -126,6 +126,24 @@ def parse_attributes(text: str) -> dict[str, str]:
     return {k.strip().lower(): v.strip() for k, v in pairs}
 
 
+MAX_PRICE = 1e9
+"""The largest price a catalog may hold: prices become float32 features, and 1e308 would be ``inf``."""
+
+
+def _image_path(root: Path, cell: str, where: str) -> Path:
+    """The photo a catalog cell names, confined to the catalog folder ``root``.
+
+    Raises:
+        CatalogError: for an absolute path or a ``..`` (or a symbolic link) leading outside ``root``.
+    """
+    path = root / cell.strip()
+    resolved, base = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(base):
+        raise CatalogError(f"{where}: image path '{cell.strip()}' points outside the catalog folder {base}; photos "
+                           "must live inside it")
+    return path
+
+
 def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
     """Read, validate and index a CSV catalog.
 
@@ -146,7 +164,7 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
     if not csv_path.is_file():
         raise CatalogError(f"catalog file not found: {csv_path}")
     try:
-        with csv_path.open(newline="", encoding="utf-8") as handle:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a leading BOM is not a header
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
             missing = [c for c in config.mapping.required() if c not in header]
@@ -189,8 +207,12 @@ def load_csv_catalog(config: CsvCatalogConfig) -> Catalog:
             if not math.isfinite(price) or price < 0:
                 raise CatalogError(
                     f"{csv_path.name} row {line}, column '{m.price}': price {raw_price} must be a finite number >= 0")
+            if price > MAX_PRICE:
+                raise CatalogError(f"{csv_path.name} row {line}, column '{m.price}': price {raw_price} is above "
+                                   f"{MAX_PRICE:g}, the largest price a catalog may hold (a typo or a unit error?)")
         prices[i] = price
-        image_paths.append(root / row[m.image].strip() if m.image and (row[m.image] or "").strip() else None)
+        image_paths.append(_image_path(root, row[m.image], f"{csv_path.name} row {line}, column '{m.image}'")
+                           if m.image and (row[m.image] or "").strip() else None)
 
     has_image = np.ones(len(rows), dtype=bool)
     visual = np.zeros((len(rows), 5), dtype=np.float32)

@@ -1,4 +1,5 @@
-"""Encoders and fusions selectable by name from configs (a dict lookup; ``"module:attr"`` also works).
+"""Encoders and fusions selectable by name from configs (a dict lookup; ``"module:attr"`` and
+``"path/to/file.py:attr"`` also work).
 
 Image encoders may need training on the catalog (the contrastive one does), so every image-encoder
 factory receives an :class:`EncoderContext`; text encoders and fusions are built from their name alone.
@@ -6,8 +7,12 @@ factory receives an :class:`EncoderContext`; text encoders and fusions are built
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -77,8 +82,33 @@ FUSIONS: dict[str, Callable[[int, float], Fusion]] = {
 """Fusion factories: ``(fused_dim, image_weight) -> Fusion``."""
 
 
+def import_plugin_module(module_name: str) -> Any:
+    """The module of a plug-in name: an importable ``package.module``, or a Python file ``path/to/file.py``
+    (relative to the working directory; no ``PYTHONPATH`` needed), loaded under a name derived from its
+    resolved path so two files with one name do not collide."""
+    if not module_name.endswith(".py"):
+        return importlib.import_module(module_name)
+    path = Path(module_name).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no plug-in file at {path}")
+    unique = "shoprank_plugin_" + hashlib.sha256(str(path).encode()).hexdigest()[:12] + "_" + (
+        "".join(c if c.isalnum() else "_" for c in path.stem))
+    if unique in sys.modules:
+        return sys.modules[unique]
+    spec = importlib.util.spec_from_file_location(unique, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[unique]
+        raise
+    return module
+
+
 def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str, callable_only: bool = True) -> Any:
-    """Look ``name`` up in ``registry`` or import it from a ``"package.module:attribute"`` path.
+    """Look ``name`` up in ``registry`` or import it from ``"package.module:attribute"`` or
+    ``"path/to/file.py:attribute"`` (a plug-in file; no ``PYTHONPATH`` needed).
 
     ``callable_only``: an imported attribute must be callable (a factory); ``False`` also accepts an
     object (e.g. a ready simulator instance for the conformance kit).
@@ -89,11 +119,11 @@ def resolve(name: str, registry: dict[str, Callable[..., Any]], what: str, calla
     if name in registry:
         return registry[name]
     if ":" in name:
-        module_name, _, attr = name.partition(":")
+        module_name, _, attr = name.rpartition(":")  # rpartition: a Windows file path has a colon
         if not module_name or not attr:
             raise ConfigError(f"{what} '{name}' must look like 'package.module:attribute'.")
         try:
-            found = getattr(importlib.import_module(module_name), attr)
+            found = getattr(import_plugin_module(module_name), attr)
         except Exception as exc:  # a plug-in may fail to import in any way (syntax, its own imports, ...)
             raise ConfigError(f"cannot import {what} '{name}': {type(exc).__name__}: {exc}") from exc
         if callable_only and not callable(found):

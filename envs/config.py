@@ -11,6 +11,14 @@ from simulators.shopper import ShopperConfig
 from simulators.validation import check_field_types
 
 
+MAX_CANDIDATES = 1000
+"""Largest ``K`` (``n_candidates``): an observation holds ``K`` candidate rows, and the slate ``N <= K``."""
+MAX_QUERIES = 100_000
+"""Largest query budget per session (``max_queries``)."""
+MAX_HISTORY = 1000
+"""Largest clicked-product history in the observation (``history_size``)."""
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Shape and rules of an environment.
@@ -44,15 +52,38 @@ class EnvConfig:
         check_field_types(self)
         if self.n_candidates < 1:
             raise ConfigError(f"n_candidates must be >= 1, got {self.n_candidates}.")
+        if self.n_candidates > MAX_CANDIDATES:
+            raise ConfigError(f"n_candidates must be <= {MAX_CANDIDATES} (every step observes and scores all K "
+                              f"candidates), got {self.n_candidates}.")
         if not 1 <= self.slate_size <= self.n_candidates:
             raise ConfigError(
                 f"slate_size must be between 1 and n_candidates={self.n_candidates}, got {self.slate_size}.")
         if self.max_queries < 1:
             raise ConfigError(f"max_queries must be >= 1, got {self.max_queries}.")
+        if self.max_queries > MAX_QUERIES:
+            raise ConfigError(f"max_queries must be <= {MAX_QUERIES}, got {self.max_queries}.")
         if not 0.0 <= self.personalize_query < 1.0:
             raise ConfigError(f"personalize_query must be in [0, 1), got {self.personalize_query}.")
         if self.history_size < 1:
             raise ConfigError(f"history_size must be >= 1, got {self.history_size}.")
+        if self.history_size > MAX_HISTORY:
+            raise ConfigError(f"history_size must be <= {MAX_HISTORY}, got {self.history_size}.")
+
+
+def resolve_env_config(config: "EnvConfig | dict | None") -> EnvConfig:
+    """The one validation of an env's ``config`` argument, shared by the single, sequential and vector envs:
+    ``None`` (the defaults), an :class:`EnvConfig`, or a nested dict of its fields (:func:`config_from_dict`).
+
+    Raises:
+        ConfigError: for any other type, an unknown field, or a value its config class refuses.
+    """
+    if config is None:
+        return EnvConfig()
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    if not isinstance(config, EnvConfig):
+        raise ConfigError(f"config must be an EnvConfig or a dict of its fields, got {type(config).__name__}.")
+    return config
 
 
 def config_to_dict(config: EnvConfig) -> dict:

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from encoders.errors import ConfigError
+from simulators.validation import check_field_types
+
+
+MAX_WEIGHT = 1e6
+"""Largest magnitude of a reward weight: rewards and returns are float32 in the agents' buffers."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,11 @@ class RewardSpec:
     expected: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # weights: finite floats (not bools, not text); expected: a bool
         for name in ("click", "purchase", "revenue"):
             value = getattr(self, name)
-            if not np.isfinite(value):
-                raise ConfigError(f"RewardSpec.{name} must be finite, got {value}.")
+            if abs(value) > MAX_WEIGHT:
+                raise ConfigError(f"RewardSpec.{name} must be between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {value}.")
 
     def parts(self, clicks: np.ndarray, purchases: np.ndarray, prices: np.ndarray) -> dict[str, float]:
         """Reward parts of one slate: ``clicks``, ``purchases`` bool ``(N,)``, ``prices`` ``(N,)``."""

@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from encoders.errors import ConfigError, SimulatorError
-from envs.config import EnvConfig, config_from_dict
+from envs.config import EnvConfig, resolve_env_config
 from encoders.registry import resolve
 from envs.world import ShopWorld, get_world
 from simulators.items import ItemTable
@@ -47,11 +47,7 @@ def init_session_env(env: Any, config: EnvConfig | None, world: ShopWorld | None
     """The set-up both ShopRank envs share: config, render mode check, shared world and session core.
 
     ``config`` may also be a nested dict of :class:`EnvConfig` fields (as ``config_to_dict`` writes it)."""
-    if isinstance(config, dict):
-        config = config_from_dict(config)
-    if config is not None and not isinstance(config, EnvConfig):
-        raise ConfigError(f"config must be an EnvConfig or a dict of its fields, got {type(config).__name__}.")
-    env.config = config or EnvConfig()
+    env.config = resolve_env_config(config)  # the one validation the vector env shares
     if render_mode is not None and render_mode not in env.metadata["render_modes"]:
         raise ConfigError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}.")
     env.render_mode = render_mode

@@ -69,7 +69,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from encoders.errors import ConfigError
-from envs.config import EnvConfig
+from envs.config import EnvConfig, resolve_env_config
 from envs.session import N_EXTRA, N_SESSION, SCORE_BOUND, episode_end, make_simulator, observation_space
 from envs.world import ShopWorld, get_world
 from simulators.shopper import (SEGMENTS, DefaultShopper, ShopperConfig, attractiveness, combined_utility,
@@ -305,7 +305,7 @@ class ShopRankVectorEnv(VectorEnv):
             raise ConfigError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {self.autoreset_mode}.")
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = int(num_envs)
-        self.config = config or EnvConfig()
+        self.config = resolve_env_config(config)  # the one validation the single env shares
         self.world = world if world is not None else get_world(self.config.world)
         if self.config.personalize_query > 0:
             raise ConfigError("ShopRankVectorEnv retrieves per query text only (personalize_query=0); "

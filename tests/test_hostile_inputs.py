@@ -19,7 +19,7 @@ import torch
 import envs  # noqa: F401  (registers the ids)
 from agents.checkpoint import META_FILE, WEIGHTS_FILE, load_agent, read_checkpoint
 from agents.factory import AgentConfig, train_agent
-from encoders.errors import CheckpointError
+from encoders.errors import CatalogError, CheckpointError, ConfigError
 from envs import EnvConfig, WorldConfig
 from experiments import cli
 
@@ -228,3 +228,162 @@ def test_a_saved_checkpoint_records_its_format_and_catalog(trained):
     assert meta["catalog_fingerprint"] == get_world(FAST_WORLD).catalog.fingerprint()
     agent = load_agent(trained)
     assert agent.policy.optimizer is None and not hasattr(agent, "replay_buffer")
+
+
+# ----------------------------------------------------------------------------------------------------
+# bad input elsewhere: one clear line each (issue 16 item 4)
+# ----------------------------------------------------------------------------------------------------
+HEADER = "sku,name,description,category,price,image,attributes,colors\n"
+ROW = "p1,Red shirt,A red shirt,Men/Tops,{price},{image},,red\n"
+
+
+def _catalog(folder: Path, price: str = "10", image: str = "a.png", prefix: str = "") -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "products.csv").write_text(prefix + HEADER + ROW.format(price=price, image=image), encoding="utf-8")
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "a.png")
+    return folder
+
+
+def _bomb_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A valid 1-bit PNG header of ``width x height`` pixels in a few hundred bytes (never decoded here)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _load(folder: Path):
+    from encoders.csv_catalog import CsvCatalogConfig, load_csv_catalog
+
+    return load_csv_catalog(CsvCatalogConfig(folder))
+
+
+def test_a_decompression_bomb_photo_is_refused_by_name(tmp_path, capsys):
+    from PIL import Image
+
+    folder = _catalog(tmp_path / "shop", image="bomb.png")
+    bomb = _bomb_png(folder / "bomb.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    reason = (f"image file has more pixels than Pillow decodes safely (PIL.Image.MAX_IMAGE_PIXELS = {limit}; a "
+              f"decompression bomb?): {bomb}")
+    expected = (f"products.csv row 2 (product 'p1'), column 'image': {reason} (pass allow_missing_images=True to "
+                "keep the product without a photo)")
+    with pytest.raises(CatalogError) as info:
+        _load(folder)
+    assert str(info.value) == expected
+    assert cli.main(["catalog", "describe", "--catalog", str(folder)]) == 2
+    assert capsys.readouterr().err == f"shoprank catalog: error: {expected}\n"
+
+
+@pytest.mark.parametrize("price, message", [
+    ("1e308", "price 1e308 is above 1e+09, the largest price a catalog may hold (a typo or a unit error?)"),
+    ("nan", "price nan must be a finite number >= 0"),
+    ("inf", "price inf must be a finite number >= 0"),
+    ("-0.5", "price -0.5 must be a finite number >= 0"),
+])
+def test_non_finite_or_absurd_prices_are_refused(price, message, tmp_path):
+    with pytest.raises(CatalogError, match=f"^{re.escape(f'products.csv row 2, column {chr(39)}price{chr(39)}: {message}')}$"):
+        _load(_catalog(tmp_path, price=price))
+
+
+def test_a_csv_with_a_utf8_bom_is_read(tmp_path):
+    catalog = _load(_catalog(tmp_path, prefix="\ufeff"))
+    assert list(catalog.ids) == ["p1"] and catalog.prices.tolist() == [10.0]
+
+
+@pytest.mark.parametrize("image", ["../outside.png", "/etc/hostname", "sub/../../outside.png", "link.png"])
+def test_image_paths_stay_inside_the_catalog_folder(image, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    folder = _catalog(tmp_path / "shop", image=image)
+    (folder / "link.png").symlink_to(tmp_path / "outside.png")  # a link out of the folder counts as outside
+    expected = (f"products.csv row 2, column 'image': image path '{image}' points outside the catalog folder "
+                f"{folder.resolve()}; photos must live inside it")
+    with pytest.raises(CatalogError, match=f"^{re.escape(expected)}$"):
+        _load(folder)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_candidates": 10**9}, "n_candidates must be <= 1000 (every step observes and scores all K candidates), "
+                              "got 1000000000."),
+    ({"n_candidates": 0}, "n_candidates must be >= 1, got 0."),
+    ({"n_candidates": 20, "slate_size": 21}, "slate_size must be between 1 and n_candidates=20, got 21."),
+    ({"slate_size": 0}, "slate_size must be between 1 and n_candidates=20, got 0."),
+    ({"max_queries": 10**7}, "max_queries must be <= 100000, got 10000000."),
+    ({"history_size": 10**6}, "history_size must be <= 1000, got 1000000."),
+])
+def test_k_and_n_are_bounded(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        EnvConfig(**kwargs)
+
+
+def test_an_absurd_k_is_one_line_on_the_command_line(tmp_path, capsys):
+    code = cli.main(["compare", "--agents", "random,retriever", "--seeds", "1", "--sessions", "2", "--no-progress",
+                     "--text-encoder", "hashing", "--set", "n_candidates=100000000", "--out", str(tmp_path)])
+    assert (code, capsys.readouterr().err) == (2, "shoprank compare: error: n_candidates must be <= 1000 (every step "
+                                                  "observes and scores all K candidates), got 100000000.\n")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"click": float("nan")}, "RewardSpec.click must be a finite float, got nan."),
+    ({"purchase": float("inf")}, "RewardSpec.purchase must be a finite float, got inf."),
+    ({"revenue": "0.02"}, "RewardSpec.revenue must be a finite float, got '0.02'."),
+    ({"click": True}, "RewardSpec.click must be a finite float, got True."),
+    ({"revenue": 1e308}, "RewardSpec.revenue must be between -1e+06 and 1e+06, got 1e+308."),
+    ({"purchase": -2e6}, "RewardSpec.purchase must be between -1e+06 and 1e+06, got -2000000.0."),
+    ({"expected": "yes"}, "RewardSpec.expected must be a bool, got 'yes'."),
+    ({"expected": 1}, "RewardSpec.expected must be a bool, got 1."),
+])
+def test_every_reward_spec_field_is_validated(kwargs, message):
+    from envs.reward import RewardSpec
+
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        RewardSpec(**kwargs)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"n_candidates": 5, "slate_size": 6}, "slate_size must be between 1 and n_candidates=5, got 6."),
+    ({"nope": 1}, "unknown EnvConfig field(s) ['nope']; known: "),
+    ({"reward": {"click": "x"}}, "RewardSpec.click must be a finite float, got 'x'."),
+    (3, "config must be an EnvConfig or a dict of its fields, got int."),
+    ("ShopRank-v0", "config must be an EnvConfig or a dict of its fields, got str."),
+])
+def test_single_and_vector_env_share_one_validation(config, message):
+    import gymnasium as gym
+
+    from envs.vector_env import ShopRankVectorEnv
+
+    messages = []
+    for make in (lambda: gym.make("ShopRank-v0", config=config), lambda: gym.make("ShopRankSeq-v0", config=config),
+                 lambda: ShopRankVectorEnv(num_envs=2, config=config)):
+        with pytest.raises(ConfigError) as info:
+            make()
+        messages.append(str(info.value))
+    assert messages[0].startswith(message) and messages == [messages[0]] * 3
+
+
+def test_a_plugin_from_a_file_path_needs_no_pythonpath(tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    (tmp_path / "my_shop").mkdir()
+    (tmp_path / "my_shop" / "shopper.py").write_text(
+        "from simulators.shopper import DefaultShopper, ShopperConfig\n\n"
+        "class FileShopper(DefaultShopper):\n    pass\n\n"
+        "def make(items, n_slots):\n    return FileShopper(items, ShopperConfig(), n_slots=n_slots)\n")
+    monkeypatch.chdir(tmp_path)  # relative to the working directory, not on sys.path
+    assert str(tmp_path) not in sys.path
+    env = gym.make("ShopRank-v0", config=EnvConfig(world=FAST_WORLD, simulator="my_shop/shopper.py:make"))
+    assert type(env.unwrapped.core.sim).__name__ == "FileShopper"
+    env.reset(seed=0)
+    missing = tmp_path / "my_shop" / "nope.py"
+    with pytest.raises(ConfigError, match=f"^{re.escape(f'cannot import simulator {chr(39)}my_shop/nope.py:make{chr(39)}: FileNotFoundError: no plug-in file at {missing}')}$"):
+        gym.make("ShopRank-v0", config=EnvConfig(world=FAST_WORLD, simulator="my_shop/nope.py:make"))
