@@ -184,8 +184,8 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
-            self._remove_temporaries()
-            if not self.update:
+            if not self.update:  # update mode may be pointed at a folder of other runs: leave their files be
+                self._remove_temporaries()
                 self._check_and_start()
         except BaseException:
             self.close()
