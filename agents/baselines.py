@@ -38,12 +38,12 @@ import numpy as np
 
 from encoders.errors import CheckpointError, ConfigError, InputNotFoundError, MissingDependencyError
 from agents.logging_policy import collect_logs, shown_candidates
+from envs.layout import FeatureLayout
 
 CHECKPOINT_VERSION = 1
 META_FILE = "baseline.json"
 ARRAYS_FILE = "arrays.npz"
 MODEL_FILE = "model.txt"
-N_EXTRA = 4  # retriever score, 1 - rank/K, price z, has-photo (last columns of obs["candidates"])
 REQUIRED_KEYS = ("candidates", "mask")
 
 Obs = Mapping[str, np.ndarray]
@@ -213,22 +213,47 @@ class RandomBaseline(Baseline):
             self.rng.bit_generator.state = json.loads(state_file.read_text())
 
 
-class RetrieverBaseline(Baseline):
-    """The retriever's own order (the ``1 - rank/K`` column of ``obs["candidates"]``)."""
+class _ColumnBaseline(Baseline):
+    """Scores one named feature of ``obs["candidates"]`` (looked up in the env's ``FeatureLayout``).
+
+    Args:
+        layout: The env's :class:`~envs.layout.FeatureLayout` (``env.unwrapped.layout``); without it the
+            layout is read from each observation's shapes.
+    """
+
+    feature: ClassVar[str] = ""
+    sign: ClassVar[float] = 1.0
+
+    def __init__(self, layout: FeatureLayout | None = None) -> None:
+        self.layout = layout
+
+    def scores(self, obs: Obs) -> np.ndarray:
+        layout = self.layout or FeatureLayout.of_observation(obs)
+        return self.sign * np.asarray(obs["candidates"])[:, layout.column(self.feature)].astype(np.float64)
+
+    @classmethod
+    def _from_params(cls, params: dict[str, Any], env: gym.Env | None) -> "Baseline":
+        return cls(**params, layout=_env_layout(env))
+
+
+def _env_layout(env: gym.Env | None) -> FeatureLayout | None:
+    """``env.unwrapped.layout`` (``None`` without an env)."""
+    return getattr(env.unwrapped, "layout", None) if env is not None else None
+
+
+class RetrieverBaseline(_ColumnBaseline):
+    """The retriever's own order (the ``retriever_rank`` feature, ``1 - rank/K``)."""
 
     name = "retriever"
-
-    def scores(self, obs: Obs) -> np.ndarray:
-        return np.asarray(obs["candidates"])[:, -3].astype(np.float64)
+    feature = "retriever_rank"
 
 
-class PriceBaseline(Baseline):
-    """Cheapest first (ascending price z-score, column ``-2`` of ``obs["candidates"]``)."""
+class PriceBaseline(_ColumnBaseline):
+    """Cheapest first (ascending ``price_z`` feature)."""
 
     name = "price"
-
-    def scores(self, obs: Obs) -> np.ndarray:
-        return -np.asarray(obs["candidates"])[:, -2].astype(np.float64)
+    feature = "price_z"
+    sign = -1.0
 
 
 class OracleBaseline(Baseline):
@@ -585,8 +610,8 @@ BaselineFactory = Callable[[gym.Env, int, BaselineConfig], Baseline]
 
 _FACTORIES: dict[str, BaselineFactory] = {
     "random": lambda env, seed, cfg: RandomBaseline(seed),
-    "retriever": lambda env, seed, cfg: RetrieverBaseline(),
-    "price": lambda env, seed, cfg: PriceBaseline(),
+    "retriever": lambda env, seed, cfg: RetrieverBaseline(_env_layout(env)),
+    "price": lambda env, seed, cfg: PriceBaseline(_env_layout(env)),
     "popularity": lambda env, seed, cfg: PopularityBaseline.fit(env, cfg.n_log_sessions, seed),
     "linucb": lambda env, seed, cfg: LinUCBBaseline(alpha=cfg.linucb_alpha, lam=cfg.lam),
     "thompson": lambda env, seed, cfg: ThompsonBaseline(v=cfg.thompson_v, lam=cfg.lam, seed=seed),

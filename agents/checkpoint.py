@@ -42,6 +42,7 @@ from agents.policies import MaskableCandidateScorePolicy
 from encoders.errors import CheckpointError, ConfigError, InputNotFoundError
 from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS
 from envs.config import EnvConfig, config_to_dict
+from envs.layout import FeatureLayout, LayoutMismatchError
 
 FORMAT = "shoprank-agent"
 FORMAT_VERSION = 1
@@ -53,7 +54,8 @@ WEIGHTS_FILE = "policy.pt"
 REQUIRED_KEYS = ("algo", "agent_config", "env_config")
 """Top-level entries every ``agent.json`` has (also those written before ``format_version`` existed)."""
 
-OPTIONAL_KEYS: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "catalog_fingerprint": None}
+OPTIONAL_KEYS: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "catalog_fingerprint": None,
+                                  "feature_layout": None}
 """Top-level entries a checkpoint may lack, with the value assumed then."""
 
 PLUGIN_FIELDS: dict[str, dict[str, Any]] = {
@@ -89,8 +91,10 @@ def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, pat
         from envs.world import get_world
 
         catalog_fingerprint = get_world(env_config.world).catalog.fingerprint()
+    layout = _model_layout(model)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "algo": name, "agent_config": asdict(config),
-            "env_config": config_to_dict(env_config), "catalog_fingerprint": catalog_fingerprint}
+            "env_config": config_to_dict(env_config), "catalog_fingerprint": catalog_fingerprint,
+            "feature_layout": layout.to_dict() if layout is not None else None}
     path.mkdir(parents=True, exist_ok=True)
     (path / META_FILE).write_text(json.dumps(meta, indent=2))
     torch.save({k: v.detach().cpu() for k, v in model.policy.state_dict().items()}, path / WEIGHTS_FILE)
@@ -110,6 +114,8 @@ class CheckpointMeta:
         env_config: Env config it was trained on, with plug-in fields as the caller allowed them.
         catalog_fingerprint: Fingerprint of the training catalog (``None`` in checkpoints older than it).
         format_version: Layout version of the file.
+        feature_layout: The observation's :class:`~envs.layout.FeatureLayout` it was trained on (``None`` in
+            checkpoints older than it).
     """
 
     algo: str
@@ -117,6 +123,7 @@ class CheckpointMeta:
     env_config: EnvConfig
     catalog_fingerprint: str | None
     format_version: int
+    feature_layout: FeatureLayout | None = None
 
 
 def _json_type(value: Any) -> str:
@@ -264,10 +271,16 @@ def read_checkpoint(path: Path, plugins: Mapping[str, str] | None = None,
     fingerprint = meta["catalog_fingerprint"]
     if fingerprint is not None and type(fingerprint) is not str:
         raise CheckpointError(f"{meta_path}: catalog_fingerprint must be a string, got {_got(fingerprint)}.")
+    layout = meta["feature_layout"]
+    if layout is not None:
+        try:
+            layout = FeatureLayout.from_dict(layout)
+        except LayoutMismatchError as exc:
+            raise CheckpointError(f"{meta_path}: feature_layout is {exc}") from None
     agent_config = _decode(AgentConfig, meta["agent_config"], "agent_config", meta_path)
     env_config = _decode(EnvConfig, meta["env_config"], "env_config", meta_path)
     env_config = allow_plugins(env_config, plugins, trust_plugins, source=str(meta_path))
-    return CheckpointMeta(meta["algo"], agent_config, env_config, fingerprint, version)
+    return CheckpointMeta(meta["algo"], agent_config, env_config, fingerprint, version, layout)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -299,6 +312,17 @@ class LoadedAgent:
         return self.policy.predict(observation, state, episode_start, deterministic)
 
 
+def _model_layout(model) -> FeatureLayout | None:
+    """The :class:`~envs.layout.FeatureLayout` of an SB3 model's env (``env.unwrapped.layout``)."""
+    env = model.get_env()
+    if env is None:
+        return None
+    try:
+        return env.get_attr("layout")[0]
+    except AttributeError:  # an env without named features
+        return None
+
+
 def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
@@ -317,6 +341,7 @@ def build_policy(algo: str, env_config: EnvConfig, config: AgentConfig):
     with the smallest buffers and dropped, and the policy's optimiser removed."""
     model = build_agent(algo, env_config, replace(config, buffer_size=1, learning_starts=0), n_envs=1)
     policy = model.policy
+    policy.feature_layout = _model_layout(model)
     policy.optimizer = None
     model.env.close()
     del model
@@ -341,6 +366,11 @@ def load_policy(path: Path, meta: CheckpointMeta, env_config: EnvConfig | None =
     state = _read_weights(weights_path)  # before any model is built: a bad file costs nothing
     env_config = meta.env_config if env_config is None else env_config
     policy = build_policy(meta.algo, env_config, meta.agent_config)
+    if meta.feature_layout is not None and policy.feature_layout is not None:
+        try:
+            policy.feature_layout.check_matches(meta.feature_layout, f"checkpoint {Path(path)}")
+        except LayoutMismatchError as exc:
+            raise CheckpointError(str(exc)) from None
     try:
         policy.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # weights of another architecture or config

@@ -41,24 +41,25 @@ class RewardSpec:
             if abs(value) > MAX_WEIGHT:
                 raise ConfigError(f"RewardSpec.{name} must be between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {value}.")
 
-    def parts(self, clicks: np.ndarray, purchases: np.ndarray, prices: np.ndarray) -> dict[str, float]:
-        """Reward parts of one slate: ``clicks``, ``purchases`` bool ``(N,)``, ``prices`` ``(N,)``."""
-        return {
-            "clicks": float(np.sum(clicks)),
-            "purchases": float(np.sum(purchases)),
-            "revenue": float(np.sum(np.where(purchases, prices, 0.0))),
-        }
+    def parts(self, clicks: np.ndarray, purchases: np.ndarray, prices: np.ndarray) -> np.ndarray:
+        """``float64 (..., 3)`` reward parts of slates: clicks, purchases, revenue (see :data:`PARTS`).
 
-    def expected_parts(self, click_prob: np.ndarray, purchase_prob: np.ndarray, prices: np.ndarray) -> dict[str, float]:
-        """Expected reward parts of one slate from per-slot probabilities ``(N,)``."""
-        return {
-            "clicks": float(np.sum(click_prob)),
-            "purchases": float(np.sum(purchase_prob)),
-            "revenue": float(np.sum(purchase_prob * prices)),
-        }
+        Args:
+            clicks: ``bool (..., N)`` sampled clicks, or ``float`` click probabilities (expected parts).
+            purchases: ``bool (..., N)`` sampled purchases, or ``float`` purchase probabilities.
+            prices: ``(..., N)`` price of each slot's product (any value on empty slots).
+        """
+        out = np.empty(np.shape(clicks)[:-1] + (3,))
+        out[..., 0] = np.sum(clicks, axis=-1)
+        out[..., 1] = np.sum(purchases, axis=-1)
+        if np.asarray(purchases).dtype == bool:
+            out[..., 2] = np.sum(np.where(purchases, prices, 0.0), axis=-1)
+        else:
+            out[..., 2] = np.sum(purchases * prices, axis=-1)
+        return out
 
     def position_rewards(self, click: np.ndarray, purchase: np.ndarray, prices: np.ndarray) -> np.ndarray:
-        """``float (N,)`` each slot's share of the reward: ``click * click_n + purchase * purchase_n +
+        """``float (..., N)`` each slot's share of the reward: ``click * click_n + purchase * purchase_n +
         revenue * price_n * purchase_n``. Takes sampled outcomes (bool) or probabilities (float); sums to
         :meth:`total` of the matching parts. Agents use it for per-slot credit (a SlateQ-style decomposition
         of the slate reward into items; valid because every slot's outcome is observed)."""
@@ -66,6 +67,10 @@ class RewardSpec:
         purchase = np.asarray(purchase, dtype=np.float64)
         return self.click * click + self.purchase * purchase + self.revenue * np.asarray(prices) * purchase
 
-    def total(self, parts: dict[str, float]) -> float:
-        """Weighted sum of :meth:`parts`."""
-        return self.click * parts["clicks"] + self.purchase * parts["purchases"] + self.revenue * parts["revenue"]
+    def total(self, parts: np.ndarray) -> np.ndarray:
+        """``float64 (...,)`` weighted sum of :meth:`parts` ``(..., 3)``."""
+        return self.click * parts[..., 0] + self.purchase * parts[..., 1] + self.revenue * parts[..., 2]
+
+
+PARTS = ("clicks", "purchases", "revenue")
+"""Names of the reward parts, in the order of :meth:`RewardSpec.parts`' last axis (also ``info`` keys)."""

@@ -10,7 +10,8 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.config import EnvConfig
-from envs.session import episode_end, init_session_env, observation_space
+from envs.core import episode_end, observation_space
+from envs.session import init_session_env
 from envs.world import ShopWorld
 from simulators.protocols import UserSimulator
 
@@ -34,7 +35,7 @@ class SlotActionSpace(spaces.Discrete):
 
     def sample(self, mask: np.ndarray | None = None, probability: np.ndarray | None = None) -> np.int64:
         env = self._env() if self._env is not None else None
-        if mask is None and probability is None and env is not None and env.core.query is not None:
+        if mask is None and probability is None and env is not None and env.core.started:
             mask = env.action_masks().astype(np.int8)
         return super().sample(mask=mask, probability=probability)
 
@@ -107,7 +108,8 @@ class ShopRankSeqEnv(gym.Env):
         init_session_env(self, config, world, simulator, render_mode)
         k, n = self.config.n_candidates, self.config.slate_size
         self.action_space = SlotActionSpace(k, self)
-        base = observation_space(self.config, self.world, self.core.profile_dim)
+        self.layout = self.core.layout
+        base = observation_space(self.layout)
         self.observation_space = spaces.Dict({
             **base.spaces,
             "placed": spaces.Box(0.0, 1.0, shape=(k,), dtype=np.float32),
@@ -166,7 +168,7 @@ class ShopRankSeqEnv(gym.Env):
         self._new_query_state()
         self._last = None
         self._ended = False
-        return self._observation(), {"query": self.core.query.text}
+        return self._observation(), {"query": self.core.query_text}
 
     def _check_action(self, action: Any) -> int:
         k = self.config.n_candidates
@@ -184,7 +186,7 @@ class ShopRankSeqEnv(gym.Env):
         return index
 
     def step(self, action: Any):
-        if self.core.query is None:
+        if not self.core.started:
             raise RuntimeError("call reset() before step().")
         if self._ended:
             raise RuntimeError("the episode has ended (terminated or truncated); call reset() before step().")
@@ -192,27 +194,26 @@ class ShopRankSeqEnv(gym.Env):
         filled = self.slot
         if self._n_valid() > 0:
             self._order.append(index)
-        info: dict[str, Any] = {"slot": filled, "query": self.core.query.text}
+        info: dict[str, Any] = {"slot": filled, "query": self.core.query_text}
         if self._n_valid() > 0 and len(self._order) < self._slate_target():
             info["slate_done"] = False
             return self._observation(), 0.0, False, False, info
 
-        slate = np.full(self.config.slate_size, -1, dtype=np.int64)
-        slate[: len(self._order)] = self.core.candidates[self._order]
-        outcome = self.core.show(slate, self.np_random)
+        positions = np.full(self.config.slate_size, -1, dtype=np.int64)
+        positions[: len(self._order)] = self._order
+        outcome = self.core.show(positions, self.np_random)
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
-        info.update({**outcome.parts, "slate_done": True, "clicked_positions": np.flatnonzero(outcome.response.clicks),
-                     "purchased_positions": np.flatnonzero(outcome.response.purchases),
-                     "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
+        info.update({**outcome.parts, "slate_done": True, "clicked_positions": np.flatnonzero(outcome.clicks),
+                     "purchased_positions": np.flatnonzero(outcome.purchases),
+                     "shown_ids": outcome.slate, "ndcg": outcome.ndcg, "left": outcome.left,
                      "position_rewards": outcome.position_rewards})
-        self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
-                      "reward": outcome.reward}
+        self._last = {"query": self.core.query_text, "outcome": outcome}
         self._ended = terminated or truncated
         if not self._ended:
             self.core.next_query(self.np_random)
             self._new_query_state()
-            info["next_query"] = self.core.query.text
-        return self._observation(), float(outcome.reward), terminated, truncated, info
+            info["next_query"] = self.core.query_text
+        return self._observation(), outcome.reward, terminated, truncated, info
 
     def privileged_scores(self, observable: bool = False) -> np.ndarray:
         """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracles only.
@@ -232,12 +233,12 @@ class ShopRankSeqEnv(gym.Env):
         catalog = self.world.catalog
         target = self._slate_target()
         progress = f"building slot {self.slot + 1}/{target}" if self.slot < target else "slate shown"
-        lines = [f"query: {self.core.query.text!r}   {progress}"]
+        lines = [f"query: {self.core.query_text!r}   {progress}"]
         for pos, index in enumerate(self._order):
             item = self.core.candidates[index]
             lines.append(f"{pos + 1:>3}. [{index:>2}] {catalog.titles[item][:60]:<60} {catalog.prices[item]:>8.2f}")
         if self._last is not None:
-            resp = self._last["response"]
-            lines.append(f"last slate: query {self._last['query']!r}, reward {self._last['reward']:.2f}, "
-                         f"{int(resp.clicks.sum())} clicks, {int(resp.purchases.sum())} purchases")
+            outcome = self._last["outcome"]
+            lines.append(f"last slate: query {self._last['query']!r}, reward {outcome.reward:.2f}, "
+                         f"{int(outcome.clicks.sum())} clicks, {int(outcome.purchases.sum())} purchases")
         return "\n".join(lines) + "\n"

@@ -1,8 +1,8 @@
-"""One shopping session as both environments see it: observation building, slate response, metrics.
+"""One shopping session as the single and sequential envs see it: the array core at ``B = 1``.
 
-:class:`SessionCore` owns the simulator calls so that the per-query env (``ShopRank-v0``) and the
-per-slot env (``ShopRankSeq-v0``) share one implementation of the rules. A failure inside a plug-in
-simulator is re-raised as :class:`SimulatorError` naming the method and what it returned.
+:class:`SessionCore` is :class:`~envs.core.EnvCore` with one session, plus per-session views (the
+shopper's state, the query, the candidates) for the oracles and metrics that need them. A failure inside a
+plug-in simulator is re-raised as :class:`SimulatorError` naming the method and what it returned.
 """
 
 from __future__ import annotations
@@ -11,35 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 
 from encoders.errors import ConfigError, SimulatorError
 from envs.config import EnvConfig, resolve_env_config
 from encoders.registry import resolve
+from envs.core import N_EXTRA, N_SESSION, SCORE_BOUND, EnvCore, SlateResult, episode_end, observation_space
 from envs.world import ShopWorld, get_world
 from simulators.items import ItemTable
-from simulators.protocols import PrivilegedSimulator, Query, Response, UserSimulator
+from simulators.protocols import Query, UserSimulator
 from simulators.shopper import DefaultShopper
 
-N_EXTRA = 4
-"""Per-candidate numeric features after the fused vector: retriever score, retriever rank score
-(``1 - rank / K``), price z-score, has-photo flag."""
-SCORE_BOUND = 10.0
-"""Bound of the ``Box`` score actions; only the order of the scores matters (see ``ShopRankEnv``)."""
-N_SESSION = 4
-"""Session features: queries so far / budget, clicks, purchases so far (scaled), last-slate CTR."""
-
-
-def episode_end(left, n_queries, max_queries: int):
-    """Gymnasium's ``(terminated, truncated)`` after a slate, for scalars or ``(B,)`` arrays.
-
-    ``terminated``: the shopper left, or the episode is a one-query bandit (``max_queries == 1``: the
-    query is the whole task, nothing follows it, so there is nothing to bootstrap). ``truncated``: the
-    query budget of a multi-query session ran out while the shopper was still there.
-    """
-    terminated = np.logical_or(left, max_queries == 1)
-    truncated = np.logical_and(~terminated, np.asarray(n_queries) >= max_queries)
-    return terminated, truncated
+__all__ = ["N_EXTRA", "N_SESSION", "SCORE_BOUND", "SessionCore", "SimulatorError", "SlateOutcome", "episode_end",
+           "init_session_env", "make_simulator", "observation_space"]
 
 
 def init_session_env(env: Any, config: EnvConfig | None, world: ShopWorld | None, simulator: UserSimulator | None,
@@ -75,187 +58,108 @@ def make_simulator(config: EnvConfig, world: ShopWorld) -> UserSimulator:
     return sim
 
 
-def observation_space(config: EnvConfig, world: ShopWorld, profile_dim: int) -> spaces.Dict:
-    """The flat ``Dict`` observation space shared by the environments (fixed shapes, float32)."""
-    k, h, f = config.n_candidates, config.history_size, world.fused.shape[1]
-    box = lambda *shape: spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)  # noqa: E731
-    return spaces.Dict({
-        "query": box(world.query_basis.shape[1]),
-        "profile": box(profile_dim),
-        "session": box(N_SESSION),
-        "history": box(h, f),
-        "history_mask": spaces.Box(0.0, 1.0, shape=(h,), dtype=np.float32),
-        "candidates": box(k, f + N_EXTRA),
-        "mask": spaces.Box(0.0, 1.0, shape=(k,), dtype=np.float32),
-    })
-
-
 @dataclass
 class SlateOutcome:
-    """What one shown slate produced."""
+    """What one shown slate produced (row 0 of a :class:`~envs.core.SlateResult`)."""
 
     reward: float
     parts: dict[str, float]
-    response: Response
+    clicks: np.ndarray
+    purchases: np.ndarray
     slate: np.ndarray
     left: bool
     ndcg: float
     position_rewards: np.ndarray
     """``float (N,)`` each slot's share of ``reward`` (see :meth:`RewardSpec.position_rewards`)."""
+    response: Any = None
+    """The simulator's ``Response`` when it made one (plug-ins), else ``None``."""
+
+    @classmethod
+    def of(cls, result: SlateResult) -> "SlateOutcome":
+        parts = result.parts[0]
+        return cls(reward=float(result.reward[0]),
+                   parts={"clicks": float(parts[0]), "purchases": float(parts[1]), "revenue": float(parts[2])},
+                   clicks=result.clicks[0], purchases=result.purchases[0], slate=result.slate[0],
+                   left=bool(result.left[0]), ndcg=float(result.ndcg[0]), position_rewards=result.position_rewards[0],
+                   response=result.responses[0] if result.responses else None)
 
 
 class SessionCore:
-    """State and rules of one session; the envs add their action handling on top.
+    """One session: :class:`~envs.core.EnvCore` at ``B = 1`` with per-session views.
 
     Args:
         config: Environment config.
         world: Shared world.
-        simulator: The shopper population.
+        simulator: The shopper population (any ``UserSimulator``).
+
+    Attributes:
+        core: The array core (``B = 1``); layout: its :class:`~envs.layout.FeatureLayout`.
+        sim: The ``UserSimulator``; n_queries: slates shown this session.
     """
 
     def __init__(self, config: EnvConfig, world: ShopWorld, simulator: UserSimulator) -> None:
-        self.config = config
-        self.world = world
-        self.sim = simulator
-        self.profile_dim = int(simulator.profile_dim)
-        k = config.n_candidates
-        self._item_static = np.column_stack([world.items.price_z, world.catalog.has_image.astype(np.float32)])
-        self._rank_feature = (1.0 - np.arange(k) / k).astype(np.float32)
-        self.state: Any = None
-        self.query: Query | None = None
-        self.candidates = np.full(k, -1, dtype=np.int64)
-        self.n_queries = 0
-        self.totals = {"clicks": 0.0, "purchases": 0.0, "revenue": 0.0}
-        self.last_ctr = 0.0
-        self.history: list[int] = []
-        self._obs: dict[str, np.ndarray] = {}
-        self._privileged = isinstance(simulator, PrivilegedSimulator)  # protocol isinstance is slow: once
-        # DefaultShopper's utility does not depend on the rest of the slate: one call scores all K
-        # candidates (a subclass that overrides the probabilities keeps the generic per-chunk path).
-        self._fast_utility = (
-            getattr(type(simulator), "expected_response", None) is DefaultShopper.expected_response
-            and getattr(type(simulator), "item_probabilities", None) is DefaultShopper.item_probabilities
-            and getattr(type(simulator), "utility", None) is DefaultShopper.utility)
-        self._discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
-        known = getattr(simulator, "known_queries", None)
-        if callable(known):
-            world.prewarm(list(known()), k)
-
-    # -- plug-in guard --------------------------------------------------------------------------------
-    def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self.sim, method)(*args)
-        except SimulatorError:
-            raise
-        except Exception as exc:
-            raise SimulatorError(f"{type(self.sim).__name__}.{method} raised {exc!r}") from exc
+        self.config, self.world, self.sim = config, world, simulator
+        self.core = EnvCore(config, world, simulator, 1)
+        self.batch = self.core.sim
+        self.layout = self.core.layout
+        self.profile_dim = self.batch.profile_dim
+        self._started = False
 
     # -- session --------------------------------------------------------------------------------------
     def start(self, rng: np.random.Generator) -> None:
         """Sample a shopper and their first query."""
-        self.state = self._call("reset", rng)
-        self.n_queries = 0
-        self.totals = {"clicks": 0.0, "purchases": 0.0, "revenue": 0.0}
-        self.last_ctr = 0.0
-        self.history = []
-        self.next_query(rng)
+        self.core.start(None, rng)
+        self._started = True
 
     def next_query(self, rng: np.random.Generator) -> None:
         """Ask the shopper for a query and retrieve its candidates."""
-        query = self._call("next_query", self.state, rng)
-        if not isinstance(query, Query) or not isinstance(query.text, str):
-            raise SimulatorError(
-                f"{type(self.sim).__name__}.next_query must return simulators.Query(text=str, ...), got {query!r}")
-        self.query = query
-        ids, scores, qobs = self.world.personalized_search(query.text, self.history, self.config.personalize_query,
-                                                           self.config.n_candidates)
-        self.candidates = ids
-        self._build_obs(scores, qobs)
-
-    def _build_obs(self, scores: np.ndarray, qobs: np.ndarray) -> None:
-        cfg, world = self.config, self.world
-        k, h = cfg.n_candidates, cfg.history_size
-        valid = self.candidates >= 0
-        rows = np.where(valid, self.candidates, 0)
-        cand = np.zeros((k, world.fused.shape[1] + N_EXTRA), dtype=np.float32)
-        cand[:, : world.fused.shape[1]] = world.fused[rows]
-        cand[:, -4] = np.where(valid, scores, 0.0)
-        cand[:, -3] = self._rank_feature
-        cand[:, -2:] = self._item_static[rows]
-        cand[~valid] = 0.0
-        profile = np.asarray(self._call("profile", self.state), dtype=np.float32)
-        if profile.shape != (self.profile_dim,) or not np.all(np.isfinite(profile)):
-            raise SimulatorError(
-                f"{type(self.sim).__name__}.profile must return finite float32 ({self.profile_dim},), "
-                f"got shape {profile.shape}")
-        history = np.zeros((h, world.fused.shape[1]), dtype=np.float32)
-        hmask = np.zeros(h, dtype=np.float32)
-        recent = self.history[-h:]
-        if recent:
-            history[: len(recent)] = world.fused[recent]
-            hmask[: len(recent)] = 1.0
-        session = np.array([self.n_queries / cfg.max_queries, self.totals["clicks"] / 10.0,
-                            self.totals["purchases"] / 5.0, self.last_ctr], dtype=np.float32)
-        self._obs = {"query": qobs.astype(np.float32), "profile": profile, "session": session,
-                     "history": history, "history_mask": hmask, "candidates": cand,
-                     "mask": valid.astype(np.float32)}
+        self.core.next_queries(np.zeros(1, dtype=np.int64), rng)
 
     def observation(self) -> dict[str, np.ndarray]:
-        """Copy of the current observation (see :func:`observation_space`)."""
-        return {key: value.copy() for key, value in self._obs.items()}
+        """The current observation (fresh arrays; see :func:`~envs.core.observation_space`)."""
+        return {key: value[0] for key, value in self.core.observation().items()}
 
-    def show(self, slate: np.ndarray, rng: np.random.Generator) -> SlateOutcome:
-        """Show ``slate`` (``int64 (N,)`` catalog rows, -1 = empty) and apply the shopper's response."""
-        cfg = self.config
-        response = self._call("respond", self.state, self.query, slate, rng)
-        n = len(slate)
-        for name in ("clicks", "purchases"):
-            value = np.asarray(getattr(response, name, None))
-            if value.shape != (n,) or value.dtype != bool:
-                raise SimulatorError(
-                    f"{type(self.sim).__name__}.respond must return Response.{name} as bool ({n},), "
-                    f"got {value.dtype} {value.shape}")
-        if np.any(response.purchases & ~response.clicks) or np.any(response.clicks & (slate < 0)):
-            raise SimulatorError(f"{type(self.sim).__name__}.respond: purchases must be clicks, "
-                                 "and empty slots (-1) cannot be clicked")
-        prices = self.world.items.prices[np.where(slate >= 0, slate, 0)]
-        parts = cfg.reward.parts(response.clicks, response.purchases, prices)
-        if cfg.reward.expected:
-            click_prob, purchase_prob = self._expected_probs(slate)
-            position_rewards = cfg.reward.position_rewards(click_prob, purchase_prob, prices)
-            reward = cfg.reward.total(cfg.reward.expected_parts(click_prob, purchase_prob, prices))
-        else:
-            position_rewards = cfg.reward.position_rewards(response.clicks, response.purchases, prices)
-            reward = cfg.reward.total(parts)
-        ndcg = self.ndcg(slate)
-        result = self._call("transition", self.state, self.query, slate, response, rng)
-        if not (isinstance(result, tuple) and len(result) == 2):
-            raise SimulatorError(f"{type(self.sim).__name__}.transition must return (new_state, left: bool), "
-                                 f"got {result!r:.200}")
-        self.state, left = result
-        for key in self.totals:
-            self.totals[key] += parts[key]
-        shown = max(int((slate >= 0).sum()), 1)
-        self.last_ctr = float(response.clicks.sum()) / shown
-        self.history.extend(int(i) for i in slate[response.clicks])
-        self.history = self.history[-cfg.history_size:]
-        self.n_queries += 1
-        left = bool(left) or bool(getattr(response, "abandoned", False))
-        return SlateOutcome(reward=reward, parts=parts, response=response, slate=slate, left=left, ndcg=ndcg,
-                            position_rewards=position_rewards)
+    def show(self, positions: np.ndarray, rng: np.random.Generator) -> SlateOutcome:
+        """Show the candidates at ``positions`` (``int64 (N,)`` candidate positions, -1 = empty slot)."""
+        return SlateOutcome.of(self.core.show(positions[None, :], rng))
 
-    def _expected_probs(self, slate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(click_prob (N,), purchase_prob (N,))`` of ``slate`` under the shopper's true state."""
-        if not self.privileged:
-            raise SimulatorError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
-                                 f"{type(self.sim).__name__} has none.")
-        exp = self.sim.expected_response(self.state, self.query, slate)
-        return np.asarray(exp.click_prob), np.asarray(exp.purchase_prob)
+    # -- per-session views ----------------------------------------------------------------------------
+    @property
+    def n_queries(self) -> int:
+        return int(self.core.sessions.n_queries[0])
 
-    # -- privileged truth -----------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has run."""
+        return self._started
+
+    @property
+    def query_text(self) -> str:
+        """The current query's text."""
+        return self.core.table.text(int(self.core.sessions.query[0]))
+
+    @property
+    def query(self) -> Query | None:
+        """The current ``Query`` (``None`` before the first :meth:`start`)."""
+        if not self._started:
+            return None
+        return self.batch.query_of(self.core.sessions.shopper, self.core.sessions.query, 0)
+
+    @property
+    def state(self) -> Any:
+        """The shopper's hidden state as the ``UserSimulator`` sees it (privileged)."""
+        return self.batch.state_of(self.core.sessions.shopper, 0)
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """``int64 (K,)`` catalog rows of the current candidates, ``-1`` padded."""
+        if not self._started:
+            return np.full(self.config.n_candidates, -1, dtype=np.int64)
+        return self.core.candidates[0]
+
     @property
     def privileged(self) -> bool:
-        return self._privileged
+        return self.batch.privileged
 
     def candidate_values(self, observable: bool = False) -> np.ndarray:
         """``float (K,)`` expected immediate reward of each candidate shown alone in the top slot (privileged).
@@ -274,8 +178,11 @@ class SessionCore:
             if not callable(estimate):
                 raise SimulatorError(f"{type(self.sim).__name__} has no observable_state(state): "
                                      "no profile oracle possible.")
-            state = self._call("observable_state", self.state)
-        cfg = self.config
+            try:
+                state = estimate(state)
+            except Exception as exc:
+                raise SimulatorError(f"{type(self.sim).__name__}.observable_state raised {exc!r}") from exc
+        cfg, query = self.config, self.query
         values = np.full(cfg.n_candidates, -np.inf)
         empty = np.full(cfg.slate_size, -1, dtype=np.int64)
         prices = self.world.items.prices
@@ -284,45 +191,12 @@ class SessionCore:
                 continue
             slate = empty.copy()
             slate[0] = item
-            exp = self.sim.expected_response(state, self.query, slate)
+            exp = self.sim.expected_response(state, query, slate)
             values[i] = (cfg.reward.click * exp.click_prob[0] + cfg.reward.purchase * exp.purchase_prob[0]
                          + cfg.reward.revenue * exp.purchase_prob[0] * prices[item])
         return values
 
     def candidate_utilities(self) -> np.ndarray | None:
         """``float (K,)`` true utility of each candidate (privileged), or ``None`` without it."""
-        if not self.privileged:
-            return None
-        if self._fast_utility:
-            return np.asarray(self.sim.utility(self.state, self.query.intent, self.candidates), dtype=float)
-        n = self.config.slate_size
-        chunks = []
-        for start in range(0, len(self.candidates), n):
-            chunk = np.full(n, -1, dtype=np.int64)
-            part = self.candidates[start:start + n]
-            chunk[: len(part)] = part
-            utility = np.asarray(self.sim.expected_response(self.state, self.query, chunk).utility, dtype=float)
-            if len(utility) == 0:
-                return None
-            chunks.append(utility[: len(part)])
-        return np.concatenate(chunks)
-
-    def ndcg(self, slate: np.ndarray) -> float:
-        """NDCG@N of ``slate`` against the shopper's true utilities of the K candidates (nan without truth).
-
-        Gains are utilities shifted to be non-negative over the candidates (``u - min u``).
-        """
-        util = self.candidate_utilities()
-        if util is None:
-            return float("nan")
-        valid = self.candidates >= 0
-        gains = np.where(valid, util - util[valid].min(), 0.0)
-        n = len(slate)
-        discounts = self._discounts if n == len(self._discounts) else 1.0 / np.log2(np.arange(2, n + 2))
-        # gain of each slate item: its candidate's gain (the last one if an id repeats), 0 if absent/empty
-        match = (np.asarray(slate)[:, None] == self.candidates[None, :]) & (np.asarray(slate) >= 0)[:, None]
-        last = len(gains) - 1 - np.argmax(match[:, ::-1], axis=1)
-        slate_gains = np.where(match.any(axis=1), gains[last], 0.0)
-        dcg = float(slate_gains @ discounts)
-        ideal = float(np.sort(gains)[::-1][:n] @ discounts[: min(n, len(gains))])
-        return float(dcg / ideal) if ideal > 0 else 1.0
+        util = self.batch.utilities(self.core.sessions.shopper, self.core.sessions.query, self.core.candidates)
+        return None if util is None else util[0]

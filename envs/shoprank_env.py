@@ -9,7 +9,8 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.config import EnvConfig
-from envs.session import SCORE_BOUND, episode_end, init_session_env, observation_space
+from envs.core import SCORE_BOUND, episode_end, observation_space, slate_positions
+from envs.session import init_session_env
 from envs.world import ShopWorld
 from simulators.protocols import UserSimulator
 
@@ -46,6 +47,10 @@ class ShopRankEnv(gym.Env):
     | candidates | (K, F + 4) | fused vector, retriever score, ``1 - rank/K``, price z-score, has-photo |
     | mask | (K,) | 1 for a real candidate, 0 for padding (fewer than K results) |
 
+    Columns are named by ``env.unwrapped.layout`` (:class:`~envs.layout.FeatureLayout`):
+    ``obs["candidates"][:, layout.column("retriever_rank")]``, ``layout.columns("fused")``,
+    ``obs["session"][layout.session_column("clicks")]``; look features up by name, never by position.
+
     ## Rewards
     ``RewardSpec``: ``click * clicks + purchase * purchases + revenue * revenue`` of the shown slate.
     ``info`` carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``purchased_positions``, ``shown_ids``,
@@ -66,7 +71,10 @@ class ShopRankEnv(gym.Env):
     ``ShopRankStatic-v0`` is the same env with ``max_queries=1`` (one query per episode, bandit-style).
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release. Since the array core (one implementation for the single, sequential and vector
+      envs) the observation returned with ``terminated``/``truncated`` shows the session after its last
+      slate (counters, history, profile), where it used to repeat the observation before that slate; the
+      same seed gives the same shoppers, queries, slates, clicks and rewards as before.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -76,7 +84,8 @@ class ShopRankEnv(gym.Env):
         init_session_env(self, config, world, simulator, render_mode)
         k = self.config.n_candidates
         self.action_space = spaces.Box(-SCORE_BOUND, SCORE_BOUND, shape=(k,), dtype=np.float32)
-        self.observation_space = observation_space(self.config, self.world, self.core.profile_dim)
+        self.layout = self.core.layout
+        self.observation_space = observation_space(self.layout)
         self._last: dict[str, Any] | None = None
         self._ended = False
 
@@ -85,7 +94,7 @@ class ShopRankEnv(gym.Env):
         self.core.start(self.np_random)
         self._last = None
         self._ended = False
-        return self.core.observation(), {"query": self.core.query.text}
+        return self.core.observation(), {"query": self.core.query_text}
 
     def slate_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Top-``N`` catalog rows by score among valid candidates (``int64 (N,)``, -1 padded)."""
@@ -97,31 +106,37 @@ class ShopRankEnv(gym.Env):
             raise ValueError(f"action must have shape ({k},), got {scores.shape}.")
         if not np.all(np.isfinite(scores)):
             raise ValueError("action contains NaN or infinite scores.")
-        valid = self.core.candidates >= 0
-        order = np.argsort(np.where(valid, -scores.astype(np.float64), np.inf), kind="stable")
-        slate = self.core.candidates[order[: self.config.slate_size]]
-        return np.where(valid[order[: self.config.slate_size]], slate, -1)
+        positions = slate_positions(scores[None, :], self.core.core.valid, self.config.slate_size)[0]
+        return np.where(positions >= 0, self.core.candidates[np.maximum(positions, 0)], -1)
+
+    def _positions(self, scores: np.ndarray) -> np.ndarray:
+        """``int64 (N,)`` candidate positions of the slate (see :meth:`slate_from_scores`), ``-1`` = empty."""
+        scores = np.asarray(scores)
+        k = self.config.n_candidates
+        if scores.shape != (k,) or scores.dtype.kind not in "fiu":
+            self.slate_from_scores(scores)  # raises the matching error
+        if not np.isfinite(scores).all():
+            raise ValueError("action contains NaN or infinite scores.")
+        return slate_positions(scores[None, :], self.core.core.valid, self.config.slate_size)[0]
 
     def step(self, action: np.ndarray):
-        if self.core.query is None:
+        if not self.core.started:
             raise RuntimeError("call reset() before step().")
         if self._ended:
             raise RuntimeError("the episode has ended (terminated or truncated); call reset() before step().")
-        slate = self.slate_from_scores(action)
-        outcome = self.core.show(slate, self.np_random)
+        outcome = self.core.show(self._positions(action), self.np_random)
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         self._ended = terminated or truncated
-        info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.response.clicks),
-                "purchased_positions": np.flatnonzero(outcome.response.purchases),
-                "shown_ids": slate.copy(), "ndcg": outcome.ndcg, "left": outcome.left,
-                     "position_rewards": outcome.position_rewards,
-                "query": self.core.query.text}
-        self._last = {"query": self.core.query.text, "slate": slate, "response": outcome.response,
-                      "reward": outcome.reward}
-        if not (terminated or truncated):
+        query = self.core.query_text
+        info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.clicks),
+                "purchased_positions": np.flatnonzero(outcome.purchases),
+                "shown_ids": outcome.slate, "ndcg": outcome.ndcg, "left": outcome.left,
+                "position_rewards": outcome.position_rewards, "query": query}
+        self._last = {"query": query, "outcome": outcome}
+        if not self._ended:
             self.core.next_query(self.np_random)
-            info["next_query"] = self.core.query.text
-        return self.core.observation(), float(outcome.reward), terminated, truncated, info
+            info["next_query"] = self.core.query_text
+        return self.core.observation(), outcome.reward, terminated, truncated, info
 
     def privileged_scores(self, observable: bool = False) -> np.ndarray:
         """Expected immediate reward of each candidate at the top slot (``float (K,)``); oracles only.
@@ -135,13 +150,13 @@ class ShopRankEnv(gym.Env):
             return None
         catalog = self.world.catalog
         if self._last is None:
-            return f"query: {self.core.query.text!r}  (no slate shown yet)\n"
-        lines = [f"query: {self._last['query']!r}   reward {self._last['reward']:.2f}"]
-        resp = self._last["response"]
-        for pos, item in enumerate(self._last["slate"]):
+            return f"query: {self.core.query_text!r}  (no slate shown yet)\n"
+        outcome = self._last["outcome"]
+        lines = [f"query: {self._last['query']!r}   reward {outcome.reward:.2f}"]
+        for pos, item in enumerate(outcome.slate):
             if item < 0:
                 lines.append(f"{pos + 1:>3}. (empty)")
                 continue
-            mark = "BUY " if resp.purchases[pos] else ("click" if resp.clicks[pos] else "")
+            mark = "BUY " if outcome.purchases[pos] else ("click" if outcome.clicks[pos] else "")
             lines.append(f"{pos + 1:>3}. {mark:<5} {catalog.titles[item][:60]:<60} {catalog.prices[item]:>8.2f}")
         return "\n".join(lines) + "\n"

@@ -12,7 +12,12 @@ empty ``-1`` slots) and checks, call by call, what the environments rely on:
   ``[0, 1]``, ``purchase_prob <= click_prob``, 0 on empty slots; ``utility`` empty or ``(N,)``, finite;
 * **determinism**: two runs with the same seed give identical sessions, even with the global
   ``np.random`` / ``random`` states changed in between (all randomness must come from the passed ``rng``);
-* **termination**: every session ends (``transition`` returns ``left=True``) within ``max_queries``.
+* **termination**: every session ends (``transition`` returns ``left=True``) within ``max_queries``;
+* **batched path**: the same sessions played interleaved through :class:`~simulators.batch.LoopShopper`
+  (the adapter the vector env runs plug-ins with: all sessions' queries first, then all responses, then
+  all transitions, each session with its own generator) give exactly the sessions played one at a time,
+  so the simulator keeps no per-session state on itself; then one pass with all sessions in one call per
+  method and one shared generator (the vector env's calls) must run and end every session.
 
 The first violation raises :class:`ConformanceError` with a message naming the method, what it returned
 and what to fix. Use :func:`assert_conforms` in a pytest test::
@@ -31,6 +36,8 @@ from typing import Any, Callable
 import numpy as np
 
 from encoders.errors import ConfigError
+from encoders.errors import SimulatorError
+from simulators.batch import LoopShopper
 from simulators.items import ItemTable
 from simulators.protocols import Query, UserSimulator
 
@@ -54,6 +61,7 @@ class ConformanceReport:
         ctr: Clicks per shown (non-empty) slot.
         purchases_per_click: Purchases per click (nan without clicks).
         privileged: Whether ``expected_response`` was present (and checked).
+        batch_size: Sessions per call in the batched pass (0 = the batched path was not checked).
     """
 
     name: str
@@ -63,6 +71,7 @@ class ConformanceReport:
     ctr: float
     purchases_per_click: float
     privileged: bool
+    batch_size: int = 0
 
 
 def default_items(n_products: int = 300, seed: int = 0) -> ItemTable:
@@ -205,6 +214,78 @@ def _random_slate(rng: np.random.Generator, n_items: int, n_slots: int, i: int) 
     return slate
 
 
+def _session_slate(items: ItemTable, n_slots: int, seed: int, session: int, n_q: int) -> np.ndarray:
+    """The random slate of query ``n_q`` of ``session`` (the same in every pass)."""
+    return _random_slate(np.random.default_rng([seed, 1, session, n_q]), items.n, n_slots, 5 * session + n_q)
+
+
+def _batched_fail(name: str, exc: SimulatorError, how: str) -> ConformanceError:
+    return _fail(name, f"played {how} through simulators.batch.LoopShopper (the vector env's path): {exc}",
+                 "keep everything a session needs in its state (never on the simulator object), and make every "
+                 "method work for any state it returned, in any order of sessions")
+
+
+def _play_interleaved(sim: Any, items: ItemTable, n_sessions: int, n_slots: int, seed: int, cap: int) -> list:
+    """Play all sessions round by round through :class:`LoopShopper`, each with its own generator; the trace
+    is in the format of :func:`_play` (sorted by session)."""
+    name = type(sim).__name__
+    texts: dict[str, int] = {}
+    loop = LoopShopper(sim, n_slots, lambda ts: np.array([texts.setdefault(t, len(texts)) for t in ts], dtype=np.int64))
+    rngs = [np.random.default_rng([seed, 0, s]) for s in range(n_sessions)]
+    one = np.zeros(1, dtype=np.int64)
+    try:
+        states = [loop.sample(1, rng) for rng in rngs]
+        alive, n_q, traces = list(range(n_sessions)), [0] * n_sessions, [[] for _ in range(n_sessions)]
+        while alive:
+            rows = {}
+            profiles = {s: loop.profile(states[s])[0] for s in alive}
+            for s in alive:
+                rows[s] = loop.next_queries(states[s], one, rngs[s])
+            slates = {s: _session_slate(items, n_slots, seed, s, n_q[s])[None, :] for s in alive}
+            resps = {s: loop.respond(states[s], rows[s], slates[s], slates[s], rngs[s]) for s in alive}
+            for s in list(alive):
+                left = bool(loop.transition(states[s], rows[s], slates[s], slates[s], resps[s], rngs[s])[0]
+                            or resps[s].abandoned[0])
+                r = resps[s]
+                traces[s].append((s, states[s].queries[0].text, profiles[s].astype(np.float64).tolist(),
+                                  slates[s][0].tolist(), r.clicks[0].tolist(), r.purchases[0].tolist(),
+                                  r.dwell[0].astype(np.float64).tolist(), left))
+                n_q[s] += 1
+                if left or n_q[s] >= cap:
+                    alive.remove(s)
+    except SimulatorError as exc:
+        raise _batched_fail(name, exc, "interleaved, session by session") from exc
+    return [step for trace in traces for step in trace]
+
+
+def _play_batched(sim: Any, items: ItemTable, n_sessions: int, n_slots: int, seed: int, cap: int) -> None:
+    """All sessions in one call per method with one generator (as the vector env calls a plug-in)."""
+    name = type(sim).__name__
+    texts: dict[str, int] = {}
+    loop = LoopShopper(sim, n_slots, lambda ts: np.array([texts.setdefault(t, len(texts)) for t in ts], dtype=np.int64))
+    rng = np.random.default_rng([seed, 2])
+    try:
+        state = loop.sample(n_sessions, rng)
+        idx = np.arange(n_sessions)
+        q = loop.next_queries(state, idx, rng)
+        for n_q in range(cap):
+            sub = loop.take(state, idx)
+            loop.profile(sub)
+            slate = np.stack([_session_slate(items, n_slots, seed, int(s), n_q) for s in idx])
+            resp = loop.respond(sub, q[idx], slate, slate, rng)
+            if loop.privileged:
+                loop.expected(sub, q[idx], slate, slate)
+                loop.utilities(sub, q[idx], slate)
+            left = loop.transition(sub, q[idx], slate, slate, resp, rng) | resp.abandoned
+            state = loop.put(state, idx, sub)
+            idx = idx[~left]
+            if not len(idx):
+                return
+            q[idx] = loop.next_queries(state, idx, rng)
+    except SimulatorError as exc:
+        raise _batched_fail(name, exc, f"{n_sessions} sessions at once") from exc
+
+
 def _play(sim: Any, items: ItemTable, n_sessions: int, n_slots: int, seed: int, max_queries: int | None,
           privileged: bool) -> tuple[list, dict[str, float]]:
     """Play the sessions; returns a trace (for the determinism check) and counters."""
@@ -212,7 +293,6 @@ def _play(sim: Any, items: ItemTable, n_sessions: int, n_slots: int, seed: int, 
     trace: list = []
     counts = {"slates": 0, "queries": 0, "shown": 0, "clicks": 0, "purchases": 0}
     cap = max_queries if max_queries is not None else 50
-    slate_rng = np.random.default_rng([seed, 1])
     for session in range(n_sessions):
         rng = np.random.default_rng([seed, 0, session])
         state = _call(name, sim, "reset", rng)
@@ -229,7 +309,7 @@ def _play(sim: Any, items: ItemTable, n_sessions: int, n_slots: int, seed: int, 
             if not isinstance(query, Query) or not isinstance(query.text, str) or not query.text.strip():
                 raise _fail(name, f"next_query must return simulators.protocols.Query with non-empty text, "
                             f"got {query!r}", "return Query(text='red dress', intent=...)")
-            slate = _random_slate(slate_rng, items.n, n_slots, counts["slates"])
+            slate = _session_slate(items, n_slots, seed, session, n_q)
             if privileged:
                 _check_expected(name, sim, state, query, slate)
             response = _call(name, sim, "respond", state, query, slate, rng)
@@ -289,6 +369,10 @@ def check_simulator(sim_or_factory: UserSimulator | Callable[[ItemTable, int], U
         np.random.seed(54321)
         random.seed(54321)
         second, _ = _play(sim, items, n_sessions, n_slots, seed, max_queries, privileged)
+        cap = max_queries if max_queries is not None else 50
+        interleaved = _play_interleaved(sim, items, n_sessions, n_slots, seed, cap) if first == second else None
+        if interleaved is not None:
+            _play_batched(sim, items, n_sessions, n_slots, seed, cap)
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
@@ -298,12 +382,20 @@ def check_simulator(sim_or_factory: UserSimulator | Callable[[ItemTable, int], U
         raise _fail(name, f"two runs with the same seed differ (first at session {step[0]}, query {step[1]!r})",
                     "draw all randomness from the rng argument (never np.random.* / random.*), and keep no "
                     "mutable state on the simulator object: everything a session needs lives in its state")
+    if interleaved != first:
+        where = next(i for i, (a, b) in enumerate(zip(first + [None], interleaved + [None])) if a != b)
+        step = first[where] if where < len(first) else interleaved[where]
+        raise _fail(name, f"sessions played interleaved (as the vector env plays them, through "
+                    f"simulators.batch.LoopShopper) differ from the same sessions played one at a time (first at "
+                    f"session {step[0]}, query {step[1]!r})",
+                    "keep no per-session data on the simulator object (e.g. the last query or slate): everything "
+                    "a session needs lives in the state that reset/transition return")
     return ConformanceReport(
         name=name, n_sessions=n_sessions, n_slates=counts["slates"],
         mean_queries=counts["queries"] / n_sessions,
         ctr=counts["clicks"] / max(counts["shown"], 1),
         purchases_per_click=counts["purchases"] / counts["clicks"] if counts["clicks"] else float("nan"),
-        privileged=privileged)
+        privileged=privileged, batch_size=n_sessions)
 
 
 def assert_conforms(sim_or_factory: UserSimulator | Callable[[ItemTable, int], UserSimulator] | str,

@@ -222,6 +222,99 @@ def patience_after(cfg: ShopperConfig, patience: np.ndarray, irrelevant_share: n
     return patience - cfg.fatigue * irrelevant_share - cfg.no_click_penalty * no_click
 
 
+def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Hidden traits of ``n`` new shoppers (the draws of :meth:`DefaultShopper.reset`, batched).
+
+    Returns:
+        ``segment int64 (n,)``, ``taste float32 (n, V)``, ``price_sensitivity float64 (n,)`` (Gamma prior,
+        mean 1), ``profile_noise float32 (n, V + 1)``, ``willingness_to_pay float64 (n,)``. With ``n = 1``
+        the draws equal those of one :meth:`DefaultShopper.reset` (same generator calls, same order).
+    """
+    return {
+        "segment": rng.integers(len(SEGMENTS), size=n),
+        "taste": rng.normal(size=(n, visual_dim)).astype(np.float32),
+        "price_sensitivity": rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE, size=n),
+        "profile_noise": (cfg.profile_noise * rng.normal(size=(n, visual_dim + 1))).astype(np.float32),
+        "willingness_to_pay": cfg.budget_mean + cfg.budget_std * rng.normal(size=n),
+    }
+
+
+def profile_rows(segment: np.ndarray, taste: np.ndarray, price_sensitivity: np.ndarray,
+                 profile_noise: np.ndarray) -> np.ndarray:
+    """``float32 (n, S + V + 1)`` observable profiles: segment one-hot, noisy taste, noisy price sensitivity."""
+    n, v = taste.shape
+    out = np.zeros((n, len(SEGMENTS) + v + 1), dtype=np.float32)
+    out[np.arange(n), segment] = 1.0
+    out[:, len(SEGMENTS):-1] = taste + profile_noise[:, :-1]
+    out[:, -1] = price_sensitivity.astype(np.float32) + profile_noise[:, -1]  # float32 sum, as per shopper
+    return out
+
+
+def segment_bank_table(bank_by_segment: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(table int64 (S, M), counts int64 (S,))``: each segment's query-bank rows, left-aligned, padded."""
+    counts = np.array([len(rows) for rows in bank_by_segment], dtype=np.int64)
+    table = np.zeros((len(bank_by_segment), max(int(counts.max()), 1)), dtype=np.int64)
+    for s, rows in enumerate(bank_by_segment):
+        table[s, : len(rows)] = rows
+    return table, counts
+
+
+def sample_bank_rows(table: np.ndarray, counts: np.ndarray, segment: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """``int64 (n,)`` query-bank rows drawn uniformly among those fitting each shopper's ``segment (n,)``."""
+    return table[segment, rng.integers(counts[segment])]
+
+
+def sample_response(click_model: ClickModel, attract: np.ndarray, p_buy: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clicks from the click model, purchases among clicks, dwell seconds of clicked slots.
+
+    Args:
+        click_model: Any ``ClickModel``.
+        attract: ``float (B, N)`` attractiveness per slot (0 on empty slots).
+        p_buy: ``float (B, N)`` purchase-given-click probability per slot.
+        rng: Generator; the draws are clicks, then one uniform and one Gamma(2, 15) per slot.
+
+    Returns:
+        ``(clicks bool (B, N), purchases bool (B, N), dwell float32 (B, N))``.
+    """
+    clicks = np.asarray(click_model.sample(attract, rng), dtype=bool)
+    purchases = clicks & (rng.random(clicks.shape) < p_buy)
+    dwell = np.where(clicks, rng.gamma(2.0, 15.0, size=clicks.shape) * (1 + 2 * purchases), 0.0)
+    return clicks, purchases, dwell.astype(np.float32)
+
+
+def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, rel: np.ndarray,
+                   visual: np.ndarray, shown: np.ndarray, clicks: np.ndarray, purchases: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drift, fatigue, satisfaction and patience of ``B`` shoppers after one slate each.
+
+    Args:
+        cfg: Population parameters.
+        taste: ``float32 (B, V)``; patience: ``float64 (B,)``.
+        rel: ``float (B, N)`` intent match of each slot's product; visual: ``float32 (B, N, V)`` its visual traits.
+        shown: ``bool (B, N)`` non-empty slots; clicks, purchases: ``bool (B, N)``.
+        rng: Generator; one uniform per shopper who bought and still has patience (leave or stay).
+
+    Returns:
+        ``(taste float32 (B, V), patience float64 (B,), left bool (B,))`` (see :meth:`DefaultShopper.transition`).
+    """
+    clicks = clicks & shown
+    n_click = clicks.sum(axis=1)
+    if cfg.drift > 0 and n_click.any():
+        look = (visual * clicks[:, :, None]).sum(axis=1) / np.maximum(n_click, 1).astype(np.float32)[:, None]
+        taste = np.where((n_click > 0)[:, None], drifted_taste(cfg, taste, look), taste)
+    n_shown = shown.sum(axis=1)
+    irrelevant = ((rel < 0.5) & shown).sum(axis=1) / np.maximum(n_shown, 1)
+    irrelevant = np.where(n_shown > 0, irrelevant, 1.0)
+    patience = patience_after(cfg, patience, irrelevant, n_click == 0)
+    left = patience <= 0
+    ask = purchases.any(axis=1) & ~left
+    if ask.any():
+        left[ask] = rng.random(int(ask.sum())) >= cfg.p_continue_after_purchase
+    return taste, patience, left
+
+
 class DefaultShopper:
     """The built-in shopper population (satisfies ``UserSimulator`` and ``PrivilegedSimulator``).
 
@@ -246,6 +339,7 @@ class DefaultShopper:
             ok = [i for i, intent in enumerate(self.bank)
                   if segment == "any" or dict(intent.facets).get("gender", segment) in (segment, "unisex")]
             self._bank_by_segment.append(np.array(ok or range(len(self.bank)), dtype=np.int64))
+        self.bank_table, self.bank_counts = segment_bank_table(self._bank_by_segment)
 
     @staticmethod
     def _reference_log_prices(items: ItemTable) -> np.ndarray:
@@ -281,23 +375,16 @@ class DefaultShopper:
     # -- sampling -------------------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator) -> ShopperState:
         """Sample a shopper: segment, taste ``N(0, I)``, price sensitivity, profile noise, willingness to pay."""
-        v, cfg = self.visual_dim, self.config
+        traits = sample_traits(self.config, 1, self.visual_dim, rng)
         return ShopperState(
-            segment=int(rng.integers(len(SEGMENTS))),
-            taste=rng.normal(size=v).astype(np.float32),
-            price_sensitivity=float(rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE)),
-            profile_noise=(cfg.profile_noise * rng.normal(size=v + 1)).astype(np.float32),
-            patience=float(cfg.patience),
-            willingness_to_pay=float(cfg.budget_mean + cfg.budget_std * rng.normal()),
-        )
+            segment=int(traits["segment"][0]), taste=traits["taste"][0],
+            price_sensitivity=float(traits["price_sensitivity"][0]), profile_noise=traits["profile_noise"][0],
+            patience=float(self.config.patience), willingness_to_pay=float(traits["willingness_to_pay"][0]))
 
     def profile(self, state: ShopperState) -> np.ndarray:
         """``float32 (profile_dim,)``: segment one-hot, noisy taste, noisy price sensitivity."""
-        out = np.zeros(self.profile_dim, dtype=np.float32)
-        out[state.segment] = 1.0
-        out[len(SEGMENTS):-1] = state.taste + state.profile_noise[:-1]
-        out[-1] = state.price_sensitivity + state.profile_noise[-1]
-        return out
+        return profile_rows(np.array([state.segment]), state.taste[None, :], np.array([state.price_sensitivity]),
+                            state.profile_noise[None, :])[0]
 
     def observable_state(self, state: ShopperState) -> ShopperState:
         """The shopper as a perfect model of this population would estimate them from the observation alone.
@@ -355,8 +442,7 @@ class DefaultShopper:
 
     def _sample_intent(self, state: ShopperState, rng: np.random.Generator) -> Intent:
         """An intent from the query bank that fits the shopper's segment."""
-        options = self._bank_by_segment[state.segment]
-        return self.bank[int(options[rng.integers(len(options))])]
+        return self.bank[int(sample_bank_rows(self.bank_table, self.bank_counts, np.array([state.segment]), rng)[0])]
 
     @staticmethod
     def query_text(intent: Intent) -> str:
@@ -462,10 +548,8 @@ class DefaultShopper:
     def respond(self, state: ShopperState, query: Query, slate: np.ndarray, rng: np.random.Generator) -> Response:
         """Sample clicks from the click model, then purchases among the clicks."""
         attract, p_buy, _ = self.item_probabilities(state, query.intent, slate)
-        clicks = self.click_model.sample(attract[None, :], rng)[0]
-        purchases = clicks & (rng.random(len(slate)) < p_buy)
-        dwell = np.where(clicks, rng.gamma(2.0, 15.0, size=len(slate)) * (1 + 2 * purchases), 0.0)
-        return Response(clicks=clicks, purchases=purchases, dwell=dwell.astype(np.float32))
+        clicks, purchases, dwell = sample_response(self.click_model, attract[None, :], p_buy[None, :], rng)
+        return Response(clicks=clicks[0], purchases=purchases[0], dwell=dwell[0])
 
     def transition(self, state: ShopperState, query: Query, slate: np.ndarray, response: Response,
                    rng: np.random.Generator) -> tuple[ShopperState, bool]:
@@ -480,18 +564,17 @@ class DefaultShopper:
         """
         cfg = self.config
         slate = np.asarray(slate, dtype=np.int64)
+        shown = slate >= 0
         clicks = np.asarray(response.clicks, dtype=bool)
-        clicked = slate[clicks & (slate >= 0)]
-        taste = state.taste
-        if cfg.drift > 0 and len(clicked):
-            taste = drifted_taste(cfg, taste, self.items.visual_z[clicked].mean(axis=0))
-        shown = slate[slate >= 0]
-        irrelevant = float(np.mean(self.relevance(query.intent, shown) < 0.5)) if len(shown) else 1.0
-        patience = float(patience_after(cfg, state.patience, irrelevant, not clicks.any()))
+        purchases = np.asarray(response.purchases, dtype=bool)
+        taste, patience, left = session_update(
+            cfg, state.taste[None, :], np.array([state.patience], dtype=np.float64),
+            self.relevance(query.intent, slate)[None, :], self.items.visual_z[np.where(shown, slate, 0)][None],
+            shown[None, :], clicks[None, :], purchases[None, :], rng)
+        clicked = slate[clicks & shown]
         history = (state.history + tuple(int(c) for c in clicked))[-cfg.history_size:]
-        bought = bool(response.purchases.any())
-        new_state = replace(state, taste=taste, patience=patience, n_queries=state.n_queries + 1,
-                            n_purchases=state.n_purchases + int(response.purchases.sum()), history=history,
+        bought = bool(purchases.any())
+        new_state = replace(state, taste=taste[0], patience=float(patience[0]), n_queries=state.n_queries + 1,
+                            n_purchases=state.n_purchases + int(purchases.sum()), history=history,
                             intent=None if bought else query.intent)
-        left = patience <= 0 or (bought and rng.random() >= cfg.p_continue_after_purchase)
-        return new_state, bool(left)
+        return new_state, bool(left[0])

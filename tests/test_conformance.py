@@ -154,3 +154,31 @@ def test_checker_leaves_global_random_state_alone(items: ItemTable) -> None:
 
 def test_query_type_is_protocol_query() -> None:
     assert Query("x").intent is None
+
+
+# -- the batched path (the vector env's LoopShopper) ----------------------------------------------------------------
+
+
+class RemembersQuery(PopularityShopper):
+    """Conforms when sessions run one at a time, but keeps the last query on itself: interleaved sessions
+    (the vector env) respond to another session's query."""
+
+    def next_query(self, state, rng):
+        self._last = super().next_query(state, rng)
+        return self._last
+
+    def respond(self, state, query, slate, rng):
+        return super().respond(state, self._last, slate, rng)
+
+
+def test_batched_path_is_checked(items: ItemTable) -> None:
+    report = assert_conforms(lambda it, n: PopularityShopper(it, n_slots=n), items=items, n_sessions=12)
+    assert report.batch_size == 12
+
+
+def test_state_kept_on_the_simulator_fails_the_batched_path(items: ItemTable) -> None:
+    with pytest.raises(ConformanceError, match=re.escape(
+            "RemembersQuery does not conform to UserSimulator: sessions played interleaved (as the vector env "
+            "plays them, through simulators.batch.LoopShopper) differ from the same sessions played one at a "
+            "time (first at session 0, query")):
+        check_simulator(lambda it, n: RemembersQuery(it, n_slots=n), items=items, n_sessions=12)

@@ -98,7 +98,7 @@ def test_slate_builds_one_slot_per_step_and_reward_comes_when_full() -> None:
     np.testing.assert_array_equal(info["shown_ids"], candidates[picks])
     prices = env.unwrapped.world.items.prices[info["shown_ids"]]
     # revenue = price of purchased products; reward = RewardSpec of the parts
-    assert info["revenue"] == pytest.approx(float(prices[env.unwrapped._last["response"].purchases].sum()), rel=1e-6)
+    assert info["revenue"] == pytest.approx(float(prices[info["purchased_positions"]].sum()), rel=1e-6)
     spec = env.unwrapped.config.reward
     assert reward == pytest.approx(spec.click * info["clicks"] + spec.purchase * info["purchases"]
                                    + spec.revenue * info["revenue"])

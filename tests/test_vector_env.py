@@ -1,9 +1,12 @@
-"""ShopRankVectorEnv: spaces, autoreset semantics, determinism, exact per-slate probabilities and statistical
-equivalence with B single ``ShopRank-v0`` envs, and ``gymnasium.make_vec`` through the entry point.
+"""ShopRankVectorEnv: spaces, autoreset semantics, determinism, exact per-slate probabilities, exact
+equivalence with the single env at B = 1, statistical equivalence with B single ``ShopRank-v0`` envs, and
+``gymnasium.make_vec`` through the entry point.
 
-Equivalence: the vector env draws its random numbers in a different order than B single envs (one
-``(B, N)`` array at a time), so the same seed does not give the same sessions. What must agree is (a)
-the shopper's probabilities for a given state and slate, exactly (``test_probabilities_match_default_shopper``),
+Equivalence: both envs run one array core (``envs.core.EnvCore``). With B = 1 and the same seed the vector
+env replays the single env exactly, episode after episode (``test_b1_replays_the_single_env``, for the
+default shopper, a custom plug-in shopper, personalised retrieval and expected rewards). With B > 1 the
+draws are shared among sessions, so the sessions differ from B single envs; what must agree is (a) the
+shopper's probabilities for a given state and slate, exactly (``test_probabilities_match_default_shopper``),
 and (b) the distribution of outcomes, checked here by comparing mean episode return, mean episode length
 and clicks per step under the retriever-order and the uniform-random policies: the difference of means must
 lie within 4 standard errors (two-sample; false-alarm rate ~6e-5 per comparison; the seeds are fixed so
@@ -20,9 +23,10 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import envs  # noqa: F401  (registers the ids)
-from envs import EnvConfig, WorldConfig, get_world
+from envs import EnvConfig, RewardSpec, WorldConfig, get_world
+from envs.core import push_history
+from envs.layout import FeatureLayout
 from envs.vector_env import ShopRankVectorEnv
-from simulators.shopper import ShopperState
 
 WORLD = WorldConfig(text_encoder="hashing")
 CFG = EnvConfig(n_candidates=20, slate_size=10, max_queries=6, world=WORLD)
@@ -62,10 +66,72 @@ def test_bad_actions_raise(vec):
         vec.step(bad)
 
 
-def test_custom_simulator_refused(world):
-    cfg = EnvConfig(world=WORLD, simulator="experiments.examples.custom_shopper:make")
-    with pytest.raises(ValueError, match="vectorization_mode='sync'"):
-        ShopRankVectorEnv(num_envs=2, config=cfg, world=world)
+def test_custom_simulator_runs_batched(world):
+    """A per-session plug-in shopper runs in the vector env (one call per session) with valid outcomes."""
+    cfg = EnvConfig(n_candidates=20, slate_size=10, max_queries=6, world=WORLD,
+                    simulator="experiments.examples.custom_shopper:make")
+    env = ShopRankVectorEnv(num_envs=6, config=cfg, world=world)
+    assert type(env.core.sim).__name__ == "LoopShopper"
+    env.reset(seed=0)
+    clicks = 0.0
+    for t in range(12):
+        obs, reward, term, trunc, info = env.step(np.random.default_rng(t).normal(size=(6, 20)).astype(np.float32))
+        assert env.observation_space.contains(obs)
+        assert np.all(np.isfinite(reward)) and reward.shape == (6,)
+        shown = info["shown_ids"][info["_shown_ids"]]
+        assert np.all((shown >= 0) | (shown == -1))
+        clicks += info["clicks"].sum()
+    assert clicks > 0
+    assert env.privileged_utilities() is None  # the example shopper reveals no truth
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("default", {}),
+    ("custom", {"simulator": "experiments.examples.custom_shopper:make"}),
+    ("personalised", {"personalize_query": 0.5}),
+    ("expected", {"reward": RewardSpec(expected=True)}),
+])
+def test_b1_replays_the_single_env(world, name, overrides):
+    """Same seed, same actions: B = 1 gives the single env's observations, rewards, ends and slates exactly,
+    across episodes (the vector env autoresets where the single env is reset without a seed)."""
+    cfg = EnvConfig(n_candidates=20, slate_size=10, max_queries=6, world=WORLD, **overrides)
+    single = gym.make("ShopRank-v0", config=cfg, world=world).unwrapped
+    vec = ShopRankVectorEnv(num_envs=1, config=cfg, world=world)
+    obs1, _ = single.reset(seed=3)
+    obs2, _ = vec.reset(seed=3)
+    rng = np.random.default_rng(0)
+    pending, episodes = False, 0
+    for _ in range(40):
+        action = rng.normal(size=20).astype(np.float32)
+        if pending:
+            obs1, _ = single.reset()
+            obs2, r2, _, _, info2 = vec.step(action[None])
+            assert r2[0] == 0.0 and not info2["_clicks"][0]
+            pending, episodes = False, episodes + 1
+        else:
+            obs1, r1, te1, tr1, info1 = single.step(action)
+            obs2, r2, te2, tr2, info2 = vec.step(action[None])
+            assert (r1, te1, tr1) == (r2[0], te2[0], tr2[0])
+            np.testing.assert_array_equal(info1["shown_ids"], info2["shown_ids"][0])
+            np.testing.assert_array_equal(info1["clicked_positions"], np.flatnonzero(info2["clicked"][0]))
+            assert info1["ndcg"] == info2["ndcg"][0] or (np.isnan(info1["ndcg"]) and np.isnan(info2["ndcg"][0]))
+            pending = te1 or tr1
+        for key in obs1:
+            np.testing.assert_array_equal(obs1[key], obs2[key][0], err_msg=f"{name}: obs[{key!r}]")
+    assert episodes >= 2
+
+
+def test_layout_names_the_columns(vec, world):
+    """The vector env exposes the single env's FeatureLayout; names point at the features they claim."""
+    single = gym.make("ShopRank-v0", config=CFG, world=world).unwrapped
+    assert vec.layout == single.layout
+    assert FeatureLayout.from_dict(vec.layout.to_dict()) == vec.layout
+    obs, _ = vec.reset(seed=0)
+    cand, mask = obs["candidates"], obs["mask"].astype(bool)
+    rank = cand[..., vec.layout.column("retriever_rank")]
+    np.testing.assert_allclose(rank[mask], np.broadcast_to(1.0 - np.arange(20) / 20, (8, 20))[mask], rtol=1e-6)
+    assert set(np.unique(cand[..., vec.layout.column("has_photo")][mask])) <= {0.0, 1.0}
+    assert vec.layout.columns("fused") == slice(0, world.fused.shape[1])
 
 
 def test_same_seed_same_numbers(world):
@@ -103,7 +169,7 @@ def test_next_step_autoreset(world):
         assert np.all(obs["session"][pending, 0] > 0)  # final observation, not a reset one
     assert seen > 0
     # truncation at the query budget
-    assert np.all(env._n_queries[~env._needs_reset] < CFG.max_queries)
+    assert np.all(env.core.sessions.n_queries[~env._needs_reset] < CFG.max_queries)
 
 
 def test_same_step_autoreset(world):
@@ -135,56 +201,38 @@ def test_reset_mask(vec):
     assert np.all(obs["session"][~mask, 0] > 0)
 
 
-def test_history_keeps_newest_oldest_first(vec):
-    vec.reset(seed=0)
+def test_history_keeps_newest_oldest_first():
     h = CFG.history_size
-    vec._history[:] = -1
-    vec._history[0, :3] = [7, 8, 9]
-    vec._history[1, :h] = np.arange(h)
+    history = np.full((8, h), -1, dtype=np.int64)
+    history[0, :3] = [7, 8, 9]
+    history[1, :h] = np.arange(h)
     clicked = np.full((8, 10), -1, dtype=np.int64)
     clicked[0, [1, 4, 6]] = [20, 21, 22]
     clicked[1, [0, 9]] = [30, 31]
     clicked[2, :] = np.arange(100, 110)
-    vec._push_history(clicked)
-    assert vec._history[0].tolist() == [8, 9, 20, 21, 22][-h:] + [-1] * max(0, h - 5)
-    assert vec._history[1].tolist() == (list(range(h)) + [30, 31])[-h:]
-    assert vec._history[2].tolist() == list(range(110 - h, 110))
-    assert np.all(vec._history[3:] == -1)
-
-
-def test_observation_matches_single_env(world):
-    """For the same query text, the candidate block, query vector and mask equal the single env's."""
-    single = gym.make("ShopRank-v0", config=CFG, world=world).unwrapped
-    vec = ShopRankVectorEnv(num_envs=1, config=CFG, world=world)
-    for seed in range(5):
-        obs, info = single.reset(seed=seed)
-        q = vec.query_texts.index(info["query"])
-        sh = vec.shopper
-        np.testing.assert_array_equal(obs["candidates"], sh.cand_obs[q])
-        np.testing.assert_array_equal(obs["query"], sh.query_obs[q])
-        np.testing.assert_array_equal(obs["mask"], sh.valid[q].astype(np.float32))
+    history = push_history(history, clicked)
+    assert history[0].tolist() == [8, 9, 20, 21, 22][-h:] + [-1] * max(0, h - 5)
+    assert history[1].tolist() == (list(range(h)) + [30, 31])[-h:]
+    assert history[2].tolist() == list(range(110 - h, 110))
+    assert np.all(history[3:] == -1)
 
 
 def test_probabilities_match_default_shopper(world):
     """Batched utilities, attractiveness and purchase probabilities equal DefaultShopper's for each row."""
     env = ShopRankVectorEnv(num_envs=12, config=CFG, world=world)
     env.reset(seed=5)
-    sh, st = env.shopper, env._state
+    sh, st, q = env.core.sim, env.core.sessions.shopper, env.core.sessions.query
     rng = np.random.default_rng(0)
     order = np.stack([rng.permutation(20)[:10] for _ in range(12)])
-    util, vis, price = sh.utilities(st)
-    attract, p_buy = sh.item_probabilities(st, order, util, vis, price)
+    attract, p_buy, _ = sh._slot_probabilities(st, q, order)
+    util = env.privileged_utilities()
     for b in range(12):
-        state = ShopperState(segment=int(st.segment[b]), taste=st.taste[b], price_sensitivity=float(st.price_sensitivity[b]),
-                             profile_noise=st.profile_noise[b], patience=float(st.patience[b]),
-                             willingness_to_pay=float(st.willingness_to_pay[b]))
-        intent = sh.sim.bank[st.query[b]]
-        slate = sh.ids[st.query[b], order[b]]
-        a_ref, p_ref, u_ref = sh.sim.item_probabilities(state, intent, slate)
+        state, query = sh.state_of(st, b), sh.query_of(st, q, b)
+        slate = env.core.table.ids[q[b], order[b]]
+        a_ref, p_ref, u_ref = sh.user_simulator.item_probabilities(state, query.intent, slate)
         np.testing.assert_allclose(attract[b], a_ref, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(p_buy[b], p_ref, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(util[b, order[b]], u_ref, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(env.privileged_utilities()[b], util[b])
 
 
 def _policy(name: str, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -275,7 +323,10 @@ def test_sb3_adapter_learns_a_rollout(world):
                 assert "terminal_observation" in info and "TimeLimit.truncated" in info
     assert saw_done
     model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, device="cpu", seed=0)
+    before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(64)
+    assert model.num_timesteps >= 64
+    assert any(not np.allclose(a.numpy(), b.detach().numpy()) for a, b in zip(before, model.policy.parameters()))
 
 
 def test_position_rewards_sum_to_the_reward(vec):

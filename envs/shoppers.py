@@ -1,0 +1,212 @@
+"""Shoppers over ``B`` sessions at once for :class:`~envs.core.EnvCore` (the seam is
+:class:`simulators.batch.BatchSimulator`).
+
+Two implementations, chosen by :func:`batch_simulator`:
+
+* :class:`DefaultShopperBatch` — the default shopper (:class:`~simulators.shopper.DefaultShopper`) in
+  arrays: its query bank is retrieved once into the :class:`~envs.core.QueryTable`, its per-candidate terms
+  (intent match, visual traits, price, near-duplicates) are tables over table rows, and one step is a
+  fixed number of NumPy calls over ``(B, K)`` / ``(B, N)`` arrays. Its formulas are the shopper's own
+  (``simulators.shopper``: :func:`sample_traits`, :func:`combined_utility`, :func:`attractiveness`,
+  :func:`purchase_probability`, :func:`sample_response`, :func:`session_update`, ...), which
+  ``DefaultShopper``'s per-session methods call too.
+* :class:`~simulators.batch.LoopShopper` — any per-session ``UserSimulator`` plug-in: it loops over the sessions and calls
+  the plug-in's methods, checking each result (a broken plug-in raises ``SimulatorError`` naming the
+  method). So a custom shopper runs in the vector env too, at the speed of its own per-session calls.
+
+Both draw from the caller's generator in session order, so ``B = 1`` reproduces the per-session draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
+from simulators.protocols import Query
+from simulators.shopper import (DefaultShopper, ShopperState, attractiveness, combined_utility, profile_rows,
+                                purchase_probability, sample_bank_rows, sample_response, sample_traits,
+                                session_update)
+
+
+def batch_simulator(simulator: Any, table: Any, n_slots: int) -> BatchSimulator:
+    """The :class:`BatchSimulator` of a simulator: itself if it is one, :class:`DefaultShopperBatch` for an
+    exact :class:`DefaultShopper` (a subclass may override its formulas: it gets the loop), else
+    :class:`LoopShopper`."""
+    if hasattr(simulator, "next_queries") and hasattr(simulator, "state_of"):
+        return simulator
+    if type(simulator) is DefaultShopper:
+        return DefaultShopperBatch(simulator, table)
+    known = getattr(simulator, "known_queries", None)
+    if callable(known):
+        table.world.prewarm(list(known()), table.k)
+    return LoopShopper(simulator, n_slots, table.rows)
+
+
+# -- the default shopper in arrays -------------------------------------------------------------------------------
+@dataclass
+class ShopperArrays:
+    """Hidden state of ``B`` default shoppers (row ``b`` = one session).
+
+    Attributes:
+        segment: ``int64 (B,)``; taste: ``float32 (B, V)``; price_sensitivity: ``float64 (B,)``;
+        profile_noise: ``float32 (B, V + 1)``; patience: ``float64 (B,)``; willingness_to_pay: ``float64 (B,)``.
+        intent: ``int64 (B,)`` query-bank row of the current intent, ``-1`` = none (a new one is drawn).
+    """
+
+    segment: np.ndarray
+    taste: np.ndarray
+    price_sensitivity: np.ndarray
+    profile_noise: np.ndarray
+    patience: np.ndarray
+    willingness_to_pay: np.ndarray
+    intent: np.ndarray
+
+
+class DefaultShopperBatch:
+    """:class:`DefaultShopper` over ``B`` sessions (see the module docstring).
+
+    Args:
+        sim: The default shopper whose population (query bank, config, click model) is batched.
+        table: The env's query table (the bank is retrieved into it).
+
+    Attributes (per table row ``r``, candidate ``k``): ``rel (R, K)`` intent match, ``price_z (R, K)``,
+    ``log_over_ref (R, K)`` ``log(price) - log(median price of its type)``, ``visual (R, K, V)`` visual
+    traits, ``dup (R, K, K)`` near-duplicate pairs among the candidates (diagonal False).
+    """
+
+    privileged = True
+
+    def __init__(self, sim: DefaultShopper, table: Any) -> None:
+        self.user_simulator = sim
+        self.config, self.click_model, self.visual_dim = sim.config, sim.click_model, sim.visual_dim
+        self.profile_dim = sim.profile_dim
+        self.table = table
+        texts = sim.known_queries()
+        table.world.prewarm(texts, table.k)
+        rows = table.rows(texts)
+        self.bank_row = rows  # table row of each bank intent
+        r, k = len(table.ids), table.k
+        self.rel = np.zeros((r, k))
+        self.price_z = np.zeros((r, k), dtype=np.float32)
+        self.log_over_ref = np.zeros((r, k))
+        self.visual = np.zeros((r, k, sim.visual_dim), dtype=np.float32)
+        self.dup = np.zeros((r, k, k), dtype=bool)
+        for start in range(0, len(rows), 256):  # construction only, chunked to bound memory
+            part = rows[start:start + 256]
+            self._fill(part, np.arange(start, start + len(part)))
+        self._sqrt_v = np.sqrt(sim.visual_dim)
+
+    def _fill(self, rows: np.ndarray, intents: np.ndarray) -> None:
+        """Compute the per-candidate terms of table ``rows`` for bank ``intents``."""
+        sim, items, cfg = self.user_simulator, self.user_simulator.items, self.config
+        ids = self.table.ids[rows]
+        valid = ids >= 0
+        safe = np.where(valid, ids, 0)
+        self.rel[rows] = np.stack([sim.relevance(sim.bank[i], ids[j]) for j, i in enumerate(intents)])
+        self.price_z[rows] = np.where(valid, items.price_z[safe], 0.0)
+        self.log_over_ref[rows] = (np.log(np.maximum(items.prices[safe].astype(np.float64), 1e-2))
+                                   - sim._log_ref_price[safe])
+        self.visual[rows] = items.visual_z[safe]
+        if cfg.boredom > 0 and items.similarity is not None:
+            vec = items.similarity[safe]
+            dup = (vec @ np.swapaxes(vec, 1, 2) > cfg.duplicate_threshold) & valid[:, :, None] & valid[:, None, :]
+            dup[:, np.arange(ids.shape[1]), np.arange(ids.shape[1])] = False
+            self.dup[rows] = dup
+
+    # -- sessions ---------------------------------------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator) -> ShopperArrays:
+        traits = sample_traits(self.config, n, self.visual_dim, rng)
+        return ShopperArrays(**traits, patience=np.full(n, float(self.config.patience)),
+                             intent=np.full(n, -1, dtype=np.int64))
+
+    def put(self, state: ShopperArrays, idx: np.ndarray, fresh: ShopperArrays) -> ShopperArrays:
+        for f in fields(ShopperArrays):
+            getattr(state, f.name)[idx] = getattr(fresh, f.name)
+        return state
+
+    def take(self, state: ShopperArrays, idx: np.ndarray) -> ShopperArrays:
+        return ShopperArrays(**{f.name: getattr(state, f.name)[idx] for f in fields(ShopperArrays)})
+
+    def next_queries(self, state: ShopperArrays, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        need = idx[state.intent[idx] < 0]
+        if len(need):
+            sim = self.user_simulator
+            state.intent[need] = sample_bank_rows(sim.bank_table, sim.bank_counts, state.segment[need], rng)
+        return self.bank_row[state.intent[idx]]
+
+    def refresh(self, state: ShopperArrays, idx: np.ndarray, rows: np.ndarray) -> None:
+        self._fill(rows, state.intent[idx])
+
+    def profile(self, state: ShopperArrays) -> np.ndarray:
+        return profile_rows(state.segment, state.taste, state.price_sensitivity, state.profile_noise)
+
+    # -- response ---------------------------------------------------------------------------------------
+    def _terms(self, state: ShopperArrays, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(utility, visual match, price term)``, each ``(B, K)``, of every candidate."""
+        vis = (self.visual[q] @ state.taste[:, :, None])[:, :, 0] / self._sqrt_v
+        price = state.price_sensitivity.astype(np.float32)[:, None] * self.price_z[q]
+        return combined_utility(self.config, self.rel[q], vis, price), vis, price
+
+    def _slot_probabilities(self, state: ShopperArrays, q: np.ndarray, positions: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(attractiveness (B, N), p_buy (B, N), utility (B, K))``: each slot's product's probabilities (0 on
+        empty slots) and every candidate's utility."""
+        cfg = self.config
+        util, vis, price = self._terms(state, q)
+        shown = positions >= 0
+        pos = np.where(shown, positions, 0)
+        qs, r = q[:, None], np.arange(len(q))[:, None]
+        above = None
+        if cfg.boredom > 0:
+            n = pos.shape[1]
+            dup = self.dup[qs[:, :, None], pos[:, :, None], pos[:, None, :]]
+            above = (dup & np.tri(n, n, -1, dtype=bool) & shown[:, None, :]).sum(axis=2)
+        attract = attractiveness(cfg, util[r, pos], above)
+        over = None
+        if cfg.buy_over_budget > 0:
+            over = np.maximum(0.0, self.log_over_ref[qs, pos] - state.willingness_to_pay[:, None])
+        p_buy = purchase_probability(cfg, self.rel[qs, pos], vis[r, pos], price[r, pos], over)
+        return np.where(shown, attract, 0.0), np.where(shown, p_buy, 0.0), util
+
+    def respond(self, state, q, positions, slate, rng) -> BatchResponse:
+        attract, p_buy, util = self._slot_probabilities(state, q, positions)
+        clicks, purchases, dwell = sample_response(self.click_model, attract, p_buy, rng)
+        return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool),
+                             utility=np.where(self.table.valid[q], util, 0.0))
+
+    def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
+        attract, p_buy, _ = self._slot_probabilities(state, q, positions)
+        click = self.click_model.click_probs(attract)
+        return click, click * p_buy
+
+    def utilities(self, state: ShopperArrays, q: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        return np.where(self.table.valid[q], self._terms(state, q)[0], 0.0)
+
+    def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
+        shown = positions >= 0
+        pos = np.where(shown, positions, 0)
+        qs = q[:, None]
+        state.taste, state.patience, left = session_update(
+            self.config, state.taste, state.patience, self.rel[qs, pos], self.visual[qs, pos], shown,
+            response.clicks, response.purchases, rng)
+        state.intent = np.where(response.purchases.any(axis=1), -1, state.intent)
+        return left
+
+    # -- per-session views ------------------------------------------------------------------------------
+    def state_of(self, state: ShopperArrays, b: int) -> ShopperState:
+        intent = int(state.intent[b])
+        return ShopperState(segment=int(state.segment[b]), taste=state.taste[b].copy(),
+                            price_sensitivity=float(state.price_sensitivity[b]),
+                            profile_noise=state.profile_noise[b].copy(), patience=float(state.patience[b]),
+                            intent=self.user_simulator.bank[intent] if intent >= 0 else None,
+                            willingness_to_pay=float(state.willingness_to_pay[b]))
+
+    def query_of(self, state: ShopperArrays, q: np.ndarray, b: int) -> Query:
+        intent = self.user_simulator.bank[int(state.intent[b])]
+        return Query(text=self.user_simulator.query_text(intent), intent=intent)
+
+__all__ = ["BatchResponse", "BatchSimulator", "DefaultShopperBatch", "LoopShopper", "ShopperArrays",
+           "batch_simulator"]
