@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,55 @@ class ShopMetricsCallback(BaseCallback):
                 if n > 0:
                     self.logger.record(f"shop/ctr_pos_{k + 1}", float(c / n))
         self.logger.record(self.KEY, len(window))
+
+
+class TrainingProgressBar(BaseCallback):
+    """A progress bar of training alone: env steps done of the total, the mean reward of the last
+    ``window`` finished sessions ("reward so far") and the ETA (tqdm's rate estimate).
+
+    It is a separate bar from any evaluation bar (``position`` puts it below one) and closes at the end
+    of training.
+
+    Args:
+        total: Env steps the run will take (SB3 rounds PPO up to whole rollouts: pass that number).
+        desc: Label, e.g. ``"train ppo seed 0"``.
+        window: Finished sessions the reward is averaged over.
+        position: tqdm line (1 = under an enclosing evaluation bar).
+        disable: No bar at all.
+    """
+
+    def __init__(self, total: int, desc: str = "train", window: int = 100, position: int = 0,
+                 disable: bool = False) -> None:
+        super().__init__()
+        self.total, self.desc, self.position, self.disable = total, desc, position, disable
+        self.finished: deque[float] = deque(maxlen=window)
+        self._running: dict[int, float] = {}
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step", position=self.position,
+                        leave=self.position == 0, disable=self.disable, dynamic_ncols=True)
+        self.bar.update(self.num_timesteps)  # a warm start or a resumed model may have counted steps already
+
+    def _on_step(self) -> bool:
+        rewards = self.locals.get("rewards", ())
+        dones = self.locals.get("dones", np.zeros(len(rewards), dtype=bool))
+        for i, reward in enumerate(rewards):
+            self._running[i] = self._running.get(i, 0.0) + float(reward)
+            if dones[i]:
+                self.finished.append(self._running.pop(i))
+        step = self.num_timesteps - self.bar.n
+        if step > 0:
+            if self.finished:
+                self.bar.set_postfix(reward=f"{np.mean(self.finished):.3f}", refresh=False)
+            self.bar.update(step)
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class HParamsCallback(BaseCallback):

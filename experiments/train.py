@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def run_dir_for(root: Path, algo: str) -> Path:
     return path
 
 
+ROLLOUT_ALGOS = ("ppo", "maskable_ppo")
+"""Algorithms that collect whole rollouts of ``n_steps`` per env before each update (SB3's on-policy ones)."""
+
+
+def steps_to_run(config: TrainConfig) -> tuple[int, int, str]:
+    """``(steps, unit, what)``: the env steps SB3 takes for ``config.total_timesteps``, a whole number of
+    ``unit`` (SB3 never stops mid-rollout: ``n_steps * n_envs`` for the rollout algorithms, ``train_freq *
+    n_envs`` for DQN), and the names of the two factors."""
+    name = "n_steps" if config.algo in ROLLOUT_ALGOS else "train_freq"
+    unit = config.agent.n_envs * getattr(config.agent, name)
+    return -(-config.total_timesteps // unit) * unit, unit, f"{name} x n_envs"
+
+
 def train(config: TrainConfig, run_dir: Path, progress: bool = True):
     """Train per ``config`` into ``run_dir`` (``config.yaml``, ``tb/``, ``checkpoint/``, ``train.json``).
 
@@ -32,15 +46,22 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True):
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
+    from agents.callbacks import TrainingProgressBar
+
+    steps, unit, what = steps_to_run(config)
+    if steps != config.total_timesteps:
+        print(f"note: {config.algo} trains in whole rollouts of {unit} env steps ({what}): {steps} steps "
+              f"for the {config.total_timesteps} asked (ask a multiple of {unit} to match)", file=sys.stderr)
+    bar = TrainingProgressBar(steps, f"train {config.algo} seed {config.seed}", disable=not progress)
     start = time.perf_counter()
     model = train_agent(config.algo, config.env, config.total_timesteps, seed=config.seed, run_dir=run_dir,
-                        config=config.agent, progress=progress, eval_every=config.eval_every,
+                        config=config.agent, callbacks=[bar], eval_every=config.eval_every,
                         eval_sessions=config.eval_sessions)
     seconds = time.perf_counter() - start
     atomic_write_json(run_dir / "train.json",
-                      {"algo": config.algo, "total_timesteps": config.total_timesteps, "seed": config.seed,
-                       "wall_seconds": round(seconds, 1),
-                       "steps_per_second": round(config.total_timesteps / seconds, 1)})
+                      {"algo": config.algo, "total_timesteps": int(model.num_timesteps),
+                       "steps_asked": config.total_timesteps, "seed": config.seed, "wall_seconds": round(seconds, 1),
+                       "steps_per_second": round(model.num_timesteps / seconds, 1)})
     return model
 
 
