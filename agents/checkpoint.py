@@ -323,7 +323,13 @@ def _model_layout(model) -> FeatureLayout | None:
         return None
 
 
-def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
+def read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``weights_path``: plain tensors by name (``torch.load(weights_only=True)``).
+
+    Raises:
+        CheckpointError: for a file torch cannot read as plain tensors (e.g. a pickle that needs code: refused,
+            never run) or that is not a mapping of names to tensors.
+    """
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, or a pickle that needs code (refused, never run)
@@ -363,7 +369,7 @@ def load_policy(path: Path, meta: CheckpointMeta, env_config: EnvConfig | None =
             of missing, unexpected and mis-shaped parameters: keys are matched strictly).
     """
     weights_path = Path(path) / WEIGHTS_FILE
-    state = _read_weights(weights_path)  # before any model is built: a bad file costs nothing
+    state = read_weights(weights_path)  # before any model is built: a bad file costs nothing
     env_config = meta.env_config if env_config is None else env_config
     policy = build_policy(meta.algo, env_config, meta.agent_config)
     if meta.feature_layout is not None and policy.feature_layout is not None:

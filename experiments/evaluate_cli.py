@@ -24,7 +24,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from encoders.errors import ConfigError, InputNotFoundError, command_errors
 from agents.baselines import (BASELINES, BaselineConfig, baseline_factory, is_baseline_checkpoint, load_baseline,
@@ -64,13 +64,30 @@ def parse_plugins(items: Sequence[str], simulator: str | None, text_encoder: str
     return plugins
 
 
-def rl_agent(args: argparse.Namespace) -> tuple[str, AgentFactory, str, Any]:
-    """``(default name, factory, env id, env config)`` of an RL checkpoint, evaluated in its own env config."""
-    from agents.checkpoint import load_policy, read_checkpoint
-    from envs.world import get_world
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What evaluating a checkpoint takes, known from cheap checks alone (no world built, no policy loaded).
+
+    Attributes:
+        name: Default agent name in the report.
+        env_id: Env to evaluate in.
+        config: Its env config.
+        load: Loads the agent (the expensive part) -> ``factory(env, seed)``.
+    """
+
+    name: str
+    env_id: str
+    config: Any
+    load: Callable[[], AgentFactory]
+
+
+def rl_agent(args: argparse.Namespace) -> Plan:
+    """The plan for an RL checkpoint, evaluated in its own env config."""
+    from agents.checkpoint import WEIGHTS_FILE, load_policy, read_checkpoint, read_weights
 
     plugins = parse_plugins(args.plugin, args.simulator, args.text_encoder)
     meta = read_checkpoint(args.checkpoint, plugins, args.trust_plugins)  # checked before anything is built
+    read_weights(args.checkpoint / WEIGHTS_FILE)  # plain tensors? (cheap; their fit is checked once built)
     config = meta.env_config
     env_id = args.env or "ShopRank-v0"
     if args.env is not None:  # --env chooses the episode form; the shapes stay the checkpoint's
@@ -78,17 +95,23 @@ def rl_agent(args: argparse.Namespace) -> tuple[str, AgentFactory, str, Any]:
     if args.catalog is not None:
         config = dataclasses.replace(config, world=dataclasses.replace(config.world, catalog=str(args.catalog)))
     resolve_config(env_id, config)  # a known env id
-    agent = load_policy(args.checkpoint, meta, config)  # loaded once, before any evaluation; deterministic
-    fingerprint = get_world(config.world).catalog.fingerprint()
-    if meta.catalog_fingerprint is not None and meta.catalog_fingerprint != fingerprint:
-        print(f"shoprank evaluate: warning: the checkpoint was trained on catalog {meta.catalog_fingerprint}, "
-              f"but this evaluation uses catalog {fingerprint} ({config.world.catalog}); the policy has never "
-              "seen these products.", file=sys.stderr)
-    return args.checkpoint.stem, lambda env, seed: agent, env_id, config
+
+    def load() -> AgentFactory:
+        from envs.world import get_world
+
+        agent = load_policy(args.checkpoint, meta, config)  # loaded once, before any evaluation; deterministic
+        fingerprint = get_world(config.world).catalog.fingerprint()
+        if meta.catalog_fingerprint is not None and meta.catalog_fingerprint != fingerprint:
+            print(f"shoprank evaluate: warning: the checkpoint was trained on catalog {meta.catalog_fingerprint}, "
+                  f"but this evaluation uses catalog {fingerprint} ({config.world.catalog}); the policy has never "
+                  "seen these products.", file=sys.stderr)
+        return lambda env, seed: agent
+
+    return Plan(args.checkpoint.stem, env_id, config, load)
 
 
-def baseline_agent(args: argparse.Namespace) -> tuple[str, AgentFactory, str, Any]:
-    """``(default name, factory, env id, env config)`` of a baseline checkpoint."""
+def baseline_agent(args: argparse.Namespace) -> Plan:
+    """The plan for a baseline checkpoint (loaded once per seed, so every seed starts from the saved state)."""
     for flag, value in (("--simulator", args.simulator), ("--plugin", args.plugin or None),
                         ("--trust-plugins", args.trust_plugins or None)):
         if value is not None:
@@ -97,7 +120,7 @@ def baseline_agent(args: argparse.Namespace) -> tuple[str, AgentFactory, str, An
     config = resolve_config(env_id, None, args.catalog, args.text_encoder)
     name = read_baseline_meta(args.checkpoint)["name"]  # checked before any evaluation
     path = args.checkpoint
-    return name, lambda env, seed: load_baseline(path, env), env_id, config
+    return Plan(name, env_id, config, lambda: lambda env, seed: load_baseline(path, env))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -144,14 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"unknown baseline(s) {unknown} in --with-baselines; choose from {sorted(BASELINES)}.")
     if not args.checkpoint.exists():
         raise InputNotFoundError(f"checkpoint {args.checkpoint} does not exist.")
-    pick = baseline_agent if is_baseline_checkpoint(args.checkpoint) else rl_agent
-    default_name, factory, env_id, config = pick(args)
-    name = args.name or default_name
-    agents: dict[str, AgentFactory] = {name: factory}
-    agents.update({ref: baseline_factory(ref, BaselineConfig()) for ref in refs if ref != name})
-    run_config = {"checkpoint": str(args.checkpoint), "agents": list(agents), "env": env_id, "env_config": config,
+    plan = (baseline_agent if is_baseline_checkpoint(args.checkpoint) else rl_agent)(args)
+    env_id, config, name = plan.env_id, plan.config, args.name or plan.name
+    names = [name, *(ref for ref in refs if ref != name)]
+    run_config = {"checkpoint": str(args.checkpoint), "agents": names, "env": env_id, "env_config": config,
                   "seeds": args.seeds, "sessions": args.sessions}
     with RunFolder(args.out, "evaluate", run_config, seeds=args.seeds, overwrite=args.overwrite) as run:
+        agents: dict[str, AgentFactory] = {name: plan.load()}  # the expensive part, once --out is taken
+        agents.update({ref: baseline_factory(ref, BaselineConfig()) for ref in refs if ref != name})
         env = make_env(env_id, config)
         df = evaluate_agents(agents, env_id, config, args.seeds, args.sessions, env=env,
                              progress=not args.no_progress)

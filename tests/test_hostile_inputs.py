@@ -197,8 +197,9 @@ def test_evaluate_uses_the_checkpoints_own_env_config(checkpoint, tmp_path, caps
 
     args = make_parser().parse_args(["--checkpoint", str(checkpoint), "--env", "ShopRankStatic-v0",
                                      "--out", str(tmp_path / "o")])
-    _, factory, env_id, config = rl_agent(args)
-    assert (config.n_candidates, config.slate_size, config.max_queries) == (10, 5, 1)  # --env: one query
+    plan = rl_agent(args)
+    assert (plan.env_id, plan.config.n_candidates, plan.config.slate_size, plan.config.max_queries) == (
+        "ShopRankStatic-v0", 10, 5, 1)  # --env: one query; the shapes are the checkpoint's
     code = cli.main(["evaluate", "--checkpoint", str(checkpoint), *FAST, "--out", str(tmp_path / "out")])
     assert code == 0 and (tmp_path / "out" / "summary.csv").is_file()
     assert "warning" not in capsys.readouterr().err
@@ -213,11 +214,18 @@ def test_evaluate_warns_about_another_catalog(checkpoint, tmp_path, capsys):
     assert err.endswith("(synthetic); the policy has never seen these products.\n")
 
 
-def test_evaluate_checks_out_before_any_work(tmp_path, capsys):
+def test_evaluate_checks_out_before_any_work(tmp_path, capsys, checkpoint, monkeypatch):
     out = tmp_path / "taken"
     out.write_text("a file")
     code = cli.main(["evaluate", "--checkpoint", str(tmp_path / "nowhere"), *FAST, "--out", str(out)])
     assert (code, capsys.readouterr().err) == (2, f"shoprank evaluate: error: --out {out} exists and is not a folder.\n")
+    # a finished run folder is refused before the policy is loaded
+    import agents.checkpoint
+
+    assert _evaluate(checkpoint, tmp_path, capsys)[0] == 0
+    monkeypatch.setattr(agents.checkpoint, "load_policy", lambda *a, **k: pytest.fail("loaded before --out checked"))
+    code, err = _evaluate(checkpoint, tmp_path, capsys)
+    assert code == 2 and err.startswith(f"shoprank evaluate: error: {tmp_path / 'out'} holds a finished run")
 
 
 def test_a_saved_checkpoint_records_its_format_and_catalog(trained):
