@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from encoders.errors import InputNotFoundError, command_errors
 from experiments.evaluate import write_summary
 from experiments.plots import plot_learning_curves
 from experiments.run_folder import RunFolder
@@ -34,6 +35,7 @@ def build_report(run_dir: Path, baseline: str = "retriever", out: Path | None = 
     return written
 
 
+@command_errors("report")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,14 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="retriever", help="agent for paired differences")
     args = parser.parse_args(argv)
     if not args.run_dir.is_dir():
-        print(f"shoprank report: no such folder: {args.run_dir}")
-        return 2
+        raise InputNotFoundError(f"no such folder: {args.run_dir}")
     with RunFolder(args.run_dir, "report", update=True) as run:  # locked: not while a run writes there
         with run.staging() as staging:  # each file renamed into place whole
             written = [run.moved(p, staging) for p in build_report(args.run_dir, args.baseline, out=staging)]
     if not written:
-        print(f"shoprank report: nothing to report in {args.run_dir} (no sessions.csv, no TensorBoard events)")
-        return 2
+        raise InputNotFoundError(f"nothing to report in {args.run_dir} (no sessions.csv, no TensorBoard events)")
     for path in written:
         print(path)
     return 0

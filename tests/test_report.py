@@ -10,7 +10,10 @@ from experiments.report import main
 
 def test_report_rebuilds_summary_from_sessions(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
-    assert "nothing to report" in capsys.readouterr().out
+    assert capsys.readouterr().err == (f"shoprank report: error: nothing to report in {tmp_path} (no sessions.csv, "
+                                       "no TensorBoard events)\n")
+    assert main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"shoprank report: error: no such folder: {tmp_path / 'nope'}\n"
     config = static_config(world=WorldConfig(text_encoder="hashing", n_products=300))
     sessions = evaluate_agents({n: baseline_factory(n) for n in ("random", "retriever")}, "ShopRankStatic-v0",
                                config, seeds=[0, 1], n_sessions=5, progress=False)
