@@ -95,6 +95,25 @@ def test_a_plugin_named_by_a_checkpoint_is_never_imported(field, checkpoint, hos
     assert not marker.exists() and module not in sys.modules  # nothing imported, nothing ran
 
 
+def test_every_text_field_of_a_checkpoint_is_reviewed():
+    """A text field names code (a plug-in, gated) or data (reviewed); a new one must be classified."""
+    import dataclasses
+    import typing
+
+    from agents.checkpoint import DATA_FIELDS, PLUGIN_FIELDS
+
+    def text_fields(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            hint = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(hint):
+                yield from text_fields(hint, f"{prefix}{f.name}.")
+            elif str in (hint, *typing.get_args(hint)):
+                yield prefix + f.name
+
+    found = {*text_fields(EnvConfig), *text_fields(AgentConfig, "agent.")}
+    assert found == set(PLUGIN_FIELDS) | DATA_FIELDS and not set(PLUGIN_FIELDS) & DATA_FIELDS
+
+
 def test_a_plugin_runs_only_when_the_user_names_or_trusts_it(checkpoint, tmp_path, monkeypatch):
     marker = tmp_path / "factory.marker"
     (tmp_path / "plugins").mkdir()
