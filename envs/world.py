@@ -27,6 +27,10 @@ from encoders.synthetic import SyntheticCatalogConfig, generate_catalog
 from simulators.items import ItemTable
 from simulators.validation import check_field_types
 
+MAX_DIM = 4096
+"""Largest ``fused_dim`` / ``query_dim``: the widths of every candidate row and query in an observation."""
+
+
 @dataclass(frozen=True)
 class WorldConfig:
     """What to build a world from.
@@ -87,6 +91,9 @@ class WorldConfig:
             raise ConfigError(f"WorldConfig.fused_dim must be >= 2, got {self.fused_dim}.")
         if self.query_dim < 1:
             raise ConfigError(f"WorldConfig.query_dim must be >= 1, got {self.query_dim}.")
+        for name in ("fused_dim", "query_dim"):  # every observation row carries these widths
+            if getattr(self, name) > MAX_DIM:
+                raise ConfigError(f"WorldConfig.{name} must be <= {MAX_DIM}, got {getattr(self, name)}.")
         if self.image_weight < 0:
             raise ConfigError(f"WorldConfig.image_weight must be >= 0, got {self.image_weight}.")
 

@@ -353,6 +353,12 @@ def test_k_and_n_are_bounded(kwargs, message):
         EnvConfig(**kwargs)
 
 
+@pytest.mark.parametrize("name", ["fused_dim", "query_dim"])
+def test_vector_widths_are_bounded(name):
+    with pytest.raises(ConfigError, match=f"^{re.escape(f'WorldConfig.{name} must be <= 4096, got 100000.')}$"):
+        WorldConfig(**{name: 100_000})
+
+
 def test_an_absurd_k_is_one_line_on_the_command_line(tmp_path, capsys):
     code = cli.main(["compare", "--agents", "random,retriever", "--seeds", "1", "--sessions", "2", "--no-progress",
                      "--text-encoder", "hashing", "--set", "n_candidates=100000000", "--out", str(tmp_path)])
