@@ -15,9 +15,39 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.nn import functional as F
 
 MASKED_SCORE = -1e4
 """Score given to padded (and, in the sequential env, already placed) candidates."""
+
+
+class Attention(nn.Module):
+    """Multi-head scaled dot-product attention of queries over a masked key set (one fused kernel).
+
+    The same maths as ``nn.MultiheadAttention`` (packed q/k/v projections, output projection) without
+    its per-call argument checking, which dominated the cost at ShopRank's small sizes.
+
+    Args:
+        dim: ``D``, width of queries, keys and values.
+        heads: Attention heads (``D`` divisible by it).
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, Q, D)`` attends over ``keys (B, M, D)`` where ``key_mask (B, M)`` is True; -> ``(B, Q, D)``.
+        Every row needs at least one True key."""
+        b, q_len, d = x.shape
+        h = self.heads
+        q = self.query(x).view(b, q_len, h, d // h).transpose(1, 2)                    # (B, h, Q, D/h)
+        k, v = self.key_value(keys).view(b, keys.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        return self.out(out.transpose(1, 2).reshape(b, q_len, d))
 
 
 class CandidateSetExtractor(BaseFeaturesExtractor):
@@ -51,14 +81,17 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         self.history_proj = nn.Linear(history_dim, hidden)
         self.context_mlp = nn.Sequential(nn.Linear(context_dim + hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         extra = 1 if self.has_placed else 0
-        self.candidate_mlp = nn.Sequential(nn.Linear(f + extra + hidden, hidden), nn.ReLU(),
-                                           nn.Linear(hidden, hidden))
+        # first layer over [candidate, context] split in two: the context half is computed once per
+        # observation, not once per candidate (the same function, K times fewer multiply-adds for it)
+        self.candidate_in = nn.Linear(f + extra, hidden)
+        self.context_in = nn.Linear(hidden, hidden, bias=False)
+        self.candidate_mlp = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden))
         # FiLM conditioning: the context scales and shifts each candidate embedding, so products of
         # shopper taste and product look (what the shopper's utility is made of) are one layer away
         self.film = nn.Linear(hidden, 2 * hidden)
         self.post_film = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.history_attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
-        self.attention = nn.ModuleList(nn.MultiheadAttention(hidden, heads, batch_first=True) for _ in range(layers))
+        self.history_attention = Attention(hidden, heads)
+        self.attention = nn.ModuleList(Attention(hidden, heads) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.score_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.value_head = nn.Sequential(nn.Linear(2 * hidden, value_dim), nn.ReLU())
@@ -81,22 +114,18 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         h_pool = (history * hmask.unsqueeze(-1)).sum(1) / hmask.sum(1, keepdim=True).clamp(min=1)
         context = torch.cat([obs[key].reshape(bsz, -1) for key in self.context_keys] + [h_pool], dim=1)
         context = self.context_mlp(context)                        # (B, D)
-        parts = [cand]
-        if self.has_placed:
-            parts.append(obs["placed"].unsqueeze(-1))
-        parts.append(context.unsqueeze(1).expand(-1, cand.shape[1], -1))
-        x = self.candidate_mlp(torch.cat(parts, dim=-1))           # (B, K, D)
+        own = torch.cat([cand, obs["placed"].unsqueeze(-1)], dim=-1) if self.has_placed else cand
+        x = self.candidate_mlp(self.candidate_in(own) + self.context_in(context).unsqueeze(1))  # (B, K, D)
         gamma, beta = self.film(context).unsqueeze(1).chunk(2, dim=-1)
         x = self.post_film(x * (1 + gamma) + beta)
         # candidates attend to the clicked products (the shopper's memory); no history -> no update
         has_history = hmask.any(dim=1, keepdim=True)               # (B, 1)
-        safe_hmask = hmask | ~has_history
-        recalled, _ = self.history_attention(x, history, history, key_padding_mask=~safe_hmask)
-        x = x + recalled * has_history.unsqueeze(-1)
+        if bool(has_history.any()):                                # (one-query episodes never have history)
+            recalled = self.history_attention(x, history, hmask | ~has_history)
+            x = x + recalled * has_history.unsqueeze(-1)
         safe_valid = valid | ~valid.any(dim=1, keepdim=True)       # avoid all-masked rows (NaN)
         for attention, norm in zip(self.attention, self.norms):
-            attended, _ = attention(x, x, x, key_padding_mask=~safe_valid)
-            x = norm(x + attended)
+            x = norm(x + attention(x, x, safe_valid))
         pooled = (x * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
         scores = self.score_head(torch.cat([x, pooled.unsqueeze(1).expand_as(x)], dim=-1)).squeeze(-1)
         if self.prior_column is not None:

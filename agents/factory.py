@@ -9,6 +9,7 @@ evaluation without running code) live in :mod:`agents.checkpoint`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,11 +24,19 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from encoders.errors import ConfigError
 from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
+from agents.slate_ppo import SlotCreditPPO, SlotCreditRolloutBuffer
 from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, pretrain_q_values,
                              pretrain_scores, seed_replay_buffer)
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
                              MaskedDQN)
 from envs.config import EnvConfig
+
+
+SLATE_POLICIES: dict[str, Callable[["AgentConfig", int], dict[str, Any]]] = {
+    "plackett_luce": lambda config, slate_size: {"slate_size": slate_size, "slot_credit": config.slot_credit},
+    "gaussian": lambda config, slate_size: {"log_std_init": config.log_std_init},
+}
+"""PPO's action distribution on the ``Box`` env by name -> the policy kwargs that select it."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,12 @@ class AgentConfig:
         ent_coef: PPO entropy bonus.
         clip_range: PPO clip range.
         target_kl: PPO early stop of an update's epochs once the approximate KL exceeds it (``None`` = off).
-        log_std_init: Initial log std of the Gaussian over scores (PPO on ``Box``).
+        log_std_init: Initial log std of the Gaussian over scores (PPO with ``slate_policy="gaussian"``).
+        slate_policy: PPO's action distribution on ``ShopRank-v0``: ``"plackett_luce"`` (a ranking
+            distribution over the ``K`` scores, the shown top ``N`` sampled without replacement; see
+            :mod:`agents.distributions`) or ``"gaussian"`` (a diagonal Gaussian over the scores).
+        share_extractor: PPO: actor and critic share one candidate-set extractor, the critic reading its
+            pooled features without back-propagating into them (one forward pass instead of two).
         hidden: Width of the candidate embeddings.
         heads: Attention heads.
         layers: Self-attention layers across candidates.
@@ -59,10 +73,17 @@ class AgentConfig:
         exploration_final_eps: DQN final epsilon.
         target_update_interval: DQN target network sync period (steps).
         train_freq: DQN environment steps between updates.
-        slot_credit: DQN only: credit each slot's pick with its own product's reward
-            (``info["position_rewards"]``, see :class:`~agents.policies.MaskedDQN`) instead of crediting
-            the whole slate's reward to the last pick.
-        n_envs: Parallel environments (DummyVecEnv).
+        slot_credit: Per-slot credit from ``info["position_rewards"]``. DQN: credit each slot's pick with
+            its own product's reward (see :class:`~agents.policies.MaskedDQN`) instead of crediting the whole
+            slate's reward to the last pick. PPO with ``slate_policy="plackett_luce"``: each slot's
+            decision gets its own advantage from its reward-to-go in the slate (see
+            :mod:`agents.slate_ppo`); ``target_kl`` then bounds the mean per-slot KL.
+        slot_discount: PPO with ``slot_credit``: weight ``g`` of the slots below a decision in its advantage
+            (1 = unbiased; 0 = its own product's reward only). In ``[0, 1]``.
+        n_envs: Parallel sessions.
+        batched_env: Per-query algorithms (PPO) step the ``n_envs`` sessions in one batched vector env
+            (array operations) instead of a ``DummyVecEnv`` of single envs (the sequential env has no
+            batched form).
         pretrain_sessions: Sessions logged with a uniformly random ranking that the policy is fitted to
             before RL starts (:mod:`agents.pretrain`): PPO's scores to ``pretrain_target``, DQN's
             Q-values to each slot's reward-to-go; 0 = learn from scratch.
@@ -86,6 +107,8 @@ class AgentConfig:
     clip_range: float = 0.2
     target_kl: float | None = 0.05
     log_std_init: float = -1.0
+    slate_policy: str = "plackett_luce"
+    share_extractor: bool = True
     hidden: int = 64
     heads: int = 4
     layers: int = 1
@@ -97,7 +120,9 @@ class AgentConfig:
     exploration_final_eps: float = 0.05
     target_update_interval: int = 1000
     train_freq: int = 4
+    batched_env: bool = True
     slot_credit: bool = False
+    slot_discount: float = 1.0
     n_envs: int = 4
     pretrain_sessions: int = 0
     pretrain_target: str = "reward"
@@ -112,6 +137,11 @@ class AgentConfig:
         if self.pretrain_target not in PRETRAIN_TARGETS:
             raise ConfigError(f"AgentConfig.pretrain_target must be one of {list(PRETRAIN_TARGETS)}, "
                              f"got {self.pretrain_target!r}.")
+        if not 0.0 <= self.slot_discount <= 1.0:
+            raise ConfigError(f"AgentConfig.slot_discount must be in [0, 1], got {self.slot_discount}.")
+        if self.slate_policy not in SLATE_POLICIES:
+            raise ConfigError(f"AgentConfig.slate_policy must be one of {list(SLATE_POLICIES)}, "
+                              f"got {self.slate_policy!r}.")
         if self.hidden % self.heads:
             raise ConfigError(f"AgentConfig.hidden ({self.hidden}) must be divisible by heads ({self.heads}).")
 
@@ -123,13 +153,20 @@ def _extractor_kwargs(config: AgentConfig) -> dict[str, Any]:
 
 
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
-    return PPO(CandidateScorePolicy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
+    slate_size = int(env.get_attr("config")[0].slate_size)
+    per_slot = config.slot_credit and config.slate_policy == "plackett_luce"
+    buffer = ({"rollout_buffer_class": SlotCreditRolloutBuffer,
+               "rollout_buffer_kwargs": {"n_slots": slate_size, "slot_discount": config.slot_discount}}
+              if per_slot else {})
+    return (SlotCreditPPO if per_slot else PPO)(
+               CandidateScorePolicy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, clip_range=config.clip_range,
                target_kl=config.target_kl,
-               policy_kwargs={**_extractor_kwargs(config), "log_std_init": config.log_std_init,
-                              "share_features_extractor": False},
-               tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0)
+               policy_kwargs={**_extractor_kwargs(config), **SLATE_POLICIES[config.slate_policy](config, slate_size),
+                              "share_features_extractor": config.share_extractor,
+                              "detach_critic": config.share_extractor},
+               tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0, **buffer)
 
 
 def _maskable_ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
@@ -204,13 +241,21 @@ class AgentPreset:
     algo: str
     config: AgentConfig
     description: str
+    online: bool = True
+    """False: the warm start alone (no online RL step, whatever training budget is asked for)."""
 
 
 AGENT_PRESETS: dict[str, AgentPreset] = {
     "ppo": AgentPreset("ppo", AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6),
                        "PPO on ShopRank-v0, scores warm-started on 100k logged sessions (slot rewards), then "
                        "trained online"),
-    "ppo_scratch": AgentPreset("ppo", AgentConfig(), "PPO on ShopRank-v0 from scratch (no logged sessions)"),
+    "ppo_pretrained": AgentPreset("ppo", AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6),
+                                  "ppo's warm start alone (the same fit to 100k logged sessions, no online step)",
+                                  online=False),
+    "ppo_scratch": AgentPreset("ppo", AgentConfig(slot_credit=True, slot_discount=0.0, learning_rate=1e-3,
+                                                  target_kl=None, hidden=32, layers=0),
+                               "PPO on ShopRank-v0 from scratch (no logged sessions): Plackett-Luce slate policy, "
+                               "per-slot credit, a slim candidate network"),
     "maskable_ppo": AgentPreset("maskable_ppo", AgentConfig(pretrain_sessions=10_000, gamma=1.0, gae_lambda=1.0),
                                 "MaskablePPO on ShopRankSeq-v0, warm-started on 10k logged sessions"),
     "dqn": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=0.0, slot_credit=True, learning_rate=5e-4,
@@ -223,7 +268,18 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
                                                   learning_starts=2000, target_update_interval=2000),
                                "DQN with a masked Q-network and per-slot credit, from scratch"),
 }
+AGENT_PRESETS["dqn_pretrained"] = AgentPreset("dqn", AGENT_PRESETS["dqn"].config,
+                                              "dqn's warm start alone (Q-values fitted to the same 10k logged "
+                                              "sessions, no online step)", online=False)
 """RL agents by the names ``shoprank compare`` and ``summary.csv`` use."""
+
+
+def write_learning_curve(curve: list[dict[str, float]], path: Path) -> Path:
+    """Write a learning curve (``HeldOutEvalCallback.curve``) as CSV: ``env_steps, wall_s, reward, ...``."""
+    import pandas as pd
+
+    pd.DataFrame(curve).to_csv(path, index=False)
+    return path
 
 
 def algo_spec(name: str) -> AlgoSpec:
@@ -242,12 +298,19 @@ def make_env(env_config: EnvConfig, sequential: bool, render_mode: str | None = 
 
 def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentConfig(), seed: int = 0,
                 tensorboard_log: str | None = None, n_envs: int | None = None):
-    """An untrained SB3 model for algorithm ``name`` on ``n_envs`` copies of the env."""
+    """An untrained SB3 model for algorithm ``name`` on ``n_envs`` sessions: one batched
+    :class:`~envs.vector_env.ShopRankVectorEnv` (``config.batched_env``, per-query algorithms) or a
+    ``DummyVecEnv`` of single envs."""
     spec = algo_spec(name)
     torch.set_num_threads(config.torch_threads)
     n = n_envs or config.n_envs
-    vec = DummyVecEnv([lambda: make_env(env_config, spec.sequential) for _ in range(n)])
-    vec.seed(seed)
+    if config.batched_env and not spec.sequential:
+        from envs.vector_env import sb3_vec_env
+
+        vec = sb3_vec_env(n, env_config, seed=seed)
+    else:
+        vec = DummyVecEnv([lambda: make_env(env_config, spec.sequential) for _ in range(n)])
+        vec.seed(seed)
     return spec.build(vec, config, seed, tensorboard_log)
 
 
@@ -274,25 +337,34 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
         config: Hyperparameters.
         progress: Show SB3's progress bar.
         callbacks: Extra SB3 callbacks.
-        eval_every: Steps between held-out evaluations logged under ``eval/`` (0 = none).
+        eval_every: Steps between held-out evaluations logged under ``eval/`` (0 = none). With it, the
+            learning curve (an evaluation before the first online step, every ``eval_every`` steps and at
+            the end) is kept as ``model.learning_curve`` and written to ``run_dir/learning_curve.csv``.
         eval_sessions: Held-out sessions per evaluation.
 
     Returns:
         The trained SB3 model (its ``predict`` serves evaluation).
     """
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
+    started = time.perf_counter()
     model = build_agent(name, env_config, config, seed, tensorboard_log=tb)
     if config.pretrain_sessions > 0:
         warm_start(model, name, env_config, config, seed, progress)
     extra = [HParamsCallback({"algo": name, "seed": seed, **asdict(config)})]
+    curve = None
     if eval_every > 0:
-        extra.append(HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential), eval_sessions,
-                                         eval_every, seed))
+        curve = HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential), eval_sessions, eval_every,
+                                    seed, wall_offset=time.perf_counter() - started)
+        extra.append(curve)
     model.learn(total_timesteps=total_timesteps,
                 callback=CallbackList([ShopMetricsCallback(), *extra, *(callbacks or [])]),
                 progress_bar=progress, tb_log_name=name)
     model.name = name
     model.sequential = algo_spec(name).sequential
+    model.learning_curve = curve.curve if curve is not None else []
+    if run_dir is not None and curve is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        write_learning_curve(curve.curve, Path(run_dir) / "learning_curve.csv")
     if run_dir is not None:
         from agents.checkpoint import save_agent  # the checkpoint module builds policies through this one
 

@@ -17,6 +17,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from agents.distributions import PlackettLuceDistribution
+
 
 class ScoreSplit(nn.Module):
     """SB3 ``mlp_extractor`` stand-in: actor latent = the ``K`` scores, critic latent = MLP(pooled).
@@ -25,11 +27,14 @@ class ScoreSplit(nn.Module):
         n_candidates: ``K``.
         features_dim: ``K + value_dim`` (the extractor's output width).
         value_hidden: Width of the critic latent.
+        detach_critic: Stop the critic's gradient at the extractor (see ``_ScoreHeadMixin``).
     """
 
-    def __init__(self, n_candidates: int, features_dim: int, value_hidden: int = 64) -> None:
+    def __init__(self, n_candidates: int, features_dim: int, value_hidden: int = 64,
+                 detach_critic: bool = False) -> None:
         super().__init__()
         self.k = n_candidates
+        self.detach_critic = detach_critic
         self.latent_dim_pi = n_candidates
         self.latent_dim_vf = value_hidden
         self.critic = nn.Sequential(nn.Linear(features_dim - n_candidates, value_hidden), nn.Tanh())
@@ -41,17 +46,43 @@ class ScoreSplit(nn.Module):
         return features[:, : self.k]
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        return self.critic(features[:, self.k:])
+        pooled = features[:, self.k:]
+        return self.critic(pooled.detach() if self.detach_critic else pooled)
 
 
 class _ScoreHeadMixin:
-    """Replaces SB3's MLP extractor and action head with :class:`ScoreSplit` and the identity."""
+    """Replaces SB3's MLP extractor and action head with :class:`ScoreSplit` and the identity.
+
+    Extra policy kwargs (pass them in ``policy_kwargs``):
+        slate_size: With a ``Box(K)`` action space, ``N`` > 0 makes the action distribution
+            :class:`~agents.distributions.PlackettLuceDistribution` over the ``K`` scores with ``N`` shown
+            slots; ``None`` keeps SB3's diagonal Gaussian over the scores.
+        slot_credit: With Plackett-Luce, log-probabilities are per slot ``(B, N)`` (for
+            :class:`~agents.slate_ppo.SlotCreditPPO`).
+        detach_critic: The critic reads the shared extractor's pooled features without back-propagating
+            into them (with ``share_features_extractor=True``: one extractor pass, trained by the actor's
+            loss only, so the value loss's scale cannot swamp the ranking features).
+    """
+
+    def __init__(self, *args, slate_size: int | None = None, slot_credit: bool = False, detach_critic: bool = False,
+                 **kwargs) -> None:
+        self.slate_size = slate_size
+        self.slot_credit = slot_credit
+        self.detach_critic = detach_critic
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict:
+        return {**super()._get_constructor_parameters(), "slate_size": self.slate_size,
+                "slot_credit": self.slot_credit, "detach_critic": self.detach_critic}
 
     def _build_mlp_extractor(self) -> None:
         k = self.action_space.shape[0] if isinstance(self.action_space, spaces.Box) else int(self.action_space.n)
-        self.mlp_extractor = ScoreSplit(k, self.features_dim)
+        self.mlp_extractor = ScoreSplit(k, self.features_dim, detach_critic=self.detach_critic)
 
     def _build(self, lr_schedule) -> None:
+        if self.slate_size is not None and isinstance(self.action_space, spaces.Box):
+            self.action_dist = PlackettLuceDistribution(self.action_space.shape[0], self.slate_size,
+                                                        per_slot=self.slot_credit)
         super()._build(lr_schedule)
         self.action_net = nn.Identity()
         if hasattr(self.pi_features_extractor, "shrink_score_head"):
@@ -60,7 +91,8 @@ class _ScoreHeadMixin:
 
 
 class CandidateScorePolicy(_ScoreHeadMixin, ActorCriticPolicy):
-    """PPO policy: Gaussian over candidate scores (``Box`` env) or categorical over candidates."""
+    """PPO policy over candidate scores: Plackett-Luce (``slate_size`` set) or Gaussian on the ``Box`` env,
+    categorical over candidates on a ``Discrete`` one."""
 
 
 class MaskableCandidateScorePolicy(_ScoreHeadMixin, MaskableActorCriticPolicy):

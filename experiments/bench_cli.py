@@ -7,6 +7,8 @@
 ranker can reach, per profile noise);
 ``shoprank bench lookahead`` — does the session env reward looking ahead (myopic oracle vs purchase-averse
 lookahead oracles);
+``shoprank bench train [--quick]`` — PPO training throughput of the from-scratch agent vs SB3 PPO on CartPole
+(same settings, same run) and vs the previous release's agent;
 ``shoprank bench ope [--quick]`` — off-policy estimators against the true value of target policies in the
 simulator (bias, RMSE, CI coverage at n = 1k / 10k / 100k logged sessions); no argument runs env and retrieval.
 Results land in ``benchmarks/results/`` as JSON + Markdown.
@@ -19,7 +21,8 @@ import sys
 from pathlib import Path
 
 SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
-          "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope"}
+          "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope",
+          "train": "benchmarks.bench_train"}
 
 
 def main(argv: list[str] | None = None) -> int:
