@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 
-from encoders.errors import ConfigError, command_errors
+from encoders.errors import ConfigError, ShopRankError, command_errors
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 from experiments.run_folder import CellStore, RunFolder
@@ -60,6 +60,57 @@ def parse_seeds(text: str) -> list[int]:
     if min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"--seeds must be >= 0, got {text!r}.")
     return seeds
+
+
+TRAIN_ONLY_KEYS = ("algo", "total_timesteps", "seed", "eval_every", "eval_sessions")
+"""``TrainConfig`` keys that ``compare`` sets with its own flags (``--agents``, ``--train-steps``, ``--seeds``)."""
+
+
+def split_overrides(overrides: Sequence[str], agent_overrides: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """``--set`` items with ``shoprank train``'s keys -> ``(EnvConfig overrides, AgentConfig overrides)``.
+
+    One override syntax for every command: ``env.<EnvConfig field>=value`` (e.g. ``env.world.image_weight=0``)
+    and ``agent.<AgentConfig field>=value`` (every RL agent's preset). The older forms remain aliases: a bare
+    EnvConfig key (``world.image_weight=0``) and ``--agent-set <AgentConfig field>=value``.
+
+    Raises:
+        ConfigError: for a ``TrainConfig`` key ``compare`` sets with a flag of its own (``total_timesteps``...).
+    """
+    env, agent = [], list(agent_overrides)
+    for item in overrides:
+        item = item.strip()
+        head, dot, rest = item.partition(".")
+        if dot and head in ("env", "agent"):
+            (env if head == "env" else agent).append(rest)
+        elif item.partition("=")[0].strip() in TRAIN_ONLY_KEYS:
+            raise ConfigError(f"--set {item!r}: compare sets this with its own flags (--agents, --train-steps, "
+                              "--seeds); --set takes env.<EnvConfig field> or agent.<AgentConfig field>.")
+        else:
+            env.append(item)
+    return env, agent
+
+
+def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: BaselineConfig) -> None:
+    """Build each baseline in ``names`` on ``env`` and let it rank one query, before anything trains.
+
+    Catches an agent that cannot work with this env or simulator (e.g. ``oracle`` with a custom shopper
+    that has no ``expected_response``) in seconds instead of after the RL agents' training. Offline
+    learners are fitted to a few logged sessions only (the check is about compatibility, not quality).
+
+    Raises:
+        ConfigError: naming the agent and what it lacks.
+    """
+    from dataclasses import replace
+
+    quick = replace(baseline_config, n_log_sessions=min(baseline_config.n_log_sessions, 20))
+    for name in (n for n in names if n in BASELINES):
+        try:
+            agent = baseline_factory(name, quick)(env, 0)
+            obs, _ = env.reset(seed=0)
+            agent.predict(obs, deterministic=True)
+        except (ShopRankError, TypeError) as exc:
+            raise ConfigError(f"agent {name!r} cannot run in {env_id} with this config: {exc} "
+                              "(checked before any training; nothing was trained)") from exc
 
 
 def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
@@ -122,10 +173,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="replace a finished run in --out (or an unfinished one with another config); an "
                         "unfinished run with the same config is resumed: its finished (agent, seed) cells are kept")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an EnvConfig field, e.g. --set world.image_weight=0 (repeatable)")
+                   help="override a field with shoprank train's keys: env.<EnvConfig field> (e.g. "
+                        "env.world.image_weight=0) or agent.<AgentConfig field> of every RL agent's preset (e.g. "
+                        "agent.pretrain_sessions=10000); repeatable")
     p.add_argument("--agent-set", dest="agent_overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an AgentConfig field of every RL agent's preset, e.g. "
-                        "--agent-set pretrain_sessions=10000 (repeatable)")
+                   help="older alias of --set agent.KEY=VALUE")
     return p
 
 
@@ -147,24 +199,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
     if not names:
         parser.error(f"--agents names no agent: {args.agents!r}.")
+    env_overrides, agent_overrides = split_overrides(args.overrides, args.agent_overrides)
     config = resolve_config(args.env, None, args.catalog, args.text_encoder)
-    if args.overrides:
+    if env_overrides:
         from experiments.config import apply_overrides
 
-        config = apply_overrides(config, args.overrides)
-    if args.agent_overrides:  # checked even when no RL agent is compared: a typo must not pass silently
+        config = apply_overrides(config, env_overrides)
+    if agent_overrides:  # checked even when no RL agent is compared: a typo must not pass silently
         from agents.factory import AgentConfig
         from experiments.config import apply_overrides
 
-        apply_overrides(AgentConfig(), args.agent_overrides)
+        apply_overrides(AgentConfig(), agent_overrides)
     baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
     agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
-                          args.agent_overrides)
+                          agent_overrides)
+    preflight(names, make_env(args.env, config), args.env, baseline_config)
     if args.baseline is not None and args.baseline not in names:
         raise ConfigError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
     run_config = {"agents": names, "seeds": args.seeds, "sessions": args.sessions, "env": args.env,
                   "env_config": _jsonable(config), "baseline_config": _jsonable(baseline_config),
-                  "train_steps": args.train_steps, "agent_overrides": args.agent_overrides}
+                  "train_steps": args.train_steps, "agent_overrides": agent_overrides}
     with RunFolder(args.out, "compare", run_config, seeds=args.seeds, overwrite=args.overwrite,
                    resumable=True) as run:
         run.write_json("compare_config.json", {"argv": list(argv) if argv is not None else sys.argv[1:],
