@@ -51,6 +51,13 @@ class ShopRankEnv(gym.Env):
     ``obs["candidates"][:, layout.column("retriever_rank")]``, ``layout.columns("fused")``,
     ``obs["session"][layout.session_column("clicks")]``; look features up by name, never by position.
 
+    Constant inputs of ``ShopRankStatic-v0`` (one query per episode): ``session``, ``history`` and
+    ``history_mask`` are zeros in every observation an agent acts on (no earlier query in the episode); on
+    the built-in catalog ``mask`` is all ones and the candidates' has-photo column is 1 (every product has a
+    photo and every query returns ``K`` results). They stay so that the static and session envs share one
+    observation space (a policy trained on one acts in the other); ``tests/test_static_observation.py``
+    checks that these, and only these, are constant.
+
     ## Rewards
     ``RewardSpec``: ``click * clicks + purchase * purchases + revenue * revenue`` of the shown slate.
     ``info`` carries ``clicks``, ``purchases``, ``revenue``, ``clicked_positions``, ``purchased_positions``, ``shown_ids``,
