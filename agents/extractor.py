@@ -12,10 +12,13 @@ candidates get :data:`MASKED_SCORE`), the rest are pooled features for the criti
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
+
+from envs.layout import FeatureLayout
 
 MASKED_SCORE = -1e4
 """Score given to padded (and, in the sequential env, already placed) candidates."""
@@ -61,14 +64,15 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         heads: Attention heads.
         layers: Self-attention layers across candidates.
         value_dim: Width of the pooled features appended after the scores.
-        prior_column: Candidate-feature column holding the retriever's rank score (``1 - rank / K``);
+        prior_feature: Name of the candidate feature (:class:`~envs.layout.FeatureLayout`) holding the
+            retriever's rank score (``1 - rank / K``);
             the scores start as ``prior_weight * (column - 0.5)`` plus the learned head, so an untrained
             policy ranks like the retriever and learning adds corrections (``None`` disables it).
         prior_weight: Initial weight of that prior (learnable).
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, hidden: int = 64, heads: int = 4, layers: int = 1,
-                 value_dim: int = 64, prior_column: int | None = -3, prior_weight: float = 2.0) -> None:
+                 value_dim: int = 64, prior_feature: str | None = "retriever_rank", prior_weight: float = 2.0) -> None:
         spaces = observation_space.spaces
         k, f = spaces["candidates"].shape
         super().__init__(observation_space, features_dim=k + value_dim)
@@ -95,7 +99,8 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.score_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.value_head = nn.Sequential(nn.Linear(2 * hidden, value_dim), nn.ReLU())
-        self.prior_column = prior_column
+        layout = FeatureLayout.of_observation({key: np.zeros(space.shape) for key, space in spaces.items()})
+        self.prior_column = layout.column(prior_feature) if prior_feature is not None else None
         self.prior_weight = nn.Parameter(torch.tensor(float(prior_weight)))
 
     def shrink_score_head(self, scale: float = 0.01) -> None:

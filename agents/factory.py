@@ -252,8 +252,8 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
     "ppo_pretrained": AgentPreset("ppo", AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6),
                                   "ppo's warm start alone (the same fit to 100k logged sessions, no online step)",
                                   online=False),
-    "ppo_scratch": AgentPreset("ppo", AgentConfig(slot_credit=True, slot_discount=0.0, learning_rate=1e-3,
-                                                  target_kl=None, hidden=32, layers=0),
+    "ppo_scratch": AgentPreset("ppo", AgentConfig(slot_credit=True, slot_discount=0.0, learning_rate=2e-3,
+                                                  n_epochs=10, target_kl=None, hidden=32, layers=0),
                                "PPO on ShopRank-v0 from scratch (no logged sessions): Plackett-Luce slate policy, "
                                "per-slot credit, a slim candidate network"),
     "maskable_ppo": AgentPreset("maskable_ppo", AgentConfig(pretrain_sessions=10_000, gamma=1.0, gae_lambda=1.0),
