@@ -7,6 +7,7 @@ import re
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 
 import envs  # noqa: F401  (registers the ids)
@@ -145,6 +146,8 @@ def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
 
 def test_compare_without_retriever_still_runs(tmp_path):
     assert cli.main(["compare", "--agents", "random,oracle", *FAST, "--out", str(tmp_path)]) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(dict.fromkeys(summary.agent)) == ["random", "oracle"] and summary["mean"].notna().all()
 
 
 def test_optional_fields_take_numbers_yaml_reads_as_text():
