@@ -180,12 +180,18 @@ def _check_full(obs: Obs) -> None:
                             "use a catalog large enough for n_candidates.")
 
 
+Recorder = Callable[[Mapping[str, np.ndarray], int], None]
+"""``(info, take)``: receives the env's step ``info`` (``clicked (B, N)``, ``shown_ids (B, N)``, ...) and how
+many leading rows belong to the run (the last batch may run past ``n_sessions``)."""
+
+
 def run_sessions(env, n_sessions: int, seed: int,
-                 step: Callable[[Obs, np.random.Generator], tuple[np.ndarray, Callable[[np.ndarray], None]]]) -> None:
+                 step: Callable[[Obs, np.random.Generator], tuple[np.ndarray, Recorder]]) -> None:
     """Run ``n_sessions`` one-query sessions in batches of ``env.num_envs``.
 
     ``step(obs, rng) -> (slates (B, N), record)``: the slates to show for a batch of observations and a
-    callback that receives the clicks ``bool (B, N)``; the last batch records only its first rows.
+    :data:`Recorder` for the outcome. The env is reset with a seed drawn first from ``default_rng(seed)``;
+    the policy's draws follow from the same generator.
     """
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=int(rng.integers(2**31)))
@@ -196,7 +202,7 @@ def run_sessions(env, n_sessions: int, seed: int,
         slates, record = step(obs, rng)
         obs_next, _, _, _, info = env.step(slate_action(slates, k))
         take = min(env.num_envs, n_sessions - done)
-        record(np.asarray(info["clicked"], dtype=bool), take)
+        record(info, take)
         done += take
         obs = obs_next
 
@@ -208,7 +214,7 @@ def on_policy_value(env, policy: SlatePolicy, n_sessions: int, seed: int) -> tup
 
     def step(obs: Obs, rng: np.random.Generator):
         slates = policy.slates(obs, n_slots, rng)
-        return slates, lambda clicks, take: totals.append(clicks[:take].sum(axis=1))
+        return slates, lambda info, take: totals.append(np.asarray(info["clicked"])[:take].sum(axis=1))
 
     run_sessions(env, n_sessions, seed, step)
     t = np.concatenate(totals).astype(np.float64)
@@ -243,6 +249,34 @@ class RewardTable:
         c = np.bincount(idx, weights=clicks.ravel().astype(float), minlength=n.size).reshape(n.shape)
         slot_mean = c.sum(axis=0) / np.maximum(n.sum(axis=0), 1)
         return cls(np.where(n > 0, c / np.maximum(n, 1), slot_mean[None, :]))
+
+    def for_sessions(self, sessions: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        """``float (B, K, N)`` ``q`` of every candidate at every slot, from ``rank (B, K)``."""
+        return self.table[rank]
+
+
+@dataclass
+class CrossFitRewardTable:
+    """:class:`RewardTable` cross-fitted over sessions: a session's ``q`` comes from the other folds.
+
+    Attributes:
+        tables: One table per fold.
+        fold: ``int (S,)`` fold of each logged session.
+    """
+
+    tables: list[RewardTable]
+    fold: np.ndarray
+
+    @classmethod
+    def fit(cls, rank: np.ndarray, clicks: np.ndarray, n_candidates: int, n_folds: int = 2,
+            seed: int = 0) -> "CrossFitRewardTable":
+        """From logged ``rank (S, N)`` and ``clicks (S, N)``; folds drawn with ``default_rng(seed)``."""
+        fold = np.random.default_rng(seed).integers(n_folds, size=len(rank))
+        return cls([RewardTable.fit(rank[fold != f], clicks[fold != f], n_candidates) for f in range(n_folds)], fold)
+
+    def for_sessions(self, sessions: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        fold = self.fold[np.minimum(sessions, len(self.fold) - 1)]
+        return np.stack([self.tables[f].table for f in range(len(self.tables))])[fold[:, None], rank]
 
 
 @dataclass
@@ -319,7 +353,7 @@ class SimLog:
 
 
 def collect(env, logging: RankPlackettLuce, targets: list[SlatePolicy], n_sessions: int, seed: int,
-            reward_table: RewardTable) -> SimLog:
+            reward_table: RewardTable | CrossFitRewardTable) -> SimLog:
     """Log ``n_sessions`` sessions under ``logging`` and record every target's probabilities on them.
 
     Args:
@@ -328,12 +362,13 @@ def collect(env, logging: RankPlackettLuce, targets: list[SlatePolicy], n_sessio
         targets: Policies to evaluate (distinct names).
         n_sessions: Sessions to log.
         seed: Seed of the env and the logging policy's draws.
-        reward_table: ``q(rank under logging's scorer, slot)`` fitted on a pilot log.
+        reward_table: ``q(rank under logging's scorer, slot)`` fitted on a pilot log (or cross-fitted on
+            the log itself).
     """
     n_slots = slate_size(env)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("clicks", "pb", "pb_log", "q")}
     tcols: dict[str, list[list[np.ndarray]]] = {t.name: [[], [], []] for t in targets}
-    table = reward_table.table
+    seen = [0]
 
     def step(obs: Obs, rng: np.random.Generator):
         slates = logging.slates(obs, n_slots, rng)
@@ -343,7 +378,8 @@ def collect(env, logging: RankPlackettLuce, targets: list[SlatePolicy], n_sessio
         rank_b = ranks(logging.scorer(obs))
         pb = logging.marginals(obs, n_slots)[rows, slates, slot]
         pb_log = logging.slot_log_probs(obs, slates)
-        q_cand = table[rank_b]  # (B, K, N)
+        q_cand = reward_table.for_sessions(seen[0] + np.arange(b), rank_b)  # (B, K, N)
+        seen[0] += b
         per_target = []
         for t in targets:
             marg = t.marginals(obs, n_slots)
@@ -351,7 +387,8 @@ def collect(env, logging: RankPlackettLuce, targets: list[SlatePolicy], n_sessio
                                (marg * q_cand).sum(axis=1)))
         q_logged = q_cand[rows, slates, slot]
 
-        def record(clicks: np.ndarray, take: int) -> None:
+        def record(info: Mapping[str, np.ndarray], take: int) -> None:
+            clicks = np.asarray(info["clicked"], dtype=bool)
             for key, value in (("clicks", clicks), ("pb", pb), ("pb_log", pb_log), ("q", q_logged)):
                 cols[key].append(value[:take])
             for name, m, lp, dm in per_target:
@@ -377,11 +414,118 @@ def pilot_reward_table(env, logging: RankPlackettLuce, n_sessions: int, seed: in
         slates = logging.slates(obs, n_slots, rng)
         shown = np.take_along_axis(ranks(logging.scorer(obs)), slates, axis=1)
 
-        def record(clicks: np.ndarray, take: int) -> None:
+        def record(info: Mapping[str, np.ndarray], take: int) -> None:
             ranks_shown.append(shown[:take])
-            clicks_all.append(clicks[:take])
+            clicks_all.append(np.asarray(info["clicked"], dtype=bool)[:take])
 
         return slates, record
 
     run_sessions(env, n_sessions, seed, step)
     return RewardTable.fit(np.concatenate(ranks_shown), np.concatenate(clicks_all), k)
+
+
+# --------------------------------------------------------------------------------------------------
+# ShopRank's own OPE logs: written with their replay recipe, read back with the contexts re-created
+# --------------------------------------------------------------------------------------------------
+def log_frame(env, logging: RankPlackettLuce, n_sessions: int, seed: int):
+    """Log ``n_sessions`` sessions under ``logging`` as a :mod:`simulators.logs` frame.
+
+    Columns: the log schema (``session``, ``slate`` = 0, ``query``, ``position``, ``item``, ``click``,
+    ``purchase``, ``propensity`` = the logging policy's chance of this candidate at this slot) plus
+    ``candidate`` (index among the K), ``logging_rank`` (its rank by the logging scorer) and
+    ``slot_log_prob`` (``log P(a_k | a_1..a_{k-1})`` under the logging policy). ``purchase`` is False:
+    the batched env reports purchases per session, not per slot.
+    """
+    import pandas as pd
+
+    n_slots = slate_size(env)
+    parts: list[dict[str, np.ndarray]] = []
+    text_of = getattr(env.unwrapped, "query_text", str)
+
+    def step(obs: Obs, rng: np.random.Generator):
+        slates = logging.slates(obs, n_slots, rng)
+        rows, slot = np.arange(len(slates))[:, None], np.arange(n_slots)[None, :]
+        extra = {"candidate": slates, "propensity": logging.marginals(obs, n_slots)[rows, slates, slot],
+                 "logging_rank": np.take_along_axis(ranks(logging.scorer(obs)), slates, axis=1),
+                 "slot_log_prob": logging.slot_log_probs(obs, slates)}
+
+        def record(info: Mapping[str, np.ndarray], take: int) -> None:
+            q = np.asarray(info["query_index"])[:take]
+            query = np.asarray([text_of(i) for i in q])
+            parts.append({"query": np.repeat(query, n_slots), "item": np.asarray(info["shown_ids"])[:take].ravel(),
+                          "click": np.asarray(info["clicked"])[:take].ravel(),
+                          **{k: v[:take].ravel() for k, v in extra.items()}})
+
+        return slates, record
+
+    run_sessions(env, n_sessions, seed, step)
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return pd.DataFrame({"session": np.repeat(np.arange(n_sessions), n_slots), "slate": 0, "query": cols["query"],
+                         "position": np.tile(np.arange(n_slots), n_sessions), "item": cols["item"],
+                         "click": cols["click"].astype(bool), "purchase": False,
+                         "propensity": cols["propensity"], "candidate": cols["candidate"],
+                         "logging_rank": cols["logging_rank"], "slot_log_prob": cols["slot_log_prob"]})
+
+
+@dataclass
+class ReplayedLogging:
+    """Shows the logged slates in order, reporting the probabilities of the policy that logged them.
+
+    Attributes:
+        policy: The logging policy (re-creates its probabilities from the replayed contexts).
+        logged: ``int (S, N)`` logged candidate per slot, in session order.
+    """
+
+    policy: RankPlackettLuce
+    logged: np.ndarray
+    _next: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.policy.scorer
+
+    def slates(self, obs: Obs, n_slots: int, rng: np.random.Generator) -> np.ndarray:
+        b = np.asarray(obs["mask"]).shape[0]
+        chunk = self.logged[self._next:self._next + b]
+        self._next += b
+        if len(chunk) < b:  # past the end of the log: any valid slates (their outcome is not recorded)
+            filler = np.tile(np.arange(n_slots), (b - len(chunk), 1))
+            chunk = np.concatenate([chunk, filler]) if len(chunk) else filler
+        return chunk
+
+    def slot_log_probs(self, obs: Obs, slates: np.ndarray) -> np.ndarray:
+        return self.policy.slot_log_probs(obs, slates)
+
+    def marginals(self, obs: Obs, n_slots: int) -> np.ndarray:
+        return self.policy.marginals(obs, n_slots)
+
+
+@dataclass
+class PlackettLuce:
+    """A stochastic policy given by per-context PL logits (e.g. a PPO policy with a Plackett-Luce head);
+    marginals are estimated by sampling.
+
+    Attributes:
+        name: Row label.
+        logit_fn: ``batched obs -> float (B, K)`` logits.
+        n_samples: Draws per context for the marginals.
+        seed: Seed of those draws.
+    """
+
+    name: str
+    logit_fn: Callable[[Obs], np.ndarray]
+    n_samples: int = 2000
+    seed: int = 0
+
+    def slates(self, obs: Obs, n_slots: int, rng: np.random.Generator) -> np.ndarray:
+        return sample_slates(self.logit_fn(obs), n_slots, rng)
+
+    def slot_log_probs(self, obs: Obs, slates: np.ndarray) -> np.ndarray:
+        return slot_log_probs(self.logit_fn(obs), slates)
+
+    def marginals(self, obs: Obs, n_slots: int) -> np.ndarray:
+        return position_marginals(self.logit_fn(obs), n_slots, np.random.default_rng(self.seed), self.n_samples)
