@@ -16,6 +16,7 @@ one score per candidate and returns it as an action. Actions are **rank-coded**:
 | ``lambdamart`` | LightGBM lambdarank trained on logged clicks of a random logging policy | offline (``fit``) |
 | ``oracle`` | privileged expected immediate reward (``env.unwrapped.privileged_scores()``) | no |
 | ``profile_oracle`` | the same for the shopper estimated from the observation alone (the simulator's ``observable_state``): the ceiling of an observation-only myopic ranker | no |
+| ``planner`` | privileged long-term value in ``ShopRank-v1`` (``env.unwrapped.planner_scores()``: immediate value - expected refund + value of the trust change) | no |
 
 Online bandits learn from clicks: after each step the evaluator calls ``update(obs, action, info)`` with
 the observation the action was chosen for; each shown candidate is one sample with reward 1 if clicked
@@ -296,6 +297,24 @@ class ProfileOracleBaseline(OracleBaseline):
 
     def scores(self, obs: Obs) -> np.ndarray:
         return np.asarray(self.env.privileged_scores(observable=True), dtype=np.float64)
+
+
+class PlannerBaseline(OracleBaseline):
+    """Privileged planner of ``ShopRank-v1``: the myopic oracle's value minus the expected refund of a return,
+    plus the value of the expected change in the shopper's trust (``env.unwrapped.planner_scores()``, see
+    :func:`simulators.longterm.planner_scores`). Bounds agents from above where the future matters.
+    """
+
+    name = "planner"
+
+    def __init__(self, env: gym.Env | None = None) -> None:
+        super().__init__(env)
+        if not hasattr(self.env, "planner_scores"):
+            raise TypeError(f"PlannerBaseline needs an env with planner_scores() (ShopRank-v1); "
+                            f"{type(self.env).__name__} has none.")
+
+    def scores(self, obs: Obs) -> np.ndarray:
+        return np.asarray(self.env.planner_scores(), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -583,7 +602,7 @@ class LambdaMARTBaseline(Baseline):
 # ----------------------------------------------------------------------------------------------------
 BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (
     RandomBaseline, RetrieverBaseline, PopularityBaseline, PriceBaseline, LinUCBBaseline, ThompsonBaseline,
-    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline)}
+    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline, PlannerBaseline)}
 """Baseline classes by name (the agent names used in summaries)."""
 
 
@@ -618,6 +637,7 @@ _FACTORIES: dict[str, BaselineFactory] = {
     "lambdamart": lambda env, seed, cfg: LambdaMARTBaseline.fit(env, cfg.n_log_sessions, seed, cfg.lambdamart),
     "oracle": lambda env, seed, cfg: OracleBaseline(env),
     "profile_oracle": lambda env, seed, cfg: ProfileOracleBaseline(env),
+    "planner": lambda env, seed, cfg: PlannerBaseline(env),
 }
 
 
@@ -687,7 +707,7 @@ def read_baseline_meta(path: str | Path) -> dict[str, Any]:
 
 
 __all__ = ["BASELINES", "Baseline", "BaselineConfig", "LambdaMARTBaseline", "LambdaMARTConfig", "LinUCBBaseline",
-           "OracleBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline", "RandomBaseline",
+           "OracleBaseline", "PlannerBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline", "RandomBaseline",
            "RetrieverBaseline",
            "ThompsonBaseline", "baseline_factory", "candidate_features", "is_baseline_checkpoint",
            "load_baseline", "make_baseline", "read_baseline_meta", "scores_to_action"]

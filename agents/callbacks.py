@@ -19,7 +19,9 @@ class ShopMetricsCallback(BaseCallback):
     ``shop/reward``, ``shop/clicks``, ``shop/purchases``, ``shop/revenue`` (per session),
     ``shop/session_length`` (queries per session), ``shop/abandon_rate`` (share of sessions the shopper
     left), ``shop/ctr`` (clicks per shown product), ``shop/ndcg`` (mean over the sessions' slates) and
-    ``shop/ctr_pos_{k}`` (CTR of slot ``k``). Slate steps are recognised by ``"shown_ids"`` in ``info``;
+    ``shop/ctr_pos_{k}`` (CTR of slot ``k``); in ``ShopRank-v1`` also ``shop/returns`` (returned purchases
+    per session), ``shop/visits`` (visits per session) and ``shop/trust`` (the shopper's hidden trust at
+    the session's end, for analysis only). Slate steps are recognised by ``"shown_ids"`` in ``info``;
     a session still open at a dump counts in the window where it ends.
 
     A dump is detected by ``shop/episodes`` having left the logger's pending values
@@ -37,7 +39,8 @@ class ShopMetricsCallback(BaseCallback):
     @staticmethod
     def _new_session() -> dict[str, Any]:
         return {"reward": 0.0, "clicks": 0.0, "purchases": 0.0, "revenue": 0.0, "shown": 0.0, "queries": 0.0,
-                "left": 0.0, "ndcg": [], "pos_clicks": None, "pos_shown": None}
+                "left": 0.0, "ndcg": [], "pos_clicks": None, "pos_shown": None, "returns": 0.0,
+                "trust": np.nan, "visits": np.nan}
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos", [])
@@ -58,6 +61,9 @@ class ShopMetricsCallback(BaseCallback):
                 acc["shown"] += float(shown.sum())
                 acc["queries"] += 1.0
                 acc["left"] = float(info.get("left", False))
+                if "visits" in info:  # ShopRank-v1: the relationship over visits
+                    acc["returns"] += float(info["returns"])
+                    acc["trust"], acc["visits"] = float(info["trust"]), float(info["visits"])
                 if np.isfinite(info.get("ndcg", np.nan)):
                     acc["ndcg"].append(float(info["ndcg"]))
                 acc["pos_clicks"] = clicked if acc["pos_clicks"] is None else acc["pos_clicks"] + clicked
@@ -76,6 +82,10 @@ class ShopMetricsCallback(BaseCallback):
             self.logger.record(f"shop/{key}", float(np.mean([s[key] for s in window])))
         self.logger.record("shop/session_length", float(np.mean([s["queries"] for s in window])))
         self.logger.record("shop/abandon_rate", float(np.mean([s["left"] for s in window])))
+        visited = [s for s in window if np.isfinite(s["visits"])]
+        if visited:
+            for key in ("returns", "trust", "visits"):
+                self.logger.record(f"shop/{key}", float(np.mean([s[key] for s in visited])))
         shown = sum(s["shown"] for s in window)
         if shown > 0:
             self.logger.record("shop/ctr", sum(s["clicks"] for s in window) / shown)

@@ -6,6 +6,9 @@
   ``gymnasium.make_vec("ShopRank-v0", num_envs=B, vectorization_mode="vector_entry_point")``.
 * ``ShopRankSeq-v0`` — one step per slot, ``Discrete(K)`` with ``action_masks()`` (MaskablePPO).
 * ``ShopRankSeqStatic-v0`` — the same with one query (one slate) per episode.
+* ``ShopRank-v1`` / ``ShopRankSeq-v1`` — one shopper's relationship over several visits: photo gloss,
+  returns and hidden trust (:mod:`envs.visits_env`, :mod:`simulators.longterm`); vector entry point
+  :class:`envs.visits_env.ShopRankVisitsVectorEnv`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ def _register() -> None:
     if "ShopRankSeqStatic-v0" not in registry:
         register(id="ShopRankSeqStatic-v0", entry_point="envs.seq_env:ShopRankSeqEnv",
                  kwargs={"config": static_config()})
+    from envs.visits_env import v1_config
+
+    if "ShopRank-v1" not in registry:
+        register(id="ShopRank-v1", entry_point="envs.visits_env:ShopRankVisitsEnv",
+                 vector_entry_point="envs.visits_env:ShopRankVisitsVectorEnv", kwargs={"config": v1_config()})
+    if "ShopRankSeq-v1" not in registry:
+        register(id="ShopRankSeq-v1", entry_point="envs.visits_env:ShopRankSeqVisitsEnv",
+                 kwargs={"config": v1_config()})
 
 
 _register()

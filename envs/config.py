@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from encoders.errors import ConfigError
 from envs.reward import RewardSpec
 from envs.world import WorldConfig
+from simulators.longterm import LongTermConfig
 from simulators.shopper import ShopperConfig
 from simulators.validation import check_field_types
 
@@ -36,6 +37,8 @@ class EnvConfig:
             shopper over a session (see ``ShopWorld.personalized_search``).
         simulator: ``""`` for the default shopper, or ``"package.module:factory"`` where
             ``factory(items: ItemTable, n_slots: int) -> UserSimulator``.
+        longterm: The long-term dynamics over visits (photo gloss, returns, trust); used by ``ShopRank-v1``
+            only (see :mod:`simulators.longterm`).
     """
 
     n_candidates: int = 20
@@ -47,6 +50,7 @@ class EnvConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     personalize_query: float = 0.0
     simulator: str = ""
+    longterm: LongTermConfig = field(default_factory=LongTermConfig)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -93,7 +97,7 @@ def config_to_dict(config: EnvConfig) -> dict:
 
 def config_from_dict(data: dict) -> EnvConfig:
     """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError`` naming them."""
-    nested = {"reward": RewardSpec, "shopper": ShopperConfig, "world": WorldConfig}
+    nested = {"reward": RewardSpec, "shopper": ShopperConfig, "world": WorldConfig, "longterm": LongTermConfig}
     known = {f.name for f in fields(EnvConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -35,7 +35,8 @@ def init_session_env(env: Any, config: EnvConfig | None, world: ShopWorld | None
         raise ConfigError(f"render_mode must be one of {env.metadata['render_modes']} or None, got {render_mode!r}.")
     env.render_mode = render_mode
     env.world = world if world is not None else get_world(env.config.world)
-    env.core = SessionCore(env.config, env.world, simulator or make_simulator(env.config, env.world))
+    core_type = getattr(env, "session_core", SessionCore)  # an env class may name a SessionCore subclass
+    env.core = core_type(env.config, env.world, simulator or make_simulator(env.config, env.world))
 
 
 def default_simulator(items: ItemTable, n_slots: int, config: EnvConfig) -> UserSimulator:
@@ -97,9 +98,12 @@ class SessionCore:
         sim: The ``UserSimulator``; n_queries: slates shown this session.
     """
 
+    env_core: type = EnvCore
+    """The array core class (a subclass adds rules, e.g. ``ShopRank-v1``'s returns)."""
+
     def __init__(self, config: EnvConfig, world: ShopWorld, simulator: UserSimulator) -> None:
         self.config, self.world, self.sim = config, world, simulator
-        self.core = EnvCore(config, world, simulator, 1)
+        self.core = self.env_core(config, world, simulator, 1)
         self.batch = self.core.sim
         self.layout = self.core.layout
         self.profile_dim = self.batch.profile_dim

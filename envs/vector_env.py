@@ -70,6 +70,8 @@ class ShopRankVectorEnv(VectorEnv):
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    env_core: type = EnvCore
+    """The array core class (a subclass adds rules, e.g. ``ShopRank-v1``'s returns)."""
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, world: ShopWorld | None = None,
                  simulator: UserSimulator | None = None, render_mode: str | None = None,
@@ -85,7 +87,7 @@ class ShopRankVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.config = resolve_env_config(config)  # the one validation the single env shares
         self.world = world if world is not None else get_world(self.config.world)
-        self.core = EnvCore(self.config, self.world, simulator or make_simulator(self.config, self.world),
+        self.core = self.env_core(self.config, self.world, simulator or make_simulator(self.config, self.world),
                             self.num_envs)
         self.layout = self.core.layout
         k = self.config.n_candidates

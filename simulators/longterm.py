@@ -69,7 +69,7 @@ from simulators.shopper import (DefaultShopper, Intent, ShopperConfig, ShopperSt
                                 purchase_probability)
 from simulators.validation import check_field_types
 
-VISIT_SIGNALS = ("visit", "days_since_last_visit", "visit_queries", "purchases", "returns")
+VISIT_SIGNALS = ("visit", "days_since_last_visit", "visit_queries", "kept_purchases", "returns")
 """What the shop knows of the relationship (:meth:`LongTermShopper.visit_signals`): visit index / max
 visits, days since the last visit / 30, queries this visit / max per visit, kept purchases / 5 and returns
 / 5 so far. Trust is never among them."""

@@ -1,0 +1,222 @@
+"""``ShopRank-v1``: a shopper's relationship with the shop over several visits (photo gloss, returns, trust).
+
+The shopper is :class:`~simulators.longterm.LongTermShopper` (built from ``config.shopper`` and
+``config.longterm``; its gloss is a direction of the world's image vectors), run by the same array core as
+``ShopRank-v0`` through :class:`VisitEnvCore`, which adds the one rule v1 has on top of v0: a purchase
+returned at a visit's end takes its reward back. Single (:class:`ShopRankVisitsEnv`), sequential
+(:class:`ShopRankSeqVisitsEnv`, ``ShopRankSeq-v1``) and vector (:class:`ShopRankVisitsVectorEnv`, the
+``vector_entry_point`` of ``ShopRank-v1``) forms share it, so they follow the same dynamics; ``B = 1``
+replays the single env exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from encoders.errors import ConfigError
+from envs.config import EnvConfig, resolve_env_config
+from envs.core import EnvCore
+from envs.layout import FeatureLayout
+from envs.seq_env import ShopRankSeqEnv
+from envs.session import SessionCore
+from envs.shoprank_env import ShopRankEnv
+from envs.vector_env import ShopRankVectorEnv
+from envs.world import ShopWorld, get_world
+from simulators.longterm import (VISIT_SIGNALS, LongTermConfig, LongTermShopper, RewardWeights, estimate_visit_value,
+                                 planner_scores)
+from simulators.protocols import UserSimulator
+
+
+def v1_config(**overrides: Any) -> EnvConfig:
+    """The :class:`EnvConfig` of ``ShopRank-v1``: the query budget covers every visit
+    (``max_visits * max_queries_per_visit``), so the shopper, not the budget, ends the episode."""
+    longterm = overrides.get("longterm", LongTermConfig())
+    return EnvConfig(**{"max_queries": longterm.max_visits * longterm.max_queries_per_visit, **overrides})
+
+
+def longterm_simulator(config: EnvConfig, world: ShopWorld) -> LongTermShopper:
+    """The v1 shopper of ``config`` in ``world`` (gloss from the image vectors, or the visual traits without them)."""
+    if config.simulator:
+        raise ConfigError(f"ShopRank-v1's shopper is built from config.shopper and config.longterm; "
+                          f"config.simulator must be empty, got {config.simulator!r} (pass simulator= instead).")
+    return LongTermShopper(world.items, config.longterm, config.shopper, photo=world.image_vectors,
+                           n_slots=config.slate_size)
+
+
+def visit_layout(layout: FeatureLayout) -> FeatureLayout:
+    """``layout`` with :data:`~simulators.longterm.VISIT_SIGNALS` appended to the ``session`` block."""
+    extra = len(VISIT_SIGNALS)
+    blocks = tuple((key, (shape[0] + extra,) if key == "session" else shape) for key, shape in layout.blocks)
+    return replace(layout, blocks=blocks, session=layout.session + VISIT_SIGNALS)
+
+
+class VisitEnvCore(EnvCore):
+    """:class:`~envs.core.EnvCore` for the long-term shopper: returns are refunded, visits are observed.
+
+    After each slate, the products a session's shopper returned (:meth:`LongTermShopper.returns_of`) take
+    their reward back: ``reward -= purchase * returns + revenue * refund`` (``refund`` = their prices; with
+    ``RewardSpec.expected`` the sampled returns are still what is taken back). The ``session`` block gains
+    the shop-visible :data:`~simulators.longterm.VISIT_SIGNALS`.
+
+    Attributes:
+        last_returns, last_refund: ``float (B,)`` products returned and currency refunded at the last slate.
+        last_trust, last_visits: ``float (B,)`` hidden trust and visits so far after the last slate (analysis
+            only; kept here so a session reset in the same step does not lose them).
+    """
+
+    def __init__(self, config: EnvConfig, world: ShopWorld, simulator: Any, n_sessions: int) -> None:
+        super().__init__(config, world, simulator, n_sessions)
+        user = self.sim.user_simulator
+        missing = [m for m in ("returns_of", "visit_signals") if not callable(getattr(user, m, None))]
+        if missing:
+            raise ConfigError(f"ShopRank-v1 needs a long-term shopper (simulators.longterm.LongTermShopper); "
+                              f"{type(user).__name__} has no {missing}.")
+        self.layout = visit_layout(self.layout)
+        self._visit_columns = [self.layout.session_column(name) for name in VISIT_SIGNALS]
+        self.last_returns, self.last_refund = np.zeros(self.n), np.zeros(self.n)
+        self.last_trust, self.last_visits = np.zeros(self.n), np.zeros(self.n)
+        self.visit_value: float | None = None
+
+    def state(self, b: int) -> Any:
+        """Session ``b``'s :class:`~simulators.longterm.LongTermState` (privileged)."""
+        return self.sim.state_of(self.sessions.shopper, b)
+
+    def observation(self) -> dict[str, np.ndarray]:
+        obs = super().observation()
+        user = self.sim.user_simulator
+        obs["session"][:, self._visit_columns] = np.stack([user.visit_signals(self.state(b)) for b in range(self.n)])
+        return obs
+
+    def show(self, positions: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None = None):
+        result = super().show(positions, rng, idx)
+        user, prices, spec = self.sim.user_simulator, self.world.items.prices, self.reward_spec
+        for arr in (self.last_returns, self.last_refund, self.last_trust, self.last_visits):
+            arr[:] = 0.0
+        for b in (range(self.n) if idx is None else idx):
+            state = self.state(int(b))
+            rows = user.returns_of(state)
+            self.last_returns[b], self.last_refund[b] = len(rows), float(prices[rows].astype(np.float64).sum())
+            self.last_trust[b], self.last_visits[b] = float(state.trust), float(state.visit + 1)
+        result.reward = result.reward - (spec.purchase * self.last_returns + spec.revenue * self.last_refund)
+        return result
+
+    def relationship_info(self, b: int) -> dict[str, float]:
+        """``returns``, ``refund`` (reward parts of the last slate), ``trust`` and ``visits`` of session ``b``."""
+        return {"returns": float(self.last_returns[b]), "refund": float(self.last_refund[b]),
+                "trust": float(self.last_trust[b]), "visits": float(self.last_visits[b])}
+
+    def planner_scores(self, b: int, query: Any, candidates: np.ndarray) -> np.ndarray:
+        """``float (K,)`` :func:`simulators.longterm.planner_scores` of session ``b`` (privileged); the value of a
+        visit is estimated once per core (:func:`simulators.longterm.estimate_visit_value`)."""
+        spec, cfg = self.reward_spec, self.config
+        weights = RewardWeights(spec.click, spec.purchase, spec.revenue)
+        user = self.sim.user_simulator
+        if self.visit_value is None:
+            self.visit_value = estimate_visit_value(
+                user, lambda text: self.world.search(text, cfg.n_candidates)[0], weights, cfg.slate_size)
+        return planner_scores(user, self.state(b), query, candidates, weights, self.visit_value, cfg.slate_size)
+
+
+class VisitSessionCore(SessionCore):
+    """:class:`~envs.session.SessionCore` over a :class:`VisitEnvCore`."""
+
+    env_core = VisitEnvCore
+
+
+class _Visits:
+    """What the single and sequential v1 envs add to their v0 twins (the v1 shopper, info, the planner)."""
+
+    session_core = VisitSessionCore
+
+    def __init__(self, config: EnvConfig | dict | None = None, world: ShopWorld | None = None,
+                 simulator: UserSimulator | None = None, render_mode: str | None = None) -> None:
+        config = v1_config() if config is None else resolve_env_config(config)
+        world = world if world is not None else get_world(config.world)
+        super().__init__(config, world, simulator or longterm_simulator(config, world), render_mode)
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if "shown_ids" in info:
+            info.update(self.core.core.relationship_info(0))
+        return obs, reward, terminated, truncated, info
+
+    def planner_scores(self) -> np.ndarray:
+        """Privileged long-term value of each candidate (``float (K,)``, ``-inf`` for padding): the ``planner``."""
+        return self.core.core.planner_scores(0, self.core.query, self.core.candidates)
+
+
+_HISTORY = """
+    ## Version History
+    * v1: the episode is a relationship of several visits (``simulators.longterm``): photo gloss raises
+      clicks and purchases, a purchase that falls short of its photo is returned at the visit's end (its
+      reward taken back, ``info["returns"]``), and hidden trust scales engagement and coming back; the
+      ``session`` block adds visit index, days since the last visit, queries this visit, kept purchases
+      and returns. Privileged ``planner_scores()``.
+    * v0: initial release (one session per episode).
+"""
+
+_V1 = """
+    ``ShopRank-v1`` (this class): the episode is one shopper's relationship over up to ``max_visits`` visits,
+    each a session as in v0 (see :mod:`simulators.longterm` for the dynamics and why a planner beats the
+    myopic oracle). Differences from v0:
+
+    * **Observation**: the ``session`` block has 9 columns, v0's 4 then ``visit`` (index / max_visits),
+      ``days_since_last_visit`` (/ 30), ``visit_queries`` (/ max_queries_per_visit), ``kept_purchases``
+      (/ 5) and ``returns`` (/ 5) — what a shop knows; trust is never observed.
+    * **Reward**: v0's, minus ``purchase * returns + revenue * refund`` at the slate that ends a visit,
+      where ``returns`` purchases of the visit are sent back (``refund`` = their prices).
+      ``position_rewards`` still split the slate's own reward (they do not include the refund).
+    * **info** adds ``returns``, ``refund``, ``trust`` (hidden, for analysis only) and ``visits`` (so far).
+    * **Episode end**: ``terminated`` when the shopper does not come back after a visit (probability
+      ``1 - comeback(trust)``) or after ``max_visits`` visits; ``truncated`` at ``max_queries``
+      (``v1_config`` makes it ``max_visits * max_queries_per_visit``, never reached first).
+    * **Arguments**: ``config.longterm`` (:class:`~simulators.longterm.LongTermConfig`); ``simulator`` may
+      be any shopper with ``returns_of(state)`` and ``visit_signals(state)``.
+"""
+
+
+class ShopRankVisitsEnv(_Visits, ShopRankEnv):
+    __doc__ = (ShopRankEnv.__doc__ or "").split("## Version History")[0] + _V1 + _HISTORY
+
+
+class ShopRankSeqVisitsEnv(_Visits, ShopRankSeqEnv):
+    __doc__ = (ShopRankSeqEnv.__doc__ or "").split("## Version History")[0] + _V1 + _HISTORY
+
+    def planner_scores(self) -> np.ndarray:
+        """As :meth:`ShopRankVisitsEnv.planner_scores`, with candidates already placed at ``-inf``."""
+        values = super().planner_scores()
+        values[self._order] = -np.inf
+        return values
+
+
+class ShopRankVisitsVectorEnv(ShopRankVectorEnv):
+    """``B`` ``ShopRank-v1`` relationships stepped at once (the :class:`VisitEnvCore` at ``B > 1``).
+
+    As :class:`~envs.vector_env.ShopRankVectorEnv`; ``info`` adds ``returns``, ``refund``, ``trust`` and
+    ``visits`` ``(B,)`` (masked like ``clicks``: False for sessions reset instead of stepped).
+    """
+
+    env_core = VisitEnvCore
+
+    def __init__(self, num_envs: int = 1, config: EnvConfig | dict | None = None, world: ShopWorld | None = None,
+                 simulator: UserSimulator | None = None, **kwargs: Any) -> None:
+        config = v1_config() if config is None else resolve_env_config(config)
+        world = world if world is not None else get_world(config.world)
+        super().__init__(num_envs, config, world, simulator or longterm_simulator(config, world), **kwargs)
+
+    def step(self, actions: np.ndarray):
+        core = self.core
+        for arr in (core.last_returns, core.last_refund, core.last_trust, core.last_visits):
+            arr[:] = 0.0
+        obs, reward, terminated, truncated, info = super().step(actions)
+        for key, arr in (("returns", core.last_returns), ("refund", core.last_refund), ("trust", core.last_trust),
+                         ("visits", core.last_visits)):
+            info[key], info[f"_{key}"] = arr.copy(), info["_clicks"].copy()
+        return obs, reward, terminated, truncated, info
+
+
+__all__ = ["ShopRankSeqVisitsEnv", "ShopRankVisitsEnv", "ShopRankVisitsVectorEnv", "VisitEnvCore", "VisitSessionCore",
+           "longterm_simulator", "v1_config", "visit_layout"]
