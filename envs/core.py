@@ -82,10 +82,11 @@ def session_features(layout: FeatureLayout, n_queries: np.ndarray, totals: np.nd
     """``float32 (B, 4)`` the ``session`` block from counters ``n_queries (B,)``, ``totals (B, 3)`` (clicks,
     purchases, revenue so far) and ``last_ctr (B,)``."""
     out = np.empty((len(n_queries), len(layout.session)), dtype=np.float32)
-    out[:, layout.session_column("queries_used")] = n_queries / max_queries
-    out[:, layout.session_column("clicks")] = totals[:, 0] / 10.0
-    out[:, layout.session_column("purchases")] = totals[:, 1] / 5.0
-    out[:, layout.session_column("last_ctr")] = last_ctr
+    queries_used, clicks, purchases, last = layout.session_columns
+    out[:, queries_used] = n_queries / max_queries
+    out[:, clicks] = totals[:, 0] / 10.0
+    out[:, purchases] = totals[:, 1] / 5.0
+    out[:, last] = last_ctr
     return out
 
 
@@ -416,7 +417,8 @@ class EnvCore:
         if whole:
             s.totals += parts
             s.last_ctr = ctr
-            s.history = push_history(s.history, clicked)
+            if resp.clicks.any():
+                s.history = push_history(s.history, clicked)
             s.n_queries += 1
             return result
         s.shopper = sim.put(s.shopper, idx, state)

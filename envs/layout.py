@@ -14,7 +14,9 @@ under an env whose layout differs (:meth:`check_matches`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,16 +67,23 @@ class FeatureLayout:
         return cls(blocks=blocks, candidates=tuple(columns))
 
     @classmethod
-    def of_observation(cls, obs: dict) -> "FeatureLayout":
-        """The layout of an observation (one, unbatched) from its blocks' shapes, for code that has no env.
+    def of_observation(cls, obs: Any) -> "FeatureLayout":
+        """The layout of an observation (one, unbatched) or of a ``gymnasium.spaces.Dict`` observation space,
+        from its blocks' shapes, for code that has no env (e.g. a features extractor built from the space).
 
         ``candidates (K, F + 4)`` is required; ``F`` is read from ``history (H, F)`` when present.
         """
-        k, width = np.shape(obs["candidates"])[-2:]
-        f = np.shape(obs["history"])[-1] if "history" in obs else width - len(CANDIDATE_EXTRAS)
-        h = np.shape(obs["history"])[-2] if "history" in obs else 0
-        return cls.build(k, h, f, np.shape(obs.get("query", np.zeros(0)))[-1],
-                         np.shape(obs.get("profile", np.zeros(0)))[-1])
+        blocks = getattr(obs, "spaces", obs)  # a spaces.Dict's ``in`` asks whether a value is in the space
+
+        def shape(key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+            if key not in blocks:
+                return default
+            value = blocks[key]
+            return tuple(value.shape) if getattr(value, "shape", None) is not None else np.shape(value)
+
+        k, width = shape("candidates", ())[-2:]
+        h, f = shape("history", (0, width - len(CANDIDATE_EXTRAS)))[-2:]
+        return cls.build(k, h, f, shape("query", (0,))[-1], shape("profile", (0,))[-1])
 
     # -- look-ups -------------------------------------------------------------------------------------
     @property
@@ -107,6 +116,11 @@ class FeatureLayout:
         if cols.stop - cols.start != 1:
             raise KeyError(f"candidate feature {name!r} spans {cols.stop - cols.start} columns; use columns({name!r})")
         return cols.start
+
+    @functools.cached_property
+    def session_columns(self) -> tuple[int, ...]:
+        """Columns of :data:`SESSION_FEATURES` in the ``session`` block, in that order."""
+        return tuple(self.session_column(name) for name in SESSION_FEATURES)
 
     def session_column(self, name: str) -> int:
         """Column index of a named feature of the ``session`` block."""

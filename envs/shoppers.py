@@ -78,6 +78,8 @@ class DefaultShopperBatch:
     """
 
     privileged = True
+    steps_ended_sessions = True
+    """A session whose shopper left may still be stepped (the vector env discards the result)."""
 
     def __init__(self, sim: DefaultShopper, table: Any) -> None:
         self.user_simulator = sim
@@ -98,6 +100,7 @@ class DefaultShopperBatch:
             part = rows[start:start + 256]
             self._fill(part, np.arange(start, start + len(part)))
         self._sqrt_v = np.sqrt(sim.visual_dim)
+        self._above = np.zeros((0, 0), dtype=bool)
 
     def _fill(self, rows: np.ndarray, intents: np.ndarray) -> None:
         """Compute the per-candidate terms of table ``rows`` for bank ``intents``."""
@@ -162,8 +165,10 @@ class DefaultShopperBatch:
         above = None
         if cfg.boredom > 0:
             n = pos.shape[1]
+            if self._above.shape != (n, n):
+                self._above = np.tri(n, n, -1, dtype=bool)  # slot j is above slot i
             dup = self.dup[qs[:, :, None], pos[:, :, None], pos[:, None, :]]
-            above = (dup & np.tri(n, n, -1, dtype=bool) & shown[:, None, :]).sum(axis=2)
+            above = (dup & self._above & shown[:, None, :]).sum(axis=2)
         attract = attractiveness(cfg, util[r, pos], above)
         over = None
         if cfg.buy_over_budget > 0:

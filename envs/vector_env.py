@@ -148,8 +148,10 @@ class ShopRankVectorEnv(VectorEnv):
         b, n = self.num_envs, cfg.slate_size
         stepped = ~self._needs_reset
         if stepped.any():
-            res = core.show(slate_positions(actions, core.valid, n), rng,
-                            None if stepped.all() else np.flatnonzero(stepped))
+            # rows to be reset are stepped too (results discarded) when that is harmless to the simulator:
+            # cheaper than taking the others apart; at B = 1 nothing is shown then (replays the single env)
+            whole = stepped.all() or getattr(core.sim, "steps_ended_sessions", False)
+            res = core.show(slate_positions(actions, core.valid, n), rng, None if whole else np.flatnonzero(stepped))
             reward, left = res.reward, res.left
             terminated, truncated = episode_end(left, core.sessions.n_queries, cfg.max_queries)
             terminated, truncated = terminated & stepped, truncated & stepped

@@ -53,6 +53,8 @@ class BatchSimulator(Protocol):
         profile_dim: Width of the observable profile.
         privileged: Whether :meth:`expected` and :meth:`utilities` reveal the truth.
         user_simulator: The per-session ``UserSimulator`` it batches.
+        steps_ended_sessions: Optional (default False): stepping a session whose shopper has left is harmless,
+            so the vector env may step all rows and discard the ended ones (cheaper than taking rows apart).
     """
 
     profile_dim: int

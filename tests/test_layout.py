@@ -51,6 +51,7 @@ def test_json_round_trip_and_of_observation(env):
     assert FeatureLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
     obs, _ = env.reset(seed=1)
     assert FeatureLayout.of_observation(obs) == layout
+    assert FeatureLayout.of_observation(env.observation_space) == layout  # what a features extractor sees
     assert gym.make("ShopRankSeq-v0", config=CFG).unwrapped.layout == layout
 
 

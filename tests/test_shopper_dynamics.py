@@ -316,3 +316,49 @@ def test_posterior_samples_are_the_truth_without_profile_noise(items):
         assert draw.price_sensitivity == pytest.approx(state.price_sensitivity, abs=1e-6)
     with pytest.raises(ValueError, match=r"^n must be >= 1, got 0\.$"):
         shopper.posterior_samples(state, 0, np.random.default_rng(1))
+
+
+# -- the batched formulas the array core uses are the per-session shopper's own -------------------------------------
+
+
+def test_batched_session_update_equals_one_shopper_at_a_time(items: ItemTable) -> None:
+    """``session_update`` over B rows gives each row what it gives that row alone (drift, fatigue, no-click
+    penalty; leaving after a purchase is switched off so no draw depends on the row order)."""
+    from simulators.shopper import session_update
+
+    cfg = replace(ShopperConfig(), p_continue_after_purchase=1.0)
+    rng = np.random.default_rng(0)
+    b, n, v = 6, 10, items.visual_dim
+    taste = rng.normal(size=(b, v)).astype(np.float32)
+    patience = rng.uniform(0.5, 3.0, size=b)
+    rel = rng.random((b, n))
+    visual = rng.normal(size=(b, n, v)).astype(np.float32)
+    shown = rng.random((b, n)) < 0.8
+    shown[0] = False  # an empty slate: everything irrelevant, no click
+    clicks = (rng.random((b, n)) < 0.3) & shown
+    purchases = clicks & (rng.random((b, n)) < 0.5)
+    all_taste, all_patience, all_left = session_update(cfg, taste, patience, rel, visual, shown, clicks, purchases,
+                                                       np.random.default_rng(1))
+    for i in range(b):
+        t, p, left = session_update(cfg, taste[i:i + 1], patience[i:i + 1], rel[i:i + 1], visual[i:i + 1],
+                                    shown[i:i + 1], clicks[i:i + 1], purchases[i:i + 1], np.random.default_rng(1))
+        np.testing.assert_array_equal(all_taste[i], t[0])
+        assert all_patience[i] == p[0] and all_left[i] == left[0]
+    assert all_patience[0] == patience[0] - cfg.fatigue - cfg.no_click_penalty
+    moved = clicks.any(axis=1)
+    assert np.all(np.any(all_taste[moved] != taste[moved], axis=1)) and np.all(all_taste[~moved] == taste[~moved])
+
+
+def test_profile_rows_follow_the_profile_formula(items: ItemTable) -> None:
+    from simulators.shopper import profile_rows
+
+    shopper = DefaultShopper(items)
+    rng = np.random.default_rng(3)
+    states = [shopper.reset(rng) for _ in range(5)]
+    rows = profile_rows(np.array([s.segment for s in states]), np.stack([s.taste for s in states]),
+                        np.array([s.price_sensitivity for s in states]), np.stack([s.profile_noise for s in states]))
+    for state, row in zip(states, rows):  # segment one-hot, noisy taste, noisy price sensitivity (float32 sums)
+        assert row[:3].tolist() == [float(state.segment == i) for i in range(3)]
+        np.testing.assert_array_equal(row[3:-1], state.taste + state.profile_noise[:-1])
+        assert row[-1] == np.float32(state.price_sensitivity) + state.profile_noise[-1]
+        np.testing.assert_array_equal(shopper.profile(state), row)
