@@ -245,11 +245,15 @@ class AgentPreset:
     """False: the warm start alone (no online RL step, whatever training budget is asked for)."""
 
 
+PPO_WARM = AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6, slot_credit=True, slot_discount=0.0,
+                       n_epochs=10, target_kl=None)
+"""``ppo``'s configuration (and ``ppo_pretrained``'s: the same warm start, then no online step)."""
+
 AGENT_PRESETS: dict[str, AgentPreset] = {
-    "ppo": AgentPreset("ppo", AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6),
+    "ppo": AgentPreset("ppo", PPO_WARM,
                        "PPO on ShopRank-v0, scores warm-started on 100k logged sessions (slot rewards), then "
-                       "trained online"),
-    "ppo_pretrained": AgentPreset("ppo", AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6),
+                       "trained online (Plackett-Luce slate policy, per-slot credit)"),
+    "ppo_pretrained": AgentPreset("ppo", PPO_WARM,
                                   "ppo's warm start alone (the same fit to 100k logged sessions, no online step)",
                                   online=False),
     "ppo_scratch": AgentPreset("ppo", AgentConfig(slot_credit=True, slot_discount=0.0, learning_rate=2e-3,

@@ -35,10 +35,13 @@ import gymnasium as gym
 from encoders.errors import ConfigError, ShopRankError, command_errors
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
+from experiments.learning_curves import write_learning_curves
 from experiments.run_folder import CellStore, RunFolder
 
-RL_AGENTS = ("ppo", "ppo_scratch", "dqn", "dqn_scratch", "maskable_ppo")
+RL_AGENTS = ("ppo", "ppo_pretrained", "ppo_scratch", "dqn", "dqn_pretrained", "dqn_scratch", "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
+CURVE_SESSIONS = 100
+"""Held-out sessions per point of the RL agents' learning curves (and of their reference levels)."""
 DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,profile_oracle,oracle"
 
 
@@ -114,11 +117,13 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
 
 
 def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
-               agent_overrides: Sequence[str] = ()) -> AgentFactory:
+               agent_overrides: Sequence[str] = (), curve_points: int = 10, curve_sessions: int = 100) -> AgentFactory:
     """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed.
 
     ``agent_overrides`` (``"field=value"``) change the preset's ``AgentConfig`` (validated here, before
-    anything trains)."""
+    anything trains). A preset with ``online=False`` (the warm start alone) takes no online step. Each
+    run writes its learning curve (``curve_points`` held-out evaluations of ``curve_sessions`` sessions;
+    0 = none)."""
     from agents.factory import AGENT_PRESETS, train_agent
     from experiments.config import apply_overrides
 
@@ -129,7 +134,10 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
         run_dir = run_root / name / f"seed{seed}"
         if run_dir.exists():  # left by an interrupted attempt at this (unfinished) cell: start it afresh
             shutil.rmtree(run_dir)
-        return train_agent(preset.algo, env_config, total_timesteps, seed, run_dir, config=config)
+        steps = total_timesteps if preset.online else 0
+        every = max(steps // curve_points, 1) if curve_points > 0 else 0
+        return train_agent(preset.algo, env_config, steps, seed, run_dir, config=config, eval_every=every,
+                           eval_sessions=curve_sessions)
 
     return build
 
@@ -233,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              progress=not args.no_progress, cells=cells)
         with run.staging() as staging:
             paths = write_summary(df, staging, baseline=args.baseline or "retriever", ci_over=args.ci_over)
+            write_learning_curves(args.out / "train", staging, env, args.seeds, CURVE_SESSIONS)
             markdown = paths["markdown"].read_text()
         run.finish()
     print(markdown)

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from encoders.errors import ConfigError, command_errors
-from agents.factory import train_agent
+from agents.factory import make_env, train_agent
 from experiments.config import TrainConfig, dump_config, load_config
+from experiments.learning_curves import CURVE_FILE, write_learning_curves
 from experiments.run_folder import RunFolder, atomic_write_json, atomic_write_text
 
 
@@ -39,7 +40,8 @@ def steps_to_run(config: TrainConfig) -> tuple[int, int, str]:
 
 
 def train(config: TrainConfig, run_dir: Path, progress: bool = True):
-    """Train per ``config`` into ``run_dir`` (``config.yaml``, ``tb/``, ``checkpoint/``, ``train.json``).
+    """Train per ``config`` into ``run_dir`` (``config.yaml``, ``tb/``, ``checkpoint/``, ``train.json``, and with
+    ``eval_every`` the learning curve: ``learning_curve.csv``, ``learning_curves.png``).
 
     Returns:
         The trained SB3 model.
@@ -58,6 +60,9 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True):
                         config=config.agent, callbacks=[bar], eval_every=config.eval_every,
                         eval_sessions=config.eval_sessions)
     seconds = time.perf_counter() - start
+    if model.learning_curve:
+        write_learning_curves(run_dir.parent, run_dir, make_env(config.env, False), [config.seed],
+                              config.eval_sessions, curves_glob=f"{run_dir.name}/{CURVE_FILE}")
     atomic_write_json(run_dir / "train.json",
                       {"algo": config.algo, "total_timesteps": int(model.num_timesteps),
                        "steps_asked": config.total_timesteps, "seed": config.seed, "wall_seconds": round(seconds, 1),
