@@ -25,8 +25,8 @@ from envs.session import SessionCore
 from envs.shoprank_env import ShopRankEnv
 from envs.vector_env import ShopRankVectorEnv
 from envs.world import ShopWorld, get_world
-from simulators.longterm import (VISIT_SIGNALS, LongTermConfig, LongTermShopper, RewardWeights, estimate_visit_value,
-                                 planner_scores)
+from simulators.longterm import (VISIT_SIGNALS, LongTermConfig, LongTermShopper, RewardWeights, candidate_terms,
+                                 estimate_visit_value, planner_scores)
 from simulators.protocols import UserSimulator
 
 
@@ -108,11 +108,22 @@ class VisitEnvCore(EnvCore):
         return {"returns": float(self.last_returns[b]), "refund": float(self.last_refund[b]),
                 "trust": float(self.last_trust[b]), "visits": float(self.last_visits[b])}
 
+    def _weights(self) -> RewardWeights:
+        spec = self.reward_spec
+        return RewardWeights(spec.click, spec.purchase, spec.revenue)
+
+    def myopic_scores(self, b: int, query: Any, candidates: np.ndarray, observable: bool = False) -> np.ndarray:
+        """``float (K,)`` expected immediate reward of each candidate alone at the top (the oracles' value, as
+        ``SessionCore.candidate_values`` computes it one candidate at a time), for session ``b``'s true state
+        or, with ``observable``, the shopper's ``observable_state``; ``-inf`` for padding."""
+        user = self.sim.user_simulator
+        state = user.observable_state(self.state(b)) if observable else self.state(b)
+        return candidate_terms(user, state, query, candidates, self._weights(), self.config.slate_size)[0]
+
     def planner_scores(self, b: int, query: Any, candidates: np.ndarray) -> np.ndarray:
         """``float (K,)`` :func:`simulators.longterm.planner_scores` of session ``b`` (privileged); the value of a
         visit is estimated once per core (:func:`simulators.longterm.estimate_visit_value`)."""
-        spec, cfg = self.reward_spec, self.config
-        weights = RewardWeights(spec.click, spec.purchase, spec.revenue)
+        cfg, weights = self.config, self._weights()
         user = self.sim.user_simulator
         if self.visit_value is None:
             self.visit_value = estimate_visit_value(
@@ -121,9 +132,12 @@ class VisitEnvCore(EnvCore):
 
 
 class VisitSessionCore(SessionCore):
-    """:class:`~envs.session.SessionCore` over a :class:`VisitEnvCore`."""
+    """:class:`~envs.session.SessionCore` over a :class:`VisitEnvCore` (the oracles' values in one call)."""
 
     env_core = VisitEnvCore
+
+    def candidate_values(self, observable: bool = False) -> np.ndarray:
+        return self.core.myopic_scores(0, self.query, self.candidates, observable)
 
 
 class _Visits:

@@ -136,6 +136,15 @@ def test_planner_baseline_runs_on_v1_and_names_what_v0_lacks(env):
     assert str(err.value) == "PlannerBaseline needs an env with planner_scores() (ShopRank-v1); ShopRankEnv has none."
 
 
+def test_the_oracles_batched_values_equal_the_generic_ones(env):
+    from envs.session import SessionCore
+
+    env.reset(seed=4)
+    core = env.unwrapped.core
+    for observable in (False, True):
+        assert np.allclose(core.candidate_values(observable), SessionCore.candidate_values(core, observable))
+
+
 def test_planner_beats_the_myopic_oracle_on_v1(env):
     def totals(agent) -> np.ndarray:
         rank = lambda e: agent.predict(e.unwrapped.core.observation())[0]  # noqa: E731
