@@ -19,7 +19,7 @@ import pandas as pd
 
 from encoders.atomic_files import atomic_path, atomic_write_text
 from encoders.errors import command_errors
-from simulators.fitting import default_estimators, fidelity_report, split_log
+from simulators.fitting import PRIOR_GRID, PRIOR_ONLY, default_estimators, fidelity_report, split_log
 from simulators.logs import read_log
 from simulators.obd import load_obd
 
@@ -28,14 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shoprank fidelity", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--log", type=Path, help="interaction log (.csv or .parquet) in the simulators.logs schema")
-    src.add_argument("--obd", type=Path, help="Open Bandit Dataset folder holding all.csv (or the CSV)")
+    src.add_argument("--obd", type=Path,
+                     help="Open Bandit Dataset campaign CSV, or a folder holding one (all.csv, men.csv, women.csv)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="share of sessions held out (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the bootstrap (default 0)")
     p.add_argument("--n-bootstrap", type=int, default=200, help="bootstrap resamples for the CIs (default 200)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval coverage (default 0.95)")
-    p.add_argument("--prior-strength", type=float, default=1.0,
-                   help="pseudo-observations smoothing per-(query, item) parameters (default 1)")
+    p.add_argument("--prior-strength", type=float, default=None,
+                   help="pseudo-observations smoothing per-(query, item) parameters (default: chosen per model by "
+                        "cross-validation on the training split, falling back to the prior when the data cannot "
+                        "support per-item parameters)")
+    p.add_argument("--cv-folds", type=int, default=3, help="folds of that cross-validation (default 3)")
     p.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
     p.add_argument("--progress", action="store_true", help="show progress bars over EM iterations")
     return p
@@ -57,6 +61,9 @@ def to_markdown(report: pd.DataFrame) -> str:
                           "perplexity": _with_ci(report, "perplexity", 4)})
     for col in positions:
         table[col] = _with_ci(report, col, 4)
+    if "prior_strength" in report:
+        table["prior strength"] = [("prior only" if v >= PRIOR_ONLY else f"{v:g}") if np.isfinite(v) else "-"
+                                   for v in report["prior_strength"]]
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
@@ -65,7 +72,8 @@ def to_markdown(report: pd.DataFrame) -> str:
             f"1 is perfect) with {conf:.0%} bootstrap intervals over test slates; "
             f"{report.attrs.get('n_train_slates', '?')} training / {report.attrs.get('n_test_slates', '?')} "
             "test slates.\n")
-    return "\n".join([header, rule, *body]) + note
+    notes = [f"- {m}: {n}." for m, n in zip(report["model"], report.get("note", [""] * len(report))) if n]
+    return "\n".join([header, rule, *body]) + note + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def plot_perplexity(report: pd.DataFrame, path: Path) -> Path:
@@ -106,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seed must be >= 0, got {args.seed}")
     log = load_obd(args.obd) if args.obd is not None else read_log(args.log)
     train, test = split_log(log, args.test_fraction, np.random.default_rng(args.seed))
-    report = fidelity_report(train, test, estimators=default_estimators(args.prior_strength, args.max_iter),
+    fixed = args.prior_strength is not None
+    report = fidelity_report(train, test, estimators=default_estimators(args.prior_strength if fixed else 1.0,
+                                                                        args.max_iter),
                              n_bootstrap=args.n_bootstrap, confidence=args.confidence, seed=args.seed,
-                             progress=args.progress)
+                             progress=args.progress, prior_grid=None if fixed else PRIOR_GRID, cv_folds=args.cv_folds)
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "fidelity.csv") as tmp:
         report.to_csv(tmp, index=False)

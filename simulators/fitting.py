@@ -34,7 +34,7 @@ Held-out quality (:func:`evaluate`, :func:`fidelity_report`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import numpy as np
@@ -594,6 +594,98 @@ DEFAULT_ESTIMATORS: tuple[Estimator, ...] = default_estimators()
 
 
 # --------------------------------------------------------------------------------------------------
+# Choosing the prior strength by cross-validation on the training slates
+# --------------------------------------------------------------------------------------------------
+PRIOR_ONLY = 1e9
+"""A prior strength so large that every (query, item) parameter stays at the prior mean: the fall-back when
+the data cannot support per-item parameters (the model keeps only its per-position / global ones)."""
+
+PRIOR_GRID: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, PRIOR_ONLY)
+"""Prior strengths :func:`choose_prior_strength` tries by default."""
+
+CV_MAX_ITER = 100
+"""EM iterations at most for each cross-validation fit (the final fit uses the estimator's own)."""
+
+
+@dataclass(frozen=True)
+class PriorChoice:
+    """The outcome of :func:`choose_prior_strength`.
+
+    Attributes:
+        strength: The chosen prior strength (:data:`PRIOR_ONLY` when falling back to the prior).
+        cv_log_likelihood: Cross-validated log-likelihood per impression of each strength tried.
+        constant_cv_log_likelihood: The same for the constant-CTR baseline.
+    """
+
+    strength: float
+    cv_log_likelihood: dict[float, float]
+    constant_cv_log_likelihood: float
+
+    @property
+    def fell_back(self) -> bool:
+        """True when per-item parameters did not help in cross-validation (the prior alone won)."""
+        return self.strength == PRIOR_ONLY
+
+    @property
+    def worse_than_constant(self) -> bool:
+        """True when even the chosen strength predicts held-out folds worse than a constant click rate."""
+        return self.cv_log_likelihood[self.strength] < self.constant_cv_log_likelihood
+
+    @property
+    def note(self) -> str:
+        """One sentence for the report."""
+        if self.fell_back:
+            text = ("the data cannot support per-item parameters (cross-validation prefers the prior): every item "
+                    "gets the prior mean")
+        else:
+            text = f"prior strength {self.strength:g} chosen by cross-validation"
+        if self.worse_than_constant:
+            text += ("; even so it predicts held-out folds worse than a constant click rate, so the report shows "
+                     "the constant click rate for it")
+        return text
+
+
+def _cv_log_likelihood(estimator: Estimator, data: SlateArrays, fold: np.ndarray) -> float:
+    """Held-out log-likelihood per impression, pooled over the folds (fit on the others)."""
+    total, rows = 0.0, 0.0
+    for f in np.unique(fold):
+        test = data.take(np.flatnonzero(fold == f))
+        model = estimator.fit(data.take(np.flatnonzero(fold != f)))
+        total += float(model.slate_log_likelihood(test).sum())
+        rows += float(test.shown.sum())
+    return total / max(rows, 1.0)
+
+
+def choose_prior_strength(estimator: Estimator, data: SlateArrays, grid: tuple[float, ...] = PRIOR_GRID,
+                          n_folds: int = 3, seed: int = 0) -> PriorChoice:
+    """Pick ``estimator``'s ``prior_strength`` by ``n_folds``-fold cross-validation over training slates.
+
+    Pairs absent from a fold's training part get the prior mean, as unseen pairs do at test time, so the
+    criterion rewards strengths that generalise to new and rarely seen items. Ties go to the stronger prior.
+    Each fold's fit runs at most :data:`CV_MAX_ITER` EM iterations.
+
+    Args:
+        estimator: An EM estimator with a ``prior_strength`` field.
+        data: Training slates (the test log is never looked at).
+        grid: Strengths to try (each finite and >= 0).
+        n_folds: Folds (>= 2; at most the number of slates).
+        seed: Seed of the fold assignment.
+    """
+    if not hasattr(estimator, "prior_strength"):
+        raise ConfigError(f"{estimator.name} has no prior_strength to choose.")
+    if not (isinstance(n_folds, (int, np.integer)) and 2 <= n_folds <= data.n_slates):
+        raise ConfigError(f"n_folds must be an integer in [2, {data.n_slates}] (the training slates), got {n_folds!r}.")
+    if not grid:
+        raise ConfigError("the prior-strength grid is empty.")
+    fold = np.random.default_rng(seed).permutation(np.arange(data.n_slates) % n_folds)
+    iters = min(estimator.max_iter, CV_MAX_ITER)
+    scores = {float(s): _cv_log_likelihood(replace(estimator, prior_strength=float(s), max_iter=iters), data, fold)
+              for s in grid}
+    best = max(sorted(scores, reverse=True), key=lambda s: scores[s])
+    return PriorChoice(best, scores, _cv_log_likelihood(ConstantCTR(), data, fold))
+
+
+# --------------------------------------------------------------------------------------------------
 # Fitting and scoring logs
 # --------------------------------------------------------------------------------------------------
 def fit_click_model(log: pd.DataFrame, estimator: Estimator, *, progress: bool = False) -> FittedModel:
@@ -680,8 +772,14 @@ def _vocabulary(model: FittedModel) -> pd.MultiIndex | None:
 
 def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
                     estimators: tuple[Estimator, ...] = DEFAULT_ESTIMATORS, n_bootstrap: int = 200,
-                    confidence: float = 0.95, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                    confidence: float = 0.95, seed: int = 0, progress: bool = False,
+                    prior_grid: tuple[float, ...] | None = PRIOR_GRID, cv_folds: int = 3) -> pd.DataFrame:
     """Fit every estimator on ``train_log`` and compare them on ``test_log``.
+
+    Each EM estimator's prior strength is first chosen by ``cv_folds``-fold cross-validation on the
+    training slates (:func:`choose_prior_strength`; the test log plays no part); when per-item parameters
+    do not help, the model falls back to the prior, and when even that predicts the training folds worse
+    than a constant click rate, to the constant click rate; the ``note`` column says which.
 
     Confidence intervals are percentile bootstraps over test slates (``n_bootstrap`` resamples, the same
     resamples for every model, so the gain over the constant-CTR baseline is a paired difference).
@@ -694,9 +792,12 @@ def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
         confidence: Interval coverage, in (0, 1).
         seed: Seed of the bootstrap generator.
         progress: tqdm bars over EM iterations.
+        prior_grid: Prior strengths to cross-validate; ``None`` keeps each estimator's own.
+        cv_folds: Folds of that cross-validation.
 
     Returns:
-        One row per model: ``model``, ``log_likelihood`` (per impression), ``ll_gain_vs_constant``,
+        One row per model: ``model``, ``prior_strength`` (NaN for the baselines), ``note``,
+        ``log_likelihood`` (per impression), ``ll_gain_vs_constant``,
         ``perplexity`` and ``perplexity@r`` for positions ``r = 1 ..`` (1-based), each with ``_low`` and
         ``_high`` interval columns. ``attrs`` holds ``n_train_slates``, ``n_test_slates``, ``confidence``.
     """
@@ -718,8 +819,14 @@ def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
     baseline = _metrics(score_slates(ConstantCTR().fit(train), test), weights)["log_likelihood"]
     rows = []
     for est in estimators:
-        m = _metrics(score_slates(est.fit(train, progress=progress), test), weights)
-        row: dict[str, object] = {"model": est.name}
+        note, fit_with = "", est
+        if prior_grid is not None and hasattr(est, "prior_strength"):
+            choice = choose_prior_strength(est, train, prior_grid, cv_folds, seed)
+            est, note = replace(est, prior_strength=choice.strength), choice.note
+            fit_with = ConstantCTR(name=est.name) if choice.worse_than_constant else est
+        m = _metrics(score_slates(fit_with.fit(train, progress=progress), test), weights)
+        row: dict[str, object] = {"model": est.name, "prior_strength": float(getattr(est, "prior_strength", np.nan)),
+                                  "note": note}
         cols = {"log_likelihood": m["log_likelihood"], "ll_gain_vs_constant": m["log_likelihood"] - baseline,
                 "perplexity": m["perplexity"]}
         cols.update({f"perplexity@{r + 1}": m["perplexity_per_position"][:, r] for r in range(test.n_positions)})

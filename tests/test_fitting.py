@@ -18,8 +18,11 @@ from simulators.fitting import (
     FittedChainModel,
     ParameterTable,
     PBMEstimator,
+    PRIOR_GRID,
+    PRIOR_ONLY,
     SlateArrays,
     _chain_posterior,
+    choose_prior_strength,
     evaluate,
     fidelity_report,
     fit_all,
@@ -124,7 +127,7 @@ def test_held_out_metrics_rank_the_true_model_first() -> None:
     truth = DynamicBayesianNetwork(0.7)
     log = simulate_log(truth, ALPHA, 12_000, np.random.default_rng(4), satisfaction=SIGMA)
     train, test = split_log(log, 0.3, np.random.default_rng(5))
-    report = fidelity_report(train, test, n_bootstrap=50).set_index("model")
+    report = fidelity_report(train, test, n_bootstrap=50, prior_grid=None).set_index("model")
     assert report.loc["DBN", "ll_gain_vs_constant_low"] > 0  # clearly better than a constant CTR
     assert report["log_likelihood"].idxmax() == "DBN"
     assert report.loc["DBN", "perplexity"] < report.loc["constant CTR", "perplexity"]
@@ -142,7 +145,43 @@ def test_evaluate_by_position() -> None:
     assert metrics["log_likelihood"] > baseline["log_likelihood"]
 
 
+def test_cross_validation_keeps_items_the_data_support() -> None:
+    """Twelve (query, item) pairs seen thousands of times: per-item attractiveness wins in cross-validation."""
+    log = simulate_log(PositionBasedModel.geometric(6, 0.8), ALPHA, 3_000, np.random.default_rng(2))
+    choice = choose_prior_strength(PBMEstimator(), SlateArrays.from_log(log), n_folds=3, seed=0)
+    assert list(choice.cv_log_likelihood) == list(PRIOR_GRID)
+    assert not choice.fell_back and choice.strength < PRIOR_ONLY
+    assert choice.cv_log_likelihood[choice.strength] > choice.cv_log_likelihood[PRIOR_ONLY]
+    assert choice.cv_log_likelihood[choice.strength] > choice.constant_cv_log_likelihood
+    assert choice.note == f"prior strength {choice.strength:g} chosen by cross-validation"
+
+
+def test_cross_validation_falls_back_to_the_prior_for_items_seen_once() -> None:
+    """Every (query, item) pair is new: per-item parameters cannot generalise, the prior alone wins, and
+    the held-out report is then no worse than a constant click rate."""
+    log = simulate_log(PositionBasedModel.geometric(6, 0.8), ALPHA, 1_500, np.random.default_rng(3))
+    log["query"] = "s" + log["session"].astype(str)
+    choice = choose_prior_strength(PBMEstimator(), SlateArrays.from_log(log), n_folds=3, seed=0)
+    assert choice.fell_back
+    assert choice.note == ("the data cannot support per-item parameters (cross-validation prefers the prior): every "
+                           "item gets the prior mean")
+    train, test = split_log(log, 0.3, np.random.default_rng(0))
+    report = fidelity_report(train, test, estimators=(ConstantCTR(), PBMEstimator()), n_bootstrap=50).set_index("model")
+    assert report.loc["PBM", "prior_strength"] == PRIOR_ONLY
+    assert report.loc["PBM", "ll_gain_vs_constant_high"] >= 0
+    assert choice.cv_log_likelihood[1.0] < choice.cv_log_likelihood[PRIOR_ONLY]
+
+
 @pytest.mark.parametrize("make, message", [
+    (lambda: choose_prior_strength(ConstantCTR(), SlateArrays.from_log(
+        simulate_log(CascadeModel(), ALPHA, 10, np.random.default_rng(0)))),
+     "constant CTR has no prior_strength to choose."),
+    (lambda: choose_prior_strength(PBMEstimator(), SlateArrays.from_log(
+        simulate_log(CascadeModel(), ALPHA, 10, np.random.default_rng(0))), n_folds=1),
+     "n_folds must be an integer in [2, 10] (the training slates), got 1."),
+    (lambda: choose_prior_strength(PBMEstimator(), SlateArrays.from_log(
+        simulate_log(CascadeModel(), ALPHA, 10, np.random.default_rng(0))), grid=()),
+     "the prior-strength grid is empty."),
     (lambda: PBMEstimator(max_iter=0), "max_iter must be an integer >= 1, got 0."),
     (lambda: DBNEstimator(tol=0.0), "tol must be > 0, got 0.0."),
     (lambda: DCMEstimator(prior_strength=-1.0), "prior_strength must be a finite number >= 0, got -1.0."),

@@ -88,6 +88,11 @@ def test_fidelity_report_on_real_obd(obd_random: pd.DataFrame) -> None:
     assert report["perplexity"].between(1.0, 1.2).all()
     assert (report["log_likelihood_high"] > report["log_likelihood_low"]).all()
     assert report.loc[0, "ll_gain_vs_constant"] == 0.0
+    # issue 14: no fitted model is significantly worse than a constant click rate on held-out data; the
+    # prior strength is chosen on the training split, with a fall-back to the prior the report names
+    fitted = report.iloc[2:]
+    assert (fitted["ll_gain_vs_constant_high"] >= 0).all(), fitted[["model", "ll_gain_vs_constant_high", "note"]]
+    assert fitted["prior_strength"].notna().all() and (fitted["note"] != "").all()
 
 
 def test_fidelity_cli_on_obd(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
