@@ -17,7 +17,7 @@ that contain the truth (coverage) and the mean effective sample size.
 
 Usage::
 
-    python -m benchmarks.bench_ope            # default (<= 15 min on one core)
+    python -m benchmarks.bench_ope            # default: 3 seeds, n in {1k, 10k, 100k}
     python -m benchmarks.bench_ope --quick    # a smoke run
 
 Writes ``benchmarks/results/ope.json`` and ``ope.md`` (``--out`` to change the folder).
