@@ -328,7 +328,7 @@ class RunFolder:
                     f"{self.path} holds an unfinished run of shoprank {old.get('command')} with a different "
                     f"config{_config_diff(old.get('config'), self.config)}; pass --overwrite to discard it, or "
                     "choose another output folder.")
-            if old["status"] != "finished" and not self.overwrite:
+            if old["status"] == "running" and not self.overwrite:  # killed (a failed run reported its error)
                 self._notice(f"discarding the unfinished run in {self.path} (started {old.get('started', '?')}, "
                              f"status {old['status']}).")
         if self.overwrite or old is not None or legacy:
