@@ -139,7 +139,7 @@ def test_save_load_gives_identical_actions(env, tmp_path, name):
 
 def test_bad_inputs_exact_messages(env, obs, tmp_path):
     with pytest.raises(ValueError, match=re.escape(
-            "unknown baseline 'greedy'; choose from ['lambdamart', 'linucb', 'oracle', 'popularity', 'price', "
+            "unknown baseline 'greedy'; choose from ['lambdamart', 'linucb', 'oracle', 'planner', 'popularity', 'price', "
             "'profile_oracle', 'random', 'retriever', 'thompson'].")):
         make_baseline("greedy", env)
     with pytest.raises(KeyError, match=re.escape(
