@@ -117,7 +117,7 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
 
 
 def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
-               agent_overrides: Sequence[str] = (), curve_points: int = 10, curve_sessions: int = 100,
+               agent_overrides: Sequence[str] = (), curve_points: int = 10, curve_sessions: int = CURVE_SESSIONS,
                progress: bool = False) -> AgentFactory:
     """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed.
 
