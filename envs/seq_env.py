@@ -101,7 +101,7 @@ class ShopRankSeqEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, config: EnvConfig | None = None, world: ShopWorld | None = None,
                  simulator: UserSimulator | None = None, render_mode: str | None = None) -> None:
@@ -207,7 +207,7 @@ class ShopRankSeqEnv(gym.Env):
                      "purchased_positions": np.flatnonzero(outcome.purchases),
                      "shown_ids": outcome.slate, "ndcg": outcome.ndcg, "left": outcome.left,
                      "position_rewards": outcome.position_rewards})
-        self._last = {"query": self.core.query_text, "outcome": outcome}
+        self._last = {"query": self.core.query_text, "outcome": outcome, "positions": positions}
         self._ended = terminated or truncated
         if not self._ended:
             self.core.next_query(self.np_random)
@@ -227,7 +227,11 @@ class ShopRankSeqEnv(gym.Env):
         values[self._order] = -np.inf
         return values
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            from envs.render import render_env
+
+            return render_env(self)
         if self.render_mode != "ansi":
             return None
         catalog = self.world.catalog

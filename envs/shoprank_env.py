@@ -74,7 +74,8 @@ class ShopRankEnv(gym.Env):
     ## Arguments
     ``gymnasium.make("ShopRank-v0", config=EnvConfig(...), world=None, simulator=None, render_mode=None)``.
     ``world`` shares a pre-built :class:`~envs.world.ShopWorld`; ``simulator`` overrides
-    ``config.simulator`` with any ``UserSimulator`` object. ``render_mode="ansi"`` renders the last slate.
+    ``config.simulator`` with any ``UserSimulator`` object. ``render_mode="ansi"`` renders the last slate as text,
+    ``"rgb_array"`` as a ``uint8 (H, W, 3)`` strip of product photos (:mod:`envs.render`).
     ``ShopRankStatic-v0`` is the same env with ``max_queries=1`` (one query per episode, bandit-style).
 
     ## Version History
@@ -84,7 +85,7 @@ class ShopRankEnv(gym.Env):
       same seed gives the same shoppers, queries, slates, clicks and rewards as before.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, config: EnvConfig | None = None, world: ShopWorld | None = None,
                  simulator: UserSimulator | None = None, render_mode: str | None = None) -> None:
@@ -131,7 +132,8 @@ class ShopRankEnv(gym.Env):
             raise RuntimeError("call reset() before step().")
         if self._ended:
             raise RuntimeError("the episode has ended (terminated or truncated); call reset() before step().")
-        outcome = self.core.show(self._positions(action), self.np_random)
+        positions = self._positions(action)
+        outcome = self.core.show(positions, self.np_random)
         terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
         self._ended = terminated or truncated
         query = self.core.query_text
@@ -139,7 +141,8 @@ class ShopRankEnv(gym.Env):
                 "purchased_positions": np.flatnonzero(outcome.purchases),
                 "shown_ids": outcome.slate, "ndcg": outcome.ndcg, "left": outcome.left,
                 "position_rewards": outcome.position_rewards, "query": query}
-        self._last = {"query": query, "outcome": outcome}
+        self._last = {"query": query, "outcome": outcome, "positions": positions,
+                      "scores": np.array(action, dtype=np.float64)}
         if not self._ended:
             self.core.next_query(self.np_random)
             info["next_query"] = self.core.query_text
@@ -152,7 +155,11 @@ class ShopRankEnv(gym.Env):
         :meth:`~envs.session.SessionCore.candidate_values`)."""
         return self.core.candidate_values(observable)
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            from envs.render import render_env
+
+            return render_env(self)
         if self.render_mode != "ansi":
             return None
         catalog = self.world.catalog
