@@ -181,6 +181,14 @@ class BlockProjectionFusion:
             blocks.append(np.where(mask[:, None], proj, 0.0))
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
+    def column_blocks(self) -> dict[str, slice]:
+        """Columns of each modality's block in the fused vector, e.g. ``{"image": slice(0, 12), "text":
+        slice(12, 32)}`` (blocks are concatenated in sorted modality order; explanations split by them)."""
+        if not self._components:
+            raise RuntimeError("BlockProjectionFusion.column_blocks called before fit.")
+        starts = np.cumsum([0] + [self._dims[m] for m in self._order])
+        return {m: slice(int(a), int(b)) for m, a, b in zip(self._order, starts[:-1], starts[1:])}
+
     def encode_query(self, vectors: np.ndarray, modality: str = "text") -> np.ndarray:
         """Query vectors of one modality into the fused space (other blocks absent)."""
         if modality not in self._order:

@@ -226,9 +226,9 @@ def env_view(env: Any) -> SlateView:
             caption.append(_last_line(last))
         return SlateView(rows, ranks=positions, caption=caption)
     if last is None:
-        rows = candidates[:n]
-        caption = [f"query: {env.core.query_text!r}   (no slate shown yet: the retriever's top {n})", state]
-        return SlateView(rows, ranks=np.where(rows >= 0, np.arange(len(rows)), -1), caption=caption)
+        if not env.core.started:
+            return SlateView(np.full(n, -1), caption=["(call reset() to start a session)", state])
+        return retriever_view(env, f"(no slate shown yet: the retriever's top {n})")
     outcome = last["outcome"]
     positions = last.get("positions")
     scores = last.get("scores")
@@ -243,6 +243,13 @@ def env_view(env: Any) -> SlateView:
                      bought=outcome.purchases, returned=returned, caption=caption)
 
 
+def retriever_view(env: Any, caption: str = "the retriever's order") -> SlateView:
+    """The retriever's top ``N`` candidates of the env's current query (what an agent reranks)."""
+    rows = env.core.candidates[: env.config.slate_size]
+    return SlateView(rows, ranks=np.where(rows >= 0, np.arange(len(rows)), -1),
+                     caption=[f"query: {env.core.query_text!r}   {caption}", _session_caption(env)])
+
+
 def _last_line(last: dict) -> str:
     outcome = last["outcome"]
     return (f"last slate: reward {outcome.reward:.2f}, {int(np.sum(outcome.clicks))} clicks, "
@@ -254,4 +261,4 @@ def render_env(env: Any) -> np.ndarray:
     return draw_slate(env.world.catalog, env_view(env))
 
 
-__all__ = ["SlateView", "data_uri", "draw_slate", "env_view", "frame_size", "png_bytes", "render_env"]
+__all__ = ["SlateView", "data_uri", "draw_slate", "env_view", "frame_size", "png_bytes", "render_env", "retriever_view"]

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-retrieval": ("experiments.retrieval_eval", "retrieval quality of each modality and fusion"),
     "fidelity": ("simulators.fidelity_cli", "fit click models to logs and report their fidelity"),
     "ope": ("experiments.ope.cli", "off-policy evaluation of an agent on logged feedback (OBD or ShopRank logs)"),
+    "explain": ("experiments.explain", "why an agent ranked a slate so: feature-group attributions, attention"),
+    "watch": ("experiments.watch", "an agent's sessions as pictures: HTML page (and MP4s with the video extra)"),
 }
 
 
