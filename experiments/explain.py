@@ -10,7 +10,7 @@ history attention has clicked products to look at), then ranks the candidates th
 retriever, shopper profile, session, query, history; :mod:`experiments.attribution`) by exact Shapley values
 (``--method shapley``, the default) or integrated gradients (``--method ig``). Written to ``--out``:
 ``explain.html`` (one self-contained page: the slate and the retriever's order as photo strips, the
-attribution table with thumbnails, the attention heatmaps) and ``attributions.csv``.
+attribution table with thumbnails, the attention heatmaps), ``attributions.csv`` and ``attributions.md``.
 
 The global view::
 
@@ -135,20 +135,27 @@ class QueryExplanation:
         return np.stack(values), np.array(scores), np.array(base), np.array(gap)
 
 
-def session_observation(agent: Any, env: Any, seed: int, history_queries: int) -> dict[str, np.ndarray]:
-    """A sampled shopper's observation after ``history_queries`` queries played by ``agent`` (fewer when they
-    leave first): profile, session counters and clicked-product history, without the sequential env's keys."""
+def session_observation(agent: Any, env: Any, seed: int, history_queries: int
+                        ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """A sampled shopper's observation after up to ``history_queries`` queries played by ``agent``: profile,
+    session counters and clicked-product history (without the sequential env's keys), the catalog rows of
+    that history (``int64 (H,)``, -1 padded) and the number of queries played.
+
+    Only states the agent acts in are returned: a query after which the session ends (the shopper leaves, or
+    the budget, e.g. ``max_queries = 1``, runs out) is not counted, and the observation before it is used."""
     obs, _ = env.reset(seed=seed)
+    core = env.unwrapped.core
     masks = getattr(env.unwrapped, "action_masks", None)
-    played = 0
+    context, history, played = core.observation(), core.core.sessions.history[0].copy(), 0
     while played < history_queries:
         extra = {"action_masks": masks()} if agent.sequential else {}
         action, _ = agent.predict(obs, deterministic=True, **extra)
         obs, _, terminated, truncated, info = env.step(action)
-        played += int("shown_ids" in info)
         if terminated or truncated:
             break
-    return env.unwrapped.core.observation()
+        if "shown_ids" in info:
+            context, history, played = core.observation(), core.core.sessions.history[0].copy(), played + 1
+    return context, history, played
 
 
 def with_query(obs: dict[str, np.ndarray], world: Any, core: Any, query: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -219,7 +226,7 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
         raise ConfigError("--query must not be empty.")
     net = score_network(agent.policy) if net is None else net
     env = make_env(agent, config, world)
-    context = session_observation(agent, env, seed, history_queries)
+    context, history, played = session_observation(agent, env, seed, history_queries)
     obs, candidates = with_query(context, world, env.unwrapped.core, query)
     layout = env.unwrapped.layout
     groups = feature_groups(layout, world.fusion)
@@ -231,7 +238,8 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
         if key not in cache:
             cache[key] = explain(net, slot_obs, groups, **method_kwargs)
         attributions.append(cache[key])
-    notes = []
+    notes = [f"the shopper's state after {played} earlier queries of their session played by the agent"
+             + (f" (of {history_queries} asked: the session would have ended)" if played < history_queries else "")]
     if not any(g.name == "photo" for g in groups):
         notes.append(f"the fusion '{config.world.fusion}' mixes text and photo in every column of the product "
                      "vector, so they are attributed as one group, 'product vector'")
@@ -242,7 +250,6 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
         notes.append(SET_ATTENTION_NOTE)
     if "history" not in attention:
         notes.append("no clicked products in the shopper's history yet: the history attention was not used")
-    history = env.unwrapped.core.core.sessions.history[0].copy()
     env.close()
     return QueryExplanation(query, candidates, positions, attributions, attention, history, notes)
 
@@ -266,6 +273,18 @@ def explanation_table(ex: QueryExplanation, catalog: Any) -> pd.DataFrame:
                      "attribution_sum": values[i].sum(), "completeness_gap": gap[i],
                      "method": ex.attributions[0].method})
     return pd.DataFrame(rows)
+
+
+def attributions_markdown(table: pd.DataFrame, groups: Sequence[str]) -> str:
+    """The attribution table as Markdown: one row per shown product, one column per group."""
+    head = "| slot | product | retriever rank | price | score | " + " | ".join(groups) + " |"
+    lines = [head, "|" + "---|" * (5 + len(groups))]
+    for r in table.to_dict("records"):
+        values = " | ".join(f"{r[group_column(g)]:+.2f}" for g in groups)
+        lines.append(f"| {r['slot']} | {r['title']} | {r['retriever_rank']} | {r['price']:.2f} | {r['score']:+.2f} | "
+                     f"{values} |")
+    base = float(table["baseline_score"].iloc[0]) if len(table) else float("nan")
+    return "\n".join(lines) + f"\n\nBaseline score (all candidates alike, no shopper context): {base:+.2f}.\n"
 
 
 # -- the page ----------------------------------------------------------------------------------------------
@@ -474,8 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex = explain_query(agent, config, world, args.query, args.seed, args.method, args.history_queries, **kwargs)
     table = explanation_table(ex, world.catalog)
     table.to_csv(args.out / "attributions.csv", index=False)
-    heading = (f"{agent.name} checkpoint {args.checkpoint}; shopper of seed {args.seed} after "
-               f"{args.history_queries} queries of their session")
+    (args.out / "attributions.md").write_text(attributions_markdown(table, ex.groups))
+    heading = f"{agent.name} checkpoint {args.checkpoint}; the shopper of seed {args.seed}"
     (args.out / "explain.html").write_text(explanation_html(ex, table, world.catalog, heading), encoding="utf-8")
     print(f"wrote {args.out / 'explain.html'} and {args.out / 'attributions.csv'} "
           f"({len(table)} products x {len(ex.groups)} groups, method {args.method}, "

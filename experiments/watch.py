@@ -9,7 +9,7 @@ every query draws the agent's slate (``render_mode="rgb_array"``, :mod:`envs.ren
 rank, price, score, the shopper's clicks and purchases, the session in a caption) above the retriever's top
 ``N`` for the same query. Written to ``--out``: ``watch.html`` (one self-contained page, the sessions in
 columns, images inline) and, where the ``video`` extra (moviepy) is installed, ``session_<i>.mp4`` per
-session (one frame per query).
+session (one frame per query); with ``--frames``, every slate as a PNG.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_checkpoint_arguments(p)
     p.add_argument("--sessions", type=int, default=3, help="sessions to play")
     p.add_argument("--seed", type=int, default=0, help="the shoppers (the evaluation's reset seeds of this seed)")
+    p.add_argument("--frames", action="store_true", help="also write each slate as session_<i>_query_<q>.png")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     return p
 
@@ -124,6 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     heading = f"{agent.name} checkpoint {args.checkpoint}, {args.sessions} shoppers of seed {args.seed}"
     (args.out / "watch.html").write_text(watch_html(sessions, heading), encoding="utf-8")
+    if args.frames:
+        from envs.render import png_bytes
+
+        for i, steps in enumerate(sessions):
+            for q, step in enumerate(steps):
+                (args.out / f"session_{i + 1}_query_{q + 1}.png").write_bytes(png_bytes(step["agent"]))
     videos = write_videos(sessions, args.out)
     print(f"wrote {args.out / 'watch.html'}" + (f" and {len(videos)} MP4s" if videos else f"; {VIDEO_HINT}"))
     return 0
