@@ -80,6 +80,9 @@ class AgentConfig:
             :mod:`agents.slate_ppo`); ``target_kl`` then bounds the mean per-slot KL.
         slot_discount: PPO with ``slot_credit``: weight ``g`` of the slots below a decision in its advantage
             (1 = unbiased; 0 = its own product's reward only). In ``[0, 1]``.
+        return_credit: PPO with ``slot_credit`` in ``ShopRank-v1``: credit each returned purchase's refund to
+            the slot that sold it (``info["returned_slots"]``; see :mod:`agents.slate_ppo`) instead of the
+            query at the visit's end where it is paid.
         n_envs: Parallel sessions.
         batched_env: Per-query algorithms (PPO) step the ``n_envs`` sessions in one batched vector env
             (array operations) instead of a ``DummyVecEnv`` of single envs (the sequential env has no
@@ -123,6 +126,7 @@ class AgentConfig:
     batched_env: bool = True
     slot_credit: bool = False
     slot_discount: float = 1.0
+    return_credit: bool = False
     n_envs: int = 4
     pretrain_sessions: int = 0
     pretrain_target: str = "reward"
@@ -156,7 +160,8 @@ def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     slate_size = int(env.get_attr("config")[0].slate_size)
     per_slot = config.slot_credit and config.slate_policy == "plackett_luce"
     buffer = ({"rollout_buffer_class": SlotCreditRolloutBuffer,
-               "rollout_buffer_kwargs": {"n_slots": slate_size, "slot_discount": config.slot_discount}}
+               "rollout_buffer_kwargs": {"n_slots": slate_size, "slot_discount": config.slot_discount,
+                                         "return_credit": config.return_credit}}
               if per_slot else {})
     return (SlotCreditPPO if per_slot else PPO)(
                CandidateScorePolicy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
@@ -249,6 +254,10 @@ PPO_WARM = AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6, slot_credit
                        n_epochs=10, target_kl=None)
 """``ppo``'s configuration (and ``ppo_pretrained``'s: the same warm start, then no online step)."""
 
+PPO_LONGTERM = AgentConfig(slot_credit=True, slot_discount=0.0, return_credit=True, learning_rate=2e-3, n_epochs=10,
+                           target_kl=None, hidden=32, layers=0, gamma=0.99, gae_lambda=0.95)
+"""``ppo_longterm``'s configuration (``ShopRank-v1``: a relationship spans ~10 queries over several visits)."""
+
 AGENT_PRESETS: dict[str, AgentPreset] = {
     "ppo": AgentPreset("ppo", PPO_WARM,
                        "PPO on ShopRank-v0, scores warm-started on 100k logged sessions (slot rewards), then "
@@ -260,6 +269,9 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
                                                   n_epochs=10, target_kl=None, hidden=32, layers=0),
                                "PPO on ShopRank-v0 from scratch (no logged sessions): Plackett-Luce slate policy, "
                                "per-slot credit, a slim candidate network"),
+    "ppo_longterm": AgentPreset("ppo", PPO_LONGTERM,
+                                "PPO for ShopRank-v1 from scratch: ppo_scratch's slim network and per-slot credit, "
+                                "discount 0.99 across the visits, each refund credited to the slot that sold it"),
     "maskable_ppo": AgentPreset("maskable_ppo", AgentConfig(pretrain_sessions=10_000, gamma=1.0, gae_lambda=1.0),
                                 "MaskablePPO on ShopRankSeq-v0, warm-started on 10k logged sessions"),
     "dqn": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=0.0, slot_credit=True, learning_rate=5e-4,
@@ -292,36 +304,38 @@ def algo_spec(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-def make_env(env_config: EnvConfig, sequential: bool, render_mode: str | None = None) -> gym.Env:
-    """The per-query (``Box``) or per-slot (``Discrete``, masked) env for ``env_config``."""
-    import envs  # noqa: F401  (registers the ids)
+def make_env(env_config: EnvConfig, sequential: bool, render_mode: str | None = None,
+             env_id: str = "ShopRank-v0") -> gym.Env:
+    """The per-query (``Box``) env ``env_id`` or its per-slot twin (``Discrete``, masked;
+    :data:`envs.SEQUENTIAL_IDS`) for ``env_config``."""
+    import envs
 
-    env_id = "ShopRankSeq-v0" if sequential else "ShopRank-v0"
-    return gym.make(env_id, config=env_config, render_mode=render_mode)
+    return gym.make(envs.sequential_id(env_id) if sequential else env_id, config=env_config, render_mode=render_mode)
 
 
 def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentConfig(), seed: int = 0,
-                tensorboard_log: str | None = None, n_envs: int | None = None):
-    """An untrained SB3 model for algorithm ``name`` on ``n_envs`` sessions: one batched
-    :class:`~envs.vector_env.ShopRankVectorEnv` (``config.batched_env``, per-query algorithms) or a
-    ``DummyVecEnv`` of single envs."""
+                tensorboard_log: str | None = None, n_envs: int | None = None, env_id: str = "ShopRank-v0"):
+    """An untrained SB3 model for algorithm ``name`` on ``n_envs`` sessions of ``env_id`` (its sequential twin
+    for sequential algorithms): one batched vector env (``env_id``'s ``vector_entry_point``;
+    ``config.batched_env``, per-query algorithms) or a ``DummyVecEnv`` of single envs."""
     spec = algo_spec(name)
     torch.set_num_threads(config.torch_threads)
     n = n_envs or config.n_envs
     if config.batched_env and not spec.sequential:
         from envs.vector_env import sb3_vec_env
 
-        vec = sb3_vec_env(n, env_config, seed=seed)
+        vec = sb3_vec_env(n, env_config, seed=seed, env_id=env_id)
     else:
-        vec = DummyVecEnv([lambda: make_env(env_config, spec.sequential) for _ in range(n)])
+        vec = DummyVecEnv([lambda: make_env(env_config, spec.sequential, env_id=env_id) for _ in range(n)])
         vec.seed(seed)
     return spec.build(vec, config, seed, tensorboard_log)
 
 
-def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool) -> list[float]:
-    """Fit the policy to ``config.pretrain_sessions`` logged sessions before RL (see :mod:`agents.pretrain`);
-    what is fitted is the algorithm's ``AlgoSpec.warm_start``. Returns the loss per epoch."""
-    env = make_env(env_config, sequential=False)
+def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool,
+               env_id: str = "ShopRank-v0") -> list[float]:
+    """Fit the policy to ``config.pretrain_sessions`` logged sessions of ``env_id`` before RL (see
+    :mod:`agents.pretrain`); what is fitted is the algorithm's ``AlgoSpec.warm_start``. Returns the loss per epoch."""
+    env = make_env(env_config, sequential=False, env_id=env_id)
     pretrain = PretrainConfig(sessions=config.pretrain_sessions, target=config.pretrain_target,
                               epochs=config.pretrain_epochs)
     return algo_spec(name).warm_start(model, env, env_config, config, pretrain, seed, progress)
@@ -329,7 +343,7 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
 
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,
                 config: AgentConfig = AgentConfig(), progress: bool = False, callbacks: list | None = None,
-                eval_every: int = 0, eval_sessions: int = 100):
+                eval_every: int = 0, eval_sessions: int = 100, env_id: str = "ShopRank-v0"):
     """Train algorithm ``name`` and (with ``run_dir``) save TensorBoard events and a checkpoint.
 
     Args:
@@ -345,19 +359,21 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
             learning curve (an evaluation before the first online step, every ``eval_every`` steps and at
             the end) is kept as ``model.learning_curve`` and written to ``run_dir/learning_curve.csv``.
         eval_sessions: Held-out sessions per evaluation.
+        env_id: The ``Box``-action env id to train in (``ShopRank-v0``, ``ShopRank-v1``; sequential algorithms
+            train in its twin, :data:`envs.SEQUENTIAL_IDS`).
 
     Returns:
         The trained SB3 model (its ``predict`` serves evaluation).
     """
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
     started = time.perf_counter()
-    model = build_agent(name, env_config, config, seed, tensorboard_log=tb)
+    model = build_agent(name, env_config, config, seed, tensorboard_log=tb, env_id=env_id)
     if config.pretrain_sessions > 0:
-        warm_start(model, name, env_config, config, seed, progress)
+        warm_start(model, name, env_config, config, seed, progress, env_id=env_id)
     extra = [HParamsCallback({"algo": name, "seed": seed, **asdict(config)})]
     curve = None
     if eval_every > 0:
-        curve = HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential), eval_sessions, eval_every,
+        curve = HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential, env_id=env_id), eval_sessions, eval_every,
                                     seed, wall_offset=time.perf_counter() - started)
         extra.append(curve)
     model.learn(total_timesteps=total_timesteps,

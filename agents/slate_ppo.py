@@ -21,6 +21,13 @@ baselines. ``g`` (``slot_discount``) weighs the slots below: ``g = 0`` credits e
 own product's reward only (much lower variance, biased towards placing the best-looking product first,
 which is what a top-down shopper rewards; measured in the README).
 
+**Return credit** (``return_credit=True``, ``ShopRank-v1``): a purchase returned at a visit's end is refunded
+there (a negative reward several queries later), but the decision that caused it is the slot that sold it.
+The env reports where each returned purchase was bought (``info["returned_slots"]``: queries ago, slot,
+refund), so the buffer moves each refund from the step it is paid at to that slot's reward (and that step's
+reward), when the sale is in the same rollout: the episode's total reward is unchanged, only the time
+and slot it is credited to. Trust's effect on later visits still reaches every slot through ``F_t``.
+
 How it plugs into SB3 without rewriting ``PPO.train``:
 * :class:`SlotCreditRolloutBuffer` (PPO's ``rollout_buffer_class``) stores per-slot log-probabilities
   ``(n_steps, n_envs, N)`` and per-slot rewards, and yields per-slot ``advantages`` / ``old_log_prob``
@@ -49,9 +56,11 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         Other args: as ``DictRolloutBuffer``.
     """
 
-    def __init__(self, *args: Any, n_slots: int, slot_discount: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, n_slots: int, slot_discount: float = 1.0, return_credit: bool = False,
+                 **kwargs: Any) -> None:
         self.n_slots = n_slots
         self.slot_discount = slot_discount
+        self.return_credit = return_credit
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -59,6 +68,7 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         self.log_probs = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.slot_rewards = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.slot_advantages = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
+        self.reward_shift = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
 
     def record_slot_rewards(self, infos: list[dict[str, Any]]) -> None:
         """Store each env's ``info["position_rewards"]`` for the step about to be added (``self.pos``)."""
@@ -69,9 +79,27 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
             shares = np.asarray(info["position_rewards"], dtype=np.float32)[: self.n_slots]
             self.slot_rewards[self.pos, env_index, :] = 0.0
             self.slot_rewards[self.pos, env_index, : len(shares)] = shares
+            if self.return_credit:
+                self._credit_returns(env_index, info.get("returned_slots"))
+
+    def _credit_returns(self, env_index: int, returned: Any) -> None:
+        """Move each refund of ``returned`` (``(r, 3)`` queries ago, slot, refund; rows of ``-1`` are padding)
+        from this step to the slot and step that sold the product, when that step is in this rollout."""
+        if returned is None:
+            return
+        for ago, slot, refund in np.asarray(returned, dtype=np.float64).reshape(-1, 3):
+            step = self.pos - int(ago)
+            if ago < 0 or step < 0 or not 0 <= slot < self.n_slots:
+                continue
+            self.slot_rewards[step, env_index, int(slot)] -= refund
+            self.reward_shift[step, env_index] -= refund
+            self.reward_shift[self.pos, env_index] += refund
 
     def compute_returns_and_advantage(self, last_values, dones: np.ndarray) -> None:
-        """GAE as SB3 computes it, then ``A_{t,n} = A_t - sum_{m<n} r_{t,m}`` (see the module docstring)."""
+        """GAE as SB3 computes it (on rewards with the refunds moved, with ``return_credit``), then the
+        per-slot advantages (see the module docstring)."""
+        self.rewards += self.reward_shift
+        self.reward_shift[:] = 0.0
         super().compute_returns_and_advantage(last_values, dones)
         r = self.slot_rewards                                               # (T, E, N)
         n_slots = r.shape[2]

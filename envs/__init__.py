@@ -21,7 +21,29 @@ from envs.seq_env import ShopRankSeqEnv
 from envs.shoprank_env import ShopRankEnv
 from envs.world import ShopWorld, WorldConfig, get_world
 
-__all__ = ["EnvConfig", "RewardSpec", "ShopRankEnv", "ShopRankSeqEnv", "ShopWorld", "WorldConfig", "get_world", "static_config"]
+__all__ = ["EnvConfig", "RewardSpec", "SEQUENTIAL_IDS", "ShopRankEnv", "ShopRankSeqEnv", "ShopWorld", "WorldConfig",
+           "get_world", "sequential_id", "static_config"]
+
+SEQUENTIAL_IDS: dict[str, str] = {"ShopRank-v0": "ShopRankSeq-v0", "ShopRankStatic-v0": "ShopRankSeqStatic-v0",
+                                  "ShopRank-v1": "ShopRankSeq-v1"}
+"""Each ``Box``-action env id -> its one-slot-per-step twin (same shoppers, queries and clicks per reset seed
+when built with the same config and world): where agents with ``sequential = True`` train and are evaluated."""
+
+
+def sequential_id(env_id: str) -> str:
+    """The sequential twin of ``env_id`` (:data:`SEQUENTIAL_IDS`; a sequential id maps to itself).
+
+    Raises:
+        ConfigError: for an id with no sequential twin.
+    """
+    if env_id in SEQUENTIAL_IDS.values():
+        return env_id
+    if env_id not in SEQUENTIAL_IDS:
+        from encoders.errors import ConfigError
+
+        raise ConfigError(f"env {env_id!r} has no sequential (one slot per step) form; ids that have one: "
+                          f"{sorted(SEQUENTIAL_IDS)}.")
+    return SEQUENTIAL_IDS[env_id]
 
 
 def static_config(**overrides) -> EnvConfig:

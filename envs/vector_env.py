@@ -39,6 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -72,6 +73,8 @@ class ShopRankVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
     env_core: type = EnvCore
     """The array core class (a subclass adds rules, e.g. ``ShopRank-v1``'s returns)."""
+    extra_info: tuple[str, ...] = ()
+    """``info`` keys ``(B,)`` a subclass adds, which :func:`sb3_vec_env` copies into each session's ``infos`` row."""
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, world: ShopWorld | None = None,
                  simulator: UserSimulator | None = None, render_mode: str | None = None,
@@ -195,8 +198,11 @@ class ShopRankVectorEnv(VectorEnv):
         return self.core.sim.utilities(self.core.sessions.shopper, self.core.sessions.query, self.core.candidates)
 
 
-def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | None = None, **kwargs: Any):
-    """A stable-baselines3 ``VecEnv`` backed by one :class:`ShopRankVectorEnv` (SAME_STEP autoreset).
+def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | None = None,
+                env_id: str = "ShopRank-v0", **kwargs: Any):
+    """A stable-baselines3 ``VecEnv`` backed by one :class:`ShopRankVectorEnv` (SAME_STEP autoreset): the
+    ``vector_entry_point`` registered for ``env_id`` (e.g. ``ShopRank-v1``'s ``ShopRankVisitsVectorEnv``),
+    built with ``config``; each row of ``infos`` also carries the vector env's ``extra_info`` keys.
 
     Drop-in for ``DummyVecEnv([make ShopRank-v0] * num_envs)`` in SB3 (``PPO(policy, sb3_vec_env(8, cfg))``)
     without the per-env Python loop: SB3's conventions are kept (``dones`` = terminated or truncated, the
@@ -235,6 +241,7 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
                        "left": bool(info["left"][i]), "shown_ids": info["shown_ids"][i],
                        "clicked_positions": np.flatnonzero(info["clicked"][i]),
                        "position_rewards": info["position_rewards"][i]}
+                row.update({key: info[key][i] for key in extra})
                 if done[i]:
                     row["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
                     row["terminal_observation"] = {k: v[i] for k, v in final.items()}
@@ -256,8 +263,18 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
         def env_is_wrapped(self, wrapper_class, indices=None):
             return [False] * len(list(self._get_indices(indices)))
 
-    return ShopRankSB3VecEnv(ShopRankVectorEnv(num_envs=num_envs, config=config,
-                                               autoreset_mode=AutoresetMode.SAME_STEP, **kwargs))
+    import envs  # noqa: F401  (registers the ids)
+
+    spec = gym.registry.get(env_id)
+    if spec is None or spec.vector_entry_point is None:
+        raise ConfigError(f"env {env_id!r} has no vector entry point; ids that have one: "
+                          f"{sorted(k for k, v in gym.registry.items() if k.startswith('ShopRank') and v.vector_entry_point)}.")
+    vector_class = load_env_creator(spec.vector_entry_point)
+    if config is None:
+        config = spec.kwargs.get("config")
+    vec = vector_class(num_envs=num_envs, config=config, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+    extra = tuple(getattr(vec, "extra_info", ()))
+    return ShopRankSB3VecEnv(vec)
 
 
 def make_vector_env(num_envs: int = 1, config: EnvConfig | None = None, **kwargs: Any) -> ShopRankVectorEnv:

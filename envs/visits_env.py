@@ -65,6 +65,9 @@ class VisitEnvCore(EnvCore):
         last_returns, last_refund: ``float (B,)`` products returned and currency refunded at the last slate.
         last_trust, last_visits: ``float (B,)`` hidden trust and visits so far after the last slate (analysis
             only; kept here so a session reset in the same step does not lose them).
+        last_returned_slots: Per session, ``float (r, 3)`` ``(queries ago, slot, refund)`` of each purchase
+            returned at the last slate: where it was bought (0 queries ago = this slate) and the reward taken
+            back for it (:meth:`LongTermShopper.returned_slots_of`; empty for a shopper without it).
     """
 
     def __init__(self, config: EnvConfig, world: ShopWorld, simulator: Any, n_sessions: int) -> None:
@@ -78,6 +81,7 @@ class VisitEnvCore(EnvCore):
         self._visit_columns = [self.layout.session_column(name) for name in VISIT_SIGNALS]
         self.last_returns, self.last_refund = np.zeros(self.n), np.zeros(self.n)
         self.last_trust, self.last_visits = np.zeros(self.n), np.zeros(self.n)
+        self.last_returned_slots = [np.zeros((0, 3)) for _ in range(self.n)]
         self.visit_value: float | None = None
 
     def state(self, b: int) -> Any:
@@ -95,18 +99,32 @@ class VisitEnvCore(EnvCore):
         user, prices, spec = self.sim.user_simulator, self.world.items.prices, self.reward_spec
         for arr in (self.last_returns, self.last_refund, self.last_trust, self.last_visits):
             arr[:] = 0.0
+        self.last_returned_slots = [np.zeros((0, 3))] * self.n
         for b in (range(self.n) if idx is None else idx):
             state = self.state(int(b))
             rows = user.returns_of(state)
             self.last_returns[b], self.last_refund[b] = len(rows), float(prices[rows].astype(np.float64).sum())
             self.last_trust[b], self.last_visits[b] = float(state.trust), float(state.visit + 1)
+            where = getattr(user, "returned_slots_of", None)
+            at = where(state) if callable(where) else np.zeros((0, 2), dtype=np.int64)
+            refund = spec.purchase + spec.revenue * prices[rows].astype(np.float64)
+            self.last_returned_slots[b] = np.column_stack([at, refund[: len(at)]]).astype(np.float64)
         result.reward = result.reward - (spec.purchase * self.last_returns + spec.revenue * self.last_refund)
         return result
 
-    def relationship_info(self, b: int) -> dict[str, float]:
-        """``returns``, ``refund`` (reward parts of the last slate), ``trust`` and ``visits`` of session ``b``."""
+    def relationship_info(self, b: int) -> dict[str, Any]:
+        """``returns``, ``refund`` (reward parts of the last slate), ``trust``, ``visits`` and ``returned_slots``
+        (``float (r, 3)``, see :attr:`last_returned_slots`) of session ``b``."""
         return {"returns": float(self.last_returns[b]), "refund": float(self.last_refund[b]),
-                "trust": float(self.last_trust[b]), "visits": float(self.last_visits[b])}
+                "trust": float(self.last_trust[b]), "visits": float(self.last_visits[b]),
+                "returned_slots": self.last_returned_slots[b].copy()}
+
+    def padded_returned_slots(self, width: int) -> np.ndarray:
+        """``float (B, width, 3)`` :attr:`last_returned_slots` padded with rows of ``-1``."""
+        out = np.full((self.n, width, 3), -1.0)
+        for b, rows in enumerate(self.last_returned_slots):
+            out[b, : len(rows)] = rows[:width]
+        return out
 
     def _weights(self) -> RewardWeights:
         spec = self.reward_spec
@@ -183,7 +201,9 @@ _V1 = """
     * **Reward**: v0's, minus ``purchase * returns + revenue * refund`` at the slate that ends a visit,
       where ``returns`` purchases of the visit are sent back (``refund`` = their prices).
       ``position_rewards`` still split the slate's own reward (they do not include the refund).
-    * **info** adds ``returns``, ``refund``, ``trust`` (hidden, for analysis only) and ``visits`` (so far).
+    * **info** adds ``returns``, ``refund``, ``trust`` (hidden, for analysis only), ``visits`` (so far) and
+      ``returned_slots`` (``float (r, 3)``: for each returned purchase, how many queries ago and in which
+      slot it was bought, and the reward taken back; what a shop's order history knows, for credit).
     * **Episode end**: ``terminated`` when the shopper does not come back after a visit (probability
       ``1 - comeback(trust)``) or after ``max_visits`` visits; ``truncated`` at ``max_queries``
       (``v1_config`` makes it ``max_visits * max_queries_per_visit``, never reached first).
@@ -210,10 +230,13 @@ class ShopRankVisitsVectorEnv(ShopRankVectorEnv):
     """``B`` ``ShopRank-v1`` relationships stepped at once (the :class:`VisitEnvCore` at ``B > 1``).
 
     As :class:`~envs.vector_env.ShopRankVectorEnv`; ``info`` adds ``returns``, ``refund``, ``trust`` and
-    ``visits`` ``(B,)`` (masked like ``clicks``: False for sessions reset instead of stepped).
+    ``visits`` ``(B,)`` and ``returned_slots`` ``(B, W, 3)`` (the single env's ``(r, 3)`` padded with rows of
+    ``-1`` to ``W = max_queries_per_visit * slate_size``), masked like ``clicks``: False for sessions reset
+    instead of stepped.
     """
 
     env_core = VisitEnvCore
+    extra_info = ("returns", "refund", "trust", "visits", "returned_slots")
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | dict | None = None, world: ShopWorld | None = None,
                  simulator: UserSimulator | None = None, **kwargs: Any) -> None:
@@ -225,9 +248,11 @@ class ShopRankVisitsVectorEnv(ShopRankVectorEnv):
         core = self.core
         for arr in (core.last_returns, core.last_refund, core.last_trust, core.last_visits):
             arr[:] = 0.0
+        core.last_returned_slots = [np.zeros((0, 3))] * core.n
         obs, reward, terminated, truncated, info = super().step(actions)
-        for key, arr in (("returns", core.last_returns), ("refund", core.last_refund), ("trust", core.last_trust),
-                         ("visits", core.last_visits)):
+        width = self.config.longterm.max_queries_per_visit * self.config.slate_size
+        for key, arr in zip(self.extra_info, (core.last_returns, core.last_refund, core.last_trust, core.last_visits,
+                                              core.padded_returned_slots(width))):
             info[key], info[f"_{key}"] = arr.copy(), info["_clicks"].copy()
         return obs, reward, terminated, truncated, info
 

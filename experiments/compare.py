@@ -38,7 +38,8 @@ from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolv
 from experiments.learning_curves import write_learning_curves
 from experiments.run_folder import CellStore, RunFolder
 
-RL_AGENTS = ("ppo", "ppo_pretrained", "ppo_scratch", "dqn", "dqn_pretrained", "dqn_scratch", "maskable_ppo")
+RL_AGENTS = ("ppo", "ppo_pretrained", "ppo_scratch", "ppo_longterm", "dqn", "dqn_pretrained", "dqn_scratch",
+             "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
 CURVE_SESSIONS = 100
 """Held-out sessions per point of the RL agents' learning curves (and of their reference levels)."""
@@ -118,13 +119,14 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
 
 def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
                agent_overrides: Sequence[str] = (), curve_points: int = 10, curve_sessions: int = CURVE_SESSIONS,
-               progress: bool = False) -> AgentFactory:
+               progress: bool = False, env_id: str = "ShopRank-v0") -> AgentFactory:
     """``(env, seed) -> agent`` that trains ``name`` with ``agents.factory.train_agent`` for that seed.
 
     ``agent_overrides`` (``"field=value"``) change the preset's ``AgentConfig`` (validated here, before
     anything trains). A preset with ``online=False`` (the warm start alone) takes no online step. Each
     run writes its learning curve (``curve_points`` held-out evaluations of ``curve_sessions`` sessions;
-    0 = none). With ``progress``, training shows its own bar (steps, reward so far, ETA) under the evaluation's."""
+    0 = none). With ``progress``, training shows its own bar (steps, reward so far, ETA) under the evaluation's.
+    Training runs in ``env_id`` (the compared env; its sequential twin for sequential algorithms)."""
     from agents.callbacks import TrainingProgressBar
     from agents.factory import AGENT_PRESETS, train_agent
     from experiments.config import apply_overrides
@@ -140,17 +142,19 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
         every = max(steps // curve_points, 1) if curve_points > 0 else 0
         bar = TrainingProgressBar(steps, f"train {name} seed {seed}", position=1, disable=not progress)
         return train_agent(preset.algo, env_config, steps, seed, run_dir, config=config, eval_every=every,
-                           eval_sessions=curve_sessions, callbacks=[bar])
+                           eval_sessions=curve_sessions, callbacks=[bar], env_id=env_id)
 
     return build
 
 
 def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_root: Path,
                  baseline_config: BaselineConfig = BaselineConfig(),
-                 agent_overrides: Sequence[str] = (), progress: bool = False) -> dict[str, AgentFactory]:
+                 agent_overrides: Sequence[str] = (), progress: bool = False,
+                 env_id: str = "ShopRank-v0") -> dict[str, AgentFactory]:
     """Name -> factory for every requested agent; unknown names raise ``ValueError`` listing the choices."""
     known = {**{n: (lambda n=n: baseline_factory(n, baseline_config)) for n in BASELINES},
-             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root, agent_overrides, progress=progress))
+             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root, agent_overrides, progress=progress,
+                                          env_id=env_id))
                 for n in RL_AGENTS}}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_overrides(AgentConfig(), agent_overrides)
     baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
     agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
-                          agent_overrides, progress=not args.no_progress)
+                          agent_overrides, progress=not args.no_progress, env_id=args.env)
     preflight(names, make_env(args.env, config), args.env, baseline_config)
     if args.baseline is not None and args.baseline not in names:
         raise ConfigError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")

@@ -6,8 +6,9 @@ queries; the env's step randomness is drawn in the same amounts whatever the sla
 share the same uniforms too. Agents are built per seed by ``factory(env, seed)`` and own their
 randomness (seeded generators), never the env's. Privileged truth for MRR (best) is read from the env
 without drawing random numbers. Agents with ``sequential = True`` (one candidate per slot: DQN,
-MaskablePPO) are run in ``ShopRankSeq-v0`` built with the same config and world, which draws the same
-shoppers, queries and clicks per reset seed — so they are paired with the Box-env agents too.
+MaskablePPO) are run in the env's sequential twin (``envs.SEQUENTIAL_IDS``: ``ShopRankSeq-v1`` for
+``ShopRank-v1``) built with the same config and world, which draws the same shoppers, queries and clicks
+per reset seed — so they are paired with the Box-env agents too.
 
 **Confidence intervals.** ``summarize(..., ci_over="auto")``: with at least 5 seeds, a Student-t 95%
 interval over the per-seed means (``n`` = seeds) — the honest unit when a seed also changes the agent's
@@ -37,8 +38,6 @@ from experiments.metrics import SESSION_METRICS, SessionAccumulator, Truth, cata
 SUMMARY_COLUMNS = ["agent", "metric", "mean", "ci95_low", "ci95_high", "n"]
 PAIRED_COLUMNS = ["agent", "baseline", "metric", "mean_diff", "ci95_low", "ci95_high", "n", "rel_diff"]
 MIN_SEEDS_FOR_SEED_CI = 5
-SEQUENTIAL_ENV_ID = "ShopRankSeq-v0"
-"""Where agents with ``sequential = True`` (one candidate per slot, e.g. DQN / MaskablePPO) are evaluated."""
 BAR_METRICS = ("reward", "clicks", "purchases", "ctr", "ndcg", "mrr_best")
 
 
@@ -170,14 +169,18 @@ def evaluate_agents(agents: Mapping[str, AgentFactory], env_id: str = "ShopRankS
     env = env if env is not None else make_env(env_id, config)
     if isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError("evaluate_agents needs a Box-action env (ShopRank-v0 / ShopRankStatic-v0); agents with "
-                         "sequential=True are run in ShopRankSeq-v0 with the same config automatically.")
+                         "sequential=True are run in its sequential twin (envs.SEQUENTIAL_IDS) with the same config "
+                         "automatically.")
     seq_env: list[gym.Env] = []
 
     def env_for(agent: Policy) -> gym.Env:
         if not getattr(agent, "sequential", False):
             return env
         if not seq_env:  # same config and world: same shoppers and queries per reset seed
-            seq_env.append(gym.make(SEQUENTIAL_ENV_ID, config=env.unwrapped.config, world=env.unwrapped.world))
+            import envs
+
+            seq_id = envs.sequential_id(getattr(env.spec, "id", None) or env_id)
+            seq_env.append(gym.make(seq_id, config=env.unwrapped.config, world=env.unwrapped.world))
         return seq_env[0]
 
     world = getattr(env.unwrapped, "world", None)

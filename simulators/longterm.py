@@ -165,6 +165,10 @@ class LongTermState:
         pending: Catalog rows bought this visit (kept or returned at the visit's end).
         pending_returned: For each of ``pending``, whether it will be returned (drawn at purchase, hidden).
         returned: Catalog rows returned at the last transition (the env refunds them; usually empty).
+        pending_at: For each of ``pending``, ``(query index in the visit, slot)`` where it was bought.
+        returned_at: For each of ``returned``, ``(queries ago, slot)`` where it was bought, counted from the
+            query that ended the visit (0 = that query): which earlier slate a refund belongs to (an agent may
+            credit it there; ``info["returned_slots"]``).
         n_kept: Kept purchases so far.
         n_returns: Returned purchases so far.
     """
@@ -177,6 +181,8 @@ class LongTermState:
     pending: tuple[int, ...] = ()
     pending_returned: tuple[bool, ...] = ()
     returned: tuple[int, ...] = ()
+    pending_at: tuple[tuple[int, int], ...] = ()
+    returned_at: tuple[tuple[int, int], ...] = ()
     n_kept: int = 0
     n_returns: int = 0
 
@@ -350,29 +356,38 @@ class LongTermShopper:
         shopper, visit_over = self.inner.transition(state.shopper, query, slate, response, rng)
         relevant = float(np.mean(self.inner.relevance(query.intent, shown) >= 0.5)) if len(shown) else 0.0
         trust = float(trust_after_slate(cfg, state.trust, relevant, not np.asarray(response.clicks).any()))
-        bought = slate[np.asarray(response.purchases, dtype=bool) & (slate >= 0)]
-        will_return = u_return[np.asarray(response.purchases, dtype=bool) & (slate >= 0)] < self.p_return[bought]
+        bought_slots = np.flatnonzero(np.asarray(response.purchases, dtype=bool) & (slate >= 0))
+        bought = slate[bought_slots]
+        will_return = u_return[bought_slots] < self.p_return[bought]
         pending = state.pending + tuple(int(r) for r in bought)
         pending_returned = state.pending_returned + tuple(bool(x) for x in will_return)
+        pending_at = state.pending_at + tuple((state.visit_queries, int(n)) for n in bought_slots)
         visit_queries = state.visit_queries + 1
         new = replace(state, shopper=shopper, trust=trust, visit_queries=visit_queries, pending=pending,
-                      pending_returned=pending_returned, returned=())
+                      pending_returned=pending_returned, pending_at=pending_at, returned=(), returned_at=())
         if not (visit_over or visit_queries >= cfg.max_queries_per_visit):
             return new, False
         returned = tuple(r for r, back in zip(pending, pending_returned) if back)
+        returned_at = tuple((visit_queries - 1 - q, n) for (q, n), back in zip(pending_at, pending_returned) if back)
         n_kept = len(pending) - len(returned)
         trust = float(trust_after_visit(cfg, trust, n_kept, len(returned)))
         come_back = new.visit + 1 < cfg.max_visits and u_back < float(comeback_probability(cfg, trust))
         fresh = replace(shopper, patience=float(self.inner.config.patience), intent=None)
         new = replace(new, shopper=fresh, trust=trust, visit=new.visit + 1 if come_back else new.visit,
                       visit_queries=0, days_since_last_visit=float(gap / (0.5 + trust)), pending=(),
-                      pending_returned=(), returned=returned, n_kept=new.n_kept + n_kept,
+                      pending_returned=(), pending_at=(), returned=returned, returned_at=returned_at,
+                      n_kept=new.n_kept + n_kept,
                       n_returns=new.n_returns + len(returned))
         return new, not come_back
 
     def returns_of(self, state: LongTermState) -> np.ndarray:
         """``int64 (r,)`` catalog rows returned at the transition that produced ``state``."""
         return np.asarray(state.returned, dtype=np.int64)
+
+    def returned_slots_of(self, state: LongTermState) -> np.ndarray:
+        """``int64 (r, 2)`` ``(queries ago, slot)`` where each of :meth:`returns_of` was bought (see
+        :attr:`LongTermState.returned_at`)."""
+        return np.asarray(state.returned_at, dtype=np.int64).reshape(-1, 2)
 
 
 # -- the privileged planner --------------------------------------------------------------------------------

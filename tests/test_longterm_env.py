@@ -186,3 +186,110 @@ def test_tensorboard_logs_returns_trust_and_visits():
     Model.logger.dump(1)
     logged = out.dumps[0]
     assert logged["shop/returns"] == 2.0 and logged["shop/trust"] == 0.4 and logged["shop/visits"] == 2.0
+
+
+def test_returned_slots_name_the_slate_and_slot_that_sold_each_refunded_purchase(env):
+    returny = gym.make("ShopRank-v1", config=RETURNY, world=env.unwrapped.world)
+    spec, prices = RETURNY.reward, env.unwrapped.world.items.prices
+    seen = 0
+    for seed in range(4):
+        returny.reset(seed=seed)
+        history, done = [], False
+        while not done:
+            _, _, terminated, truncated, info = returny.step(np.linspace(1, -1, 20).astype(np.float32))
+            history.append(info)
+            rows = info["returned_slots"]
+            assert rows.shape == (info["returns"], 3)
+            for ago, slot, refund in rows:
+                sold = history[-1 - int(ago)]
+                assert int(slot) in sold["purchased_positions"]
+                assert refund == pytest.approx(spec.purchase + spec.revenue * float(prices[sold["shown_ids"][int(slot)]]))
+                seen += 1
+            assert rows[:, 2].sum() == pytest.approx(spec.purchase * info["returns"] + spec.revenue * info["refund"])
+            done = terminated or truncated
+    assert seen >= 3
+
+
+def test_sb3_vec_env_of_v1_is_the_v1_vector_env_and_its_infos_carry_the_relationship(env):
+    from envs.vector_env import sb3_vec_env
+
+    venv = sb3_vec_env(3, RETURNY, seed=0, env_id="ShopRank-v1", world=env.unwrapped.world)
+    assert isinstance(venv.env, ShopRankVisitsVectorEnv)
+    obs = venv.reset()
+    assert obs["session"].shape == (3, 9)
+    refunded = 0.0
+    for _ in range(40):
+        venv.step_async(np.tile(np.linspace(1, -1, 20, dtype=np.float32), (3, 1)))
+        _, _, _, infos = venv.step_wait()
+        for info in infos:
+            assert {"returns", "refund", "trust", "visits", "returned_slots"} <= set(info)
+            slots = info["returned_slots"]
+            assert slots.shape == (RETURNY.longterm.max_queries_per_visit * RETURNY.slate_size, 3)
+            assert (slots[:, 0] >= 0).sum() == info["returns"]
+            refunded += slots[slots[:, 0] >= 0, 2].sum()
+    assert refunded > 0
+
+
+def test_every_box_id_has_a_sequential_twin_and_an_unknown_id_is_named():
+    assert envs.sequential_id("ShopRank-v1") == "ShopRankSeq-v1" == envs.sequential_id("ShopRankSeq-v1")
+    assert envs.sequential_id("ShopRank-v0") == "ShopRankSeq-v0"
+    for box, seq in envs.SEQUENTIAL_IDS.items():
+        assert box in gym.registry and seq in gym.registry
+    from encoders.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        envs.sequential_id("CartPole-v1")
+    assert str(err.value) == ("env 'CartPole-v1' has no sequential (one slot per step) form; ids that have one: "
+                              "['ShopRank-v0', 'ShopRank-v1', 'ShopRankStatic-v0'].")
+
+
+def test_sequential_agents_are_evaluated_in_shoprankseq_v1(env):
+    from experiments.evaluate import evaluate_agents
+
+    class FirstFree:
+        sequential = True
+        sessions: list[int] = []
+
+        def predict(self, obs, deterministic=True, action_masks=None):
+            self.sessions.append(obs["session"].shape[0])
+            return int(np.flatnonzero(action_masks)[0]), None
+
+    df = evaluate_agents({"first": lambda e, s: FirstFree()}, "ShopRank-v1", CONFIG, seeds=[0], n_sessions=2,
+                         env=gym.make("ShopRank-v1", config=CONFIG, world=env.unwrapped.world), progress=False)
+    assert len(df) == 2 and set(FirstFree.sessions) == {9}
+
+
+def test_return_credit_moves_each_refund_to_the_slot_that_sold_it(env):
+    import torch
+
+    from agents.slate_ppo import SlotCreditRolloutBuffer
+
+    def buffer(credit: bool) -> SlotCreditRolloutBuffer:
+        buf = SlotCreditRolloutBuffer(4, env.observation_space, env.action_space, n_envs=1, gamma=0.99,
+                                      gae_lambda=1.0, n_slots=3, return_credit=credit)
+        slots = np.array([[1.0, 0, 0], [3.0, 1.0, 0], [1.0, 0, 0], [0, 0, 0]])
+        refunds = {2: np.array([[1, 0, 2.0], [-1, -1, -1]]), 3: np.array([[4, 1, 0.5]])}
+        for t in range(4):  # as PPO.collect_rollouts: the step's infos, then its transition
+            buf.record_slot_rewards([{"position_rewards": slots[t], "returned_slots": refunds.get(t)}])
+            env_reward = slots[t].sum() - (refunds[t][refunds[t][:, 0] >= 0, 2].sum() if t in refunds else 0.0)
+            buf.rewards[t], buf.episode_starts[t], buf.pos = env_reward, float(t == 0), t + 1
+        buf.full = True
+        buf.compute_returns_and_advantage(torch.zeros(1), np.ones(1, dtype=bool))
+        return buf
+
+    plain, credited = buffer(False), buffer(True)
+    assert np.allclose(plain.rewards[:, 0], [1.0, 4.0, -1.0, -0.5])
+    assert np.allclose(credited.rewards[:, 0], [1.0, 2.0, 1.0, -0.5])       # step 2's refund moved to step 1
+    assert np.allclose(credited.slot_rewards[1, 0], [1.0, 1.0, 0.0])        # ... and to its slot 0
+    assert np.allclose(credited.slot_rewards[3, 0], [0.0, 0.0, 0.0])        # sold before the rollout: kept
+    assert credited.rewards.sum() == pytest.approx(plain.rewards.sum())
+    assert credited.returns[0, 0] == pytest.approx(plain.returns[0, 0] - 2.0 * (0.99 - 0.99 ** 2), rel=1e-5)
+
+
+def test_ppo_longterm_trains_on_the_v1_vector_env(tmp_path, env):
+    from agents.factory import AGENT_PRESETS, train_agent
+
+    config = replace(AGENT_PRESETS["ppo_longterm"].config, n_steps=32, batch_size=32, n_epochs=1, n_envs=2)
+    model = train_agent("ppo", CONFIG, 64, seed=0, run_dir=tmp_path, config=config, env_id="ShopRank-v1")
+    assert model.rollout_buffer.return_credit and model.get_env().num_envs == 2
+    assert model.observation_space["session"].shape == (9,)
