@@ -59,9 +59,11 @@ def _logistic_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
-_LOSSES = {"reward": _poisson_loss, "clicks": _logistic_loss}
+_LOSSES = {"reward": _poisson_loss, "net_reward": _poisson_loss, "clicks": _logistic_loss}
 PRETRAIN_TARGETS = tuple(sorted(_LOSSES))
-"""What a warm start can fit: each slot's ``"reward"`` or its ``"clicks"``."""
+"""What a warm start can fit: each slot's ``"reward"``, its ``"net_reward"`` (``ShopRank-v1``: the reward minus
+the refund of a purchase returned later, known from the order history, ``info["returned_slots"]``) or its
+``"clicks"``."""
 
 
 def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks"
@@ -72,7 +74,8 @@ def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "
         env: ``ShopRank-v0`` or ``ShopRankStatic-v0`` (any wrapper).
         n_sessions: Sessions to log.
         seed: Training seed (logging uses its own seed streams).
-        target: ``"clicks"`` (1 where clicked) or ``"reward"`` (``info["position_rewards"]``).
+        target: ``"clicks"`` (1 where clicked), ``"reward"`` (``info["position_rewards"]``) or ``"net_reward"``
+            (the same minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0).
 
     Returns:
         ``(observations {key: (M, ...)}, shown (M, N) candidate indices, outcome (M, N) float32)`` with one
@@ -90,14 +93,18 @@ def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "
             action = rng.uniform(-1.0, 1.0, size=k).astype(np.float32)
             next_obs, _, terminated, truncated, info = env.step(action)
             n = len(info["shown_ids"])
-            if target == "reward":
-                clicks = np.asarray(info["position_rewards"], dtype=np.float32)
+            if target != "clicks":
+                clicks = np.asarray(info["position_rewards"], dtype=np.float32).copy()
             else:
                 clicks = np.zeros(n, dtype=np.float32)
                 clicks[np.asarray(info["clicked_positions"], dtype=int)] = 1.0
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
             click_rows.append(clicks)
+            if target == "net_reward":
+                for ago, slot, refund in np.asarray(info.get("returned_slots", np.zeros((0, 3)))).reshape(-1, 3):
+                    row = click_rows[len(click_rows) - 1 - int(ago)]
+                    row[int(slot)] = max(float(row[int(slot)] - refund), 0.0)
             obs, done = next_obs, terminated or truncated
     observations = {key: np.stack([o[key] for o in obs_rows]) for key in obs_rows[0]}
     return observations, np.stack(shown_rows), np.stack(click_rows)

@@ -293,3 +293,15 @@ def test_ppo_longterm_trains_on_the_v1_vector_env(tmp_path, env):
     model = train_agent("ppo", CONFIG, 64, seed=0, run_dir=tmp_path, config=config, env_id="ShopRank-v1")
     assert model.rollout_buffer.return_credit and model.get_env().num_envs == 2
     assert model.observation_space["session"].shape == (9,)
+
+
+def test_net_reward_logs_take_each_refund_back_from_the_slot_that_sold_it(env):
+    from agents.pretrain import collect_click_logs
+
+    returny = gym.make("ShopRank-v1", config=RETURNY, world=env.unwrapped.world)
+    _, shown, gross = collect_click_logs(returny, 3, seed=0, target="reward")
+    _, shown_again, net = collect_click_logs(returny, 3, seed=0, target="net_reward")
+    assert np.array_equal(shown, shown_again)
+    cut = net < gross
+    assert cut.sum() >= 3 and (net <= gross).all()
+    assert np.allclose(net[cut], RETURNY.reward.click)   # the refund takes back the purchase, the click stays
