@@ -41,6 +41,7 @@ from agents.factory import AgentConfig, algo_spec, build_agent
 from agents.policies import MaskableCandidateScorePolicy
 from encoders.errors import CheckpointError, ConfigError, InputNotFoundError
 from encoders.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS
+from envs import SEQUENTIAL_IDS
 from envs.config import EnvConfig, config_to_dict
 from envs.layout import FeatureLayout, LayoutMismatchError
 
@@ -55,7 +56,7 @@ REQUIRED_KEYS = ("algo", "agent_config", "env_config")
 """Top-level entries every ``agent.json`` has (also those written before ``format_version`` existed)."""
 
 OPTIONAL_KEYS: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "catalog_fingerprint": None,
-                                  "feature_layout": None}
+                                  "feature_layout": None, "env_id": "ShopRank-v0"}
 """Top-level entries a checkpoint may lack, with the value assumed then."""
 
 PLUGIN_FIELDS: dict[str, dict[str, Any]] = {
@@ -77,7 +78,7 @@ code (paths, column maps, names looked up in a dict). A new text field must join
 # save
 # ----------------------------------------------------------------------------------------------------
 def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, path: Path,
-               catalog_fingerprint: str | None = None) -> Path:
+               catalog_fingerprint: str | None = None, env_id: str = "ShopRank-v0") -> Path:
     """Write ``agent.json`` + ``policy.pt`` (tensors only) into folder ``path``.
 
     Args:
@@ -88,6 +89,7 @@ def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, pat
         path: Checkpoint folder (created).
         catalog_fingerprint: The training catalog's :meth:`~encoders.catalog.Catalog.fingerprint`; ``None``
             reads it from the (cached) world of ``env_config``.
+        env_id: The ``Box``-action env id it was trained in (its spaces are rebuilt from it on load).
 
     Returns:
         ``path``.
@@ -100,7 +102,7 @@ def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, pat
     layout = _model_layout(model)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "algo": name, "agent_config": asdict(config),
             "env_config": config_to_dict(env_config), "catalog_fingerprint": catalog_fingerprint,
-            "feature_layout": layout.to_dict() if layout is not None else None}
+            "feature_layout": layout.to_dict() if layout is not None else None, "env_id": env_id}
     path.mkdir(parents=True, exist_ok=True)
     (path / META_FILE).write_text(json.dumps(meta, indent=2))
     torch.save({k: v.detach().cpu() for k, v in model.policy.state_dict().items()}, path / WEIGHTS_FILE)
@@ -122,6 +124,7 @@ class CheckpointMeta:
         format_version: Layout version of the file.
         feature_layout: The observation's :class:`~envs.layout.FeatureLayout` it was trained on (``None`` in
             checkpoints older than it).
+        env_id: The ``Box``-action env id it was trained in (``ShopRank-v0`` in checkpoints older than it).
     """
 
     algo: str
@@ -130,6 +133,7 @@ class CheckpointMeta:
     catalog_fingerprint: str | None
     format_version: int
     feature_layout: FeatureLayout | None = None
+    env_id: str = "ShopRank-v0"
 
 
 def _json_type(value: Any) -> str:
@@ -283,10 +287,12 @@ def read_checkpoint(path: Path, plugins: Mapping[str, str] | None = None,
             layout = FeatureLayout.from_dict(layout)
         except LayoutMismatchError as exc:
             raise CheckpointError(f"{meta_path}: feature_layout is {exc}") from None
+    if meta["env_id"] not in SEQUENTIAL_IDS:
+        raise CheckpointError(f"{meta_path}: env_id must be one of {sorted(SEQUENTIAL_IDS)}, got {_got(meta['env_id'])}.")
     agent_config = _decode(AgentConfig, meta["agent_config"], "agent_config", meta_path)
     env_config = _decode(EnvConfig, meta["env_config"], "env_config", meta_path)
     env_config = allow_plugins(env_config, plugins, trust_plugins, source=str(meta_path))
-    return CheckpointMeta(meta["algo"], agent_config, env_config, fingerprint, version, layout)
+    return CheckpointMeta(meta["algo"], agent_config, env_config, fingerprint, version, layout, meta["env_id"])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -348,10 +354,10 @@ def read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def build_policy(algo: str, env_config: EnvConfig, config: AgentConfig):
-    """The untrained policy network of ``algo`` for ``env_config``, without its algorithm: the model is built
-    with the smallest buffers and dropped, and the policy's optimiser removed."""
-    model = build_agent(algo, env_config, replace(config, buffer_size=1, learning_starts=0), n_envs=1)
+def build_policy(algo: str, env_config: EnvConfig, config: AgentConfig, env_id: str = "ShopRank-v0"):
+    """The untrained policy network of ``algo`` for ``env_config`` in ``env_id``, without its algorithm: the model
+    is built with the smallest buffers and dropped, and the policy's optimiser removed."""
+    model = build_agent(algo, env_config, replace(config, buffer_size=1, learning_starts=0), n_envs=1, env_id=env_id)
     policy = model.policy
     policy.feature_layout = _model_layout(model)
     policy.optimizer = None
@@ -377,7 +383,7 @@ def load_policy(path: Path, meta: CheckpointMeta, env_config: EnvConfig | None =
     weights_path = Path(path) / WEIGHTS_FILE
     state = read_weights(weights_path)  # before any model is built: a bad file costs nothing
     env_config = meta.env_config if env_config is None else env_config
-    policy = build_policy(meta.algo, env_config, meta.agent_config)
+    policy = build_policy(meta.algo, env_config, meta.agent_config, meta.env_id)
     if meta.feature_layout is not None and policy.feature_layout is not None:
         try:
             policy.feature_layout.check_matches(meta.feature_layout, f"checkpoint {Path(path)}")

@@ -388,5 +388,5 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     if run_dir is not None:
         from agents.checkpoint import save_agent  # the checkpoint module builds policies through this one
 
-        save_agent(model, name, env_config, config, Path(run_dir) / "checkpoint")
+        save_agent(model, name, env_config, config, Path(run_dir) / "checkpoint", env_id=env_id)
     return model

@@ -89,7 +89,7 @@ def rl_agent(args: argparse.Namespace) -> Plan:
     meta = read_checkpoint(args.checkpoint, plugins, args.trust_plugins)  # checked before anything is built
     read_weights(args.checkpoint / WEIGHTS_FILE)  # plain tensors? (cheap; their fit is checked once built)
     config = meta.env_config
-    env_id = args.env or "ShopRank-v0"
+    env_id = args.env or meta.env_id
     if args.env is not None:  # --env chooses the episode form; the shapes stay the checkpoint's
         config = dataclasses.replace(config, max_queries=resolve_config(args.env).max_queries)
     if args.catalog is not None:

@@ -293,6 +293,20 @@ def test_ppo_longterm_trains_on_the_v1_vector_env(tmp_path, env):
     model = train_agent("ppo", CONFIG, 64, seed=0, run_dir=tmp_path, config=config, env_id="ShopRank-v1")
     assert model.rollout_buffer.return_credit and model.get_env().num_envs == 2
     assert model.observation_space["session"].shape == (9,)
+    from agents.checkpoint import META_FILE, load_agent, read_checkpoint
+
+    loaded = load_agent(tmp_path / "checkpoint")              # rebuilt in ShopRank-v1's spaces
+    assert read_checkpoint(tmp_path / "checkpoint").env_id == "ShopRank-v1"
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(loaded.predict(obs)[0], model.predict(obs, deterministic=True)[0])
+    meta_path = tmp_path / "checkpoint" / META_FILE
+    meta_path.write_text(meta_path.read_text().replace('"env_id": "ShopRank-v1"', '"env_id": "ShopRankSeq-v1"'))
+    from encoders.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(tmp_path / "checkpoint")
+    assert str(err.value) == (f"{meta_path}: env_id must be one of ['ShopRank-v0', 'ShopRank-v1', "
+                              "'ShopRankStatic-v0'], got a string 'ShopRankSeq-v1'.")
 
 
 def test_net_reward_logs_take_each_refund_back_from_the_slot_that_sold_it(env):
