@@ -381,7 +381,7 @@ td,th{{border:1px solid #ddd;padding:3px 6px}} th{{background:#f4f4f4}} img{{max
 <p>Method: {method_text}. Baseline: every candidate-feature group at its mean over this query's candidates (all
 candidates look alike), every context group (profile, session, query, history) at zero. Green raises the score,
 red lowers it; a group's value is over the features of <em>all</em> candidates (the network compares them).</p>
-<table><tr><th>slot</th><th>photo</th><th>product</th><th>retriever rank</th><th>price</th><th>score</th>
+<table><tr><th>slot</th><th>picture</th><th>product</th><th>retriever rank</th><th>price</th><th>score</th>
 <th>baseline score</th>{head}<th>completeness gap</th></tr>
 {''.join(body)}</table>
 <ul>{notes}</ul>
