@@ -61,8 +61,9 @@ def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="import the plug-ins the checkpoint names (only for checkpoints you trust)")
 
 
-def load_checkpoint(args: argparse.Namespace, command: str) -> tuple[Any, Any, Any]:
-    """``(agent, env_config, world)`` of ``args.checkpoint`` (a :class:`~agents.checkpoint.LoadedAgent`).
+def load_checkpoint(args: argparse.Namespace, command: str) -> tuple[Any, Any, Any, str]:
+    """``(agent, env_config, world, env_id)`` of ``args.checkpoint`` (a :class:`~agents.checkpoint.LoadedAgent`;
+    ``env_id`` the ``Box``-action env it was trained in).
 
     Raises:
         InputNotFoundError: no checkpoint there. CheckpointError: a bad one (see :mod:`agents.checkpoint`).
@@ -83,17 +84,18 @@ def load_checkpoint(args: argparse.Namespace, command: str) -> tuple[Any, Any, A
         print(f"shoprank {command}: warning: the checkpoint was trained on catalog {meta.catalog_fingerprint}, but "
               f"this run uses catalog {fingerprint} ({config.world.catalog}); the policy has never seen these "
               "products.", file=sys.stderr)
-    return agent, config, world
+    return agent, config, world, meta.env_id
 
 
-def make_env(agent: Any, config: Any, world: Any, render_mode: str | None = None):
-    """The single env an agent acts in (``ShopRankSeq-v0`` for a per-slot agent), on a shared world."""
+def make_env(agent: Any, config: Any, world: Any, env_id: str = "ShopRank-v0", render_mode: str | None = None):
+    """The single env an agent acts in: ``env_id`` or, for a per-slot agent, its sequential twin
+    (:data:`envs.SEQUENTIAL_IDS`), on a shared world."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the ids)
+    import envs
 
-    env_id = "ShopRankSeq-v0" if agent.sequential else "ShopRank-v0"
-    return gym.make(env_id, config=config, world=world, render_mode=render_mode)
+    return gym.make(envs.sequential_id(env_id) if agent.sequential else env_id, config=config, world=world,
+                    render_mode=render_mode)
 
 
 # -- one query ---------------------------------------------------------------------------------------------
@@ -205,7 +207,8 @@ def slot_observations(agent: Any, net: Any, obs: dict[str, np.ndarray], slate_si
 
 
 def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0, method: str = "shapley",
-                  history_queries: int = 2, net: Any = None, **method_kwargs: Any) -> QueryExplanation:
+                  history_queries: int = 2, net: Any = None, env_id: str = "ShopRank-v0",
+                  **method_kwargs: Any) -> QueryExplanation:
     """Rank ``query``'s candidates for a sampled shopper and attribute each shown product's score.
 
     Args:
@@ -216,6 +219,7 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
         method: Key of :data:`~experiments.attribution.METHODS`.
         history_queries: Queries of the shopper's session played by the agent first.
         net: The scoring network to explain (default the agent's; the sanity check passes a randomised one).
+        env_id: The ``Box``-action env id the agent was trained in (its sequential twin for a per-slot agent).
         method_kwargs: Passed to the method (``steps`` for ``ig``).
     """
     from experiments.attribution import METHODS, attention_maps, feature_groups, score_network
@@ -225,7 +229,7 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
     if not query.strip():
         raise ConfigError("--query must not be empty.")
     net = score_network(agent.policy) if net is None else net
-    env = make_env(agent, config, world)
+    env = make_env(agent, config, world, env_id)
     context, history, played = session_observation(agent, env, seed, history_queries)
     obs, candidates = with_query(context, world, env.unwrapped.core, query)
     layout = env.unwrapped.layout
@@ -392,7 +396,7 @@ red lowers it; a group's value is over the features of <em>all</em> candidates (
 
 # -- global view -------------------------------------------------------------------------------------------
 def global_importance(agent: Any, config: Any, world: Any, seeds: Sequence[int], sessions: int,
-                      progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      progress: bool = True, env_id: str = "ShopRank-v0") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reward drop when each feature group is scrambled (:class:`~experiments.attribution.PermutedGroupAgent`).
 
     Returns:
@@ -404,7 +408,7 @@ def global_importance(agent: Any, config: Any, world: Any, seeds: Sequence[int],
     from experiments.attribution import PermutedGroupAgent, feature_groups
     from experiments.evaluate import evaluate_agents, paired_differences
 
-    env = gym.make("ShopRank-v0", config=config, world=world)
+    env = gym.make(env_id, config=config, world=world)
     groups = feature_groups(env.unwrapped.layout, world.fusion)
     agents = {"intact": lambda env, seed: agent}
     for index, group in enumerate(groups):
@@ -478,11 +482,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Explain one slate (``--query``) or the groups' global importance (``--global``); returns an exit code."""
     args = make_parser().parse_args(argv)
     check_arguments(args)
-    agent, config, world = load_checkpoint(args, "explain")
+    agent, config, world, env_id = load_checkpoint(args, "explain")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.global_view:
         importance, sessions = global_importance(agent, config, world, args.seeds, args.sessions,
-                                                 progress=not args.no_progress)
+                                                 progress=not args.no_progress, env_id=env_id)
         importance.to_csv(args.out / "global_importance.csv", index=False)
         sessions.to_csv(args.out / "sessions.csv", index=False)
         markdown = importance_markdown(importance)
@@ -490,7 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(markdown)
         return 0
     kwargs = {"steps": args.steps} if args.method == "ig" else {}
-    ex = explain_query(agent, config, world, args.query, args.seed, args.method, args.history_queries, **kwargs)
+    ex = explain_query(agent, config, world, args.query, args.seed, args.method, args.history_queries,
+                       env_id=env_id, **kwargs)
     table = explanation_table(ex, world.catalog)
     table.to_csv(args.out / "attributions.csv", index=False)
     (args.out / "attributions.md").write_text(attributions_markdown(table, ex.groups))

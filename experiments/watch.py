@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}.")
     check_out(args.out)
-    agent, config, world = load_checkpoint(args, "watch")
-    env = make_env(agent, config, world, render_mode="rgb_array")
+    agent, config, world, env_id = load_checkpoint(args, "watch")
+    env = make_env(agent, config, world, env_id, render_mode="rgb_array")
     sessions = [watch_session(agent, env, derive_seed(args.seed, i)) for i in range(args.sessions)]
     args.out.mkdir(parents=True, exist_ok=True)
     heading = f"{agent.name} checkpoint {args.checkpoint}, {args.sessions} shoppers of seed {args.seed}"

@@ -221,3 +221,17 @@ def test_watch_bad_input(checkpoints, tmp_path, capsys):
     code = cli.main(["watch", "--checkpoint", str(checkpoints["ppo"]), "--sessions", "0", "--out", str(tmp_path)])
     assert code == 2 and ("shoprank watch: error: --sessions must be between 1 and 20 (they go side by side on one "
                           "page), got 0.") in capsys.readouterr().err
+
+
+def test_a_shoprank_v1_checkpoint_is_explained_and_watched_in_v1(tmp_path, capsys):
+    """A checkpoint trained in ShopRank-v1 (a 9-column session block) is explained in its own env."""
+    from envs.visits_env import v1_config
+
+    config = v1_config(world=FAST_WORLD)
+    train_agent("ppo", config, total_timesteps=64, seed=0, run_dir=tmp_path / "v1", config=TINY, env_id="ShopRank-v1")
+    checkpoint = str(tmp_path / "v1" / "checkpoint")
+    assert cli.main(["explain", "--checkpoint", checkpoint, "--query", QUERY, "--out", str(tmp_path / "ex")]) == 0
+    table = pd.read_csv(tmp_path / "ex" / "attributions.csv")
+    assert np.allclose(table.filter(like="attr_").sum(axis=1), table["score"] - table["baseline_score"], atol=1e-4)
+    assert cli.main(["watch", "--checkpoint", checkpoint, "--sessions", "1", "--out", str(tmp_path / "w")]) == 0
+    assert (tmp_path / "w" / "watch.html").is_file()
