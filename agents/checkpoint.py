@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
 import types
 import typing
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
@@ -36,6 +38,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.factory import AgentConfig, algo_spec, build_agent
 from agents.policies import MaskableCandidateScorePolicy
@@ -67,7 +70,8 @@ PLUGIN_FIELDS: dict[str, dict[str, Any]] = {
 }
 """``EnvConfig`` fields (dotted paths) that may name code to import, with the built-in names that do not."""
 
-DATA_FIELDS = frozenset({"world.catalog", "world.catalog_columns", "world.cache_dir", "agent.pretrain_target",
+DATA_FIELDS = frozenset({"world.catalog", "world.catalog_columns", "world.cache_dir", "shopper.click_model",
+                         "agent.pretrain_target",
                          "agent.slate_policy"})
 """The other text fields of ``EnvConfig`` (dotted) and ``AgentConfig`` (``agent.``): reviewed, they never name
 code (paths, column maps, names looked up in a dict). A new text field must join this set or
@@ -412,3 +416,300 @@ def load_agent(path: Path, plugins: Mapping[str, str] | None = None, trust_plugi
         CheckpointError: bad JSON or weights, a plug-in not allowed, or weights that do not fit the policy.
     """
     return load_policy(path, read_checkpoint(path, plugins, trust_plugins))
+
+
+# ----------------------------------------------------------------------------------------------------
+# training state: what `shoprank train --resume` needs beyond the policy (data only, like the rest)
+# ----------------------------------------------------------------------------------------------------
+STATE_FILE = "training_state.json"
+"""Counters and random-generator states (JSON) of a checkpoint that training can resume from."""
+STATE_TENSORS = "training_state.pt"
+"""Optimiser state, torch's generator, the env's sessions in progress and SB3's last observation: plain
+tensors and numbers, read with ``torch.load(weights_only=True)``."""
+STATE_FORMAT = "shoprank-training-state"
+PREVIOUS = "checkpoint.previous"
+"""Where :func:`save_training_checkpoint` keeps the last checkpoint while it renames a new one in place."""
+
+
+def _array_tree(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> bool:
+    """Put every array of dataclass tree ``obj`` into ``out`` as ``prefix.field...``; False when the tree holds
+    anything else (e.g. a custom simulator's Python objects: its sessions cannot be saved as data)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return all(_array_tree(getattr(obj, f.name), f"{prefix}.{f.name}", out) for f in fields(obj))
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        out[prefix] = torch.from_numpy(np.array(obj, copy=True))
+        return True
+    return False
+
+
+def _restore_tree(template: Any, prefix: str, tensors: Mapping[str, torch.Tensor], where: Path) -> Any:
+    """``template`` (a dataclass tree of arrays, built by the env) with every array replaced by the saved one
+    (same shape and dtype required): classes come from the running code, only numbers from the file."""
+    if is_dataclass(template) and not isinstance(template, type):
+        return replace(template, **{f.name: _restore_tree(getattr(template, f.name), f"{prefix}.{f.name}",
+                                                          tensors, where) for f in fields(template)})
+    saved = tensors.get(prefix)
+    if saved is None:
+        raise CheckpointError(f"{where}: no {prefix!r}; the env's sessions changed shape since it was saved.")
+    array = saved.numpy()
+    if array.shape != template.shape or array.dtype != template.dtype:
+        raise CheckpointError(f"{where}: {prefix!r} is {array.dtype} {array.shape}, the env has {template.dtype} "
+                              f"{template.shape} (another env config or ShopRank version).")
+    return array.copy()
+
+
+def _jsonable_state(state: Any) -> Any:
+    """A random generator's state (dicts, tuples, arrays, ints) as plain JSON values."""
+    if isinstance(state, dict):
+        return {k: _jsonable_state(v) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return [_jsonable_state(v) for v in state]
+    if isinstance(state, np.ndarray):
+        return state.tolist()
+    if isinstance(state, np.generic):
+        return state.item()
+    return state
+
+
+def _batched_env(model):
+    """The :class:`~envs.vector_env.ShopRankVectorEnv` behind an SB3 model's env, or ``None`` (a DummyVecEnv)."""
+    from envs.vector_env import ShopRankVectorEnv
+
+    inner = getattr(model.get_env(), "env", None)
+    return inner if isinstance(inner, ShopRankVectorEnv) else None
+
+
+def training_state(model) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(json, tensors)``: everything an SB3 model needs to continue training exactly where it is, taken at
+    an update boundary (between two rollouts).
+
+    JSON: ``num_timesteps``, ``n_updates``, ``episode_num``, SB3's recent episode stats, the states of NumPy's
+    global generator (SB3 shuffles minibatches with it), Python's ``random``, the action space's generator and
+    the env's ``np.random.Generator`` (or each env's, for a ``DummyVecEnv``), and ``exact``: whether the
+    sessions in progress were saved too. Tensors: the optimiser's ``state_dict``, torch's generator state,
+    SB3's last observation and episode starts, and (batched env, array-state shoppers) every array of the
+    sessions in progress.
+    """
+    env = model.get_env()
+    tensors: dict[str, Any] = {"optimizer": model.policy.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+    last_obs = model._last_obs
+    if isinstance(last_obs, dict):
+        tensors.update({f"last_obs.{k}": torch.from_numpy(np.array(v, copy=True)) for k, v in last_obs.items()})
+    elif last_obs is not None:
+        tensors["last_obs"] = torch.from_numpy(np.array(last_obs, copy=True))
+    if model._last_episode_starts is not None:
+        tensors["last_episode_starts"] = torch.from_numpy(np.array(model._last_episode_starts, copy=True))
+    batched = _batched_env(model)
+    exact = False
+    if batched is not None:
+        generators = [batched.np_random.bit_generator.state]
+        exact = (batched.core.sessions is not None and batched.config.personalize_query == 0
+                 and _array_tree(batched.core.sessions, "sessions", tensors))
+        if not exact:
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("sessions.")}
+    else:
+        generators = [e.unwrapped.np_random.bit_generator.state for e in getattr(env, "envs", [])]
+    meta = {"format": STATE_FORMAT, "format_version": 1, "num_timesteps": int(model.num_timesteps),
+            "n_updates": int(getattr(model, "_n_updates", 0)), "episode_num": int(model._episode_num),
+            "ep_info_buffer": [{k: float(v) for k, v in e.items()} for e in (model.ep_info_buffer or [])],
+            "numpy_global": _jsonable_state(np.random.get_state(legacy=False)),
+            "python_random": _jsonable_state(random.getstate()),
+            "action_space": _jsonable_state(model.action_space.np_random.bit_generator.state),
+            "env_generators": _jsonable_state(generators), "exact": exact}
+    return meta, tensors
+
+
+def save_training_checkpoint(model, name: str, env_config: EnvConfig, config: AgentConfig, run_dir: Path,
+                             catalog_fingerprint: str | None = None, env_id: str = "ShopRank-v0") -> Path:
+    """Write ``run_dir/checkpoint``: the policy (:func:`save_agent`) and its training state
+    (:func:`training_state`), all or nothing.
+
+    The files go to a temporary folder first; the old checkpoint is renamed to :data:`PREVIOUS`, the new one
+    renamed in, and the old one removed. A run killed at any moment leaves a whole checkpoint in
+    ``checkpoint`` or, between the two renames, in ``checkpoint.previous`` (:func:`resume_folder` finds it).
+
+    Returns:
+        ``run_dir / "checkpoint"``.
+    """
+    import shutil
+
+    from encoders.atomic_files import TMP_MARK, fsync_dir
+
+    run_dir = Path(run_dir)
+    final, previous = run_dir / "checkpoint", run_dir / PREVIOUS
+    tmp = run_dir / f".checkpoint{TMP_MARK}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_agent(model, name, env_config, config, tmp, catalog_fingerprint, env_id=env_id)
+    meta, tensors = training_state(model)
+    torch.save(tensors, tmp / STATE_TENSORS)
+    (tmp / STATE_FILE).write_text(json.dumps(meta))
+    for file in tmp.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
+    if final.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(final, previous)
+    os.replace(tmp, final)
+    fsync_dir(run_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+    return final
+
+
+def resume_folder(run_dir: Path) -> Path:
+    """The checkpoint of run folder ``run_dir`` to resume from (``checkpoint``, or ``checkpoint.previous`` left by
+    a run killed while renaming a new one in place).
+
+    Raises:
+        InputNotFoundError: neither holds a training state.
+    """
+    run_dir = Path(run_dir)
+    for folder in (run_dir / "checkpoint", run_dir / PREVIOUS):
+        if (folder / STATE_FILE).is_file() and (folder / STATE_TENSORS).is_file():
+            return folder
+    raise InputNotFoundError(f"nothing to resume in {run_dir}: no checkpoint/{STATE_FILE} (a run folder of "
+                             "`shoprank train` holds one once it has saved a checkpoint: at the end, or every "
+                             "--checkpoint-every steps).")
+
+
+def _set_generator(generator, state: Any, what: str, where: Path) -> None:
+    try:
+        generator.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{where}: {what} is not a generator state this NumPy accepts ({exc}).") from None
+
+
+def restore_training_state(model, folder: Path) -> dict[str, Any]:
+    """Load the policy weights and training state of checkpoint ``folder`` into ``model``, a fresh SB3 model
+    built with the checkpoint's configs (:func:`~agents.factory.build_agent`), so that ``model.learn(...,
+    reset_num_timesteps=False)`` continues the run.
+
+    Returns:
+        The training state's JSON (``num_timesteps``, ``exact``, ...).
+
+    Raises:
+        InputNotFoundError: a file is missing.
+        CheckpointError: files that are not plain data, or that do not fit ``model`` and its env.
+    """
+    folder = Path(folder)
+    state_path, tensor_path = folder / STATE_FILE, folder / STATE_TENSORS
+    for p in (state_path, tensor_path, folder / WEIGHTS_FILE):
+        if not p.is_file():
+            raise InputNotFoundError(f"cannot resume from {folder}: {p.name} is missing.")
+    try:
+        meta = json.loads(state_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{state_path} is not valid JSON: {exc}") from None
+    if type(meta) is not dict or meta.get("format") != STATE_FORMAT or meta.get("format_version") != 1:
+        raise CheckpointError(f"{state_path} is not a ShopRank training state (format {STATE_FORMAT!r}, version 1).")
+    for key in ("num_timesteps", "n_updates", "episode_num"):
+        if type(meta.get(key)) is not int or meta[key] < 0:
+            raise CheckpointError(f"{state_path}: {key} must be an integer >= 0, got {_got(meta.get(key))}.")
+    try:
+        tensors = torch.load(tensor_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle that needs code is refused, never run
+        raise CheckpointError(f"{tensor_path} is not a training state written by ShopRank ({type(exc).__name__}; "
+                              "only plain tensors and numbers are loaded, never pickled code).") from None
+    if not isinstance(tensors, dict) or "optimizer" not in tensors or "torch_rng" not in tensors:
+        raise CheckpointError(f"{tensor_path} must hold the optimiser state and torch's generator state.")
+    try:
+        model.policy.load_state_dict(read_weights(folder / WEIGHTS_FILE), strict=True)
+        model.policy.optimizer.load_state_dict(tensors["optimizer"])
+        torch.set_rng_state(tensors["torch_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(f"{folder} does not fit the agent it is resumed into: {detail}") from None
+    try:
+        np.random.set_state(meta["numpy_global"])
+        random.setstate((meta["python_random"][0], tuple(meta["python_random"][1]), meta["python_random"][2]))
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise CheckpointError(f"{state_path}: a random generator state is malformed ({exc}).") from None
+    _set_generator(model.action_space.np_random, meta.get("action_space"), "action_space", state_path)
+    env = model.get_env()
+    model._last_obs = env.reset()  # builds the env's sessions (the template the saved arrays go into)
+    batched = _batched_env(model)
+    envs = [batched] if batched is not None else [e.unwrapped for e in getattr(env, "envs", [])]
+    generators = meta.get("env_generators")
+    if not isinstance(generators, list) or len(generators) != len(envs):
+        raise CheckpointError(f"{state_path}: env_generators must hold {len(envs)} generator state(s).")
+    for e, g in zip(envs, generators):
+        _set_generator(e.np_random, g, "env_generators", state_path)
+    if meta.get("exact") is True:
+        if batched is None:
+            raise CheckpointError(f"{state_path}: saved sessions need the batched env (agent.batched_env).")
+        batched.core.sessions = _restore_tree(batched.core.sessions, "sessions", tensors, tensor_path)
+    obs = {k[len("last_obs."):]: v.numpy().copy() for k, v in tensors.items() if k.startswith("last_obs.")}
+    if meta.get("exact") is True and obs:
+        model._last_obs = obs
+    elif meta.get("exact") is True and "last_obs" in tensors:
+        model._last_obs = tensors["last_obs"].numpy().copy()
+    if meta.get("exact") is True and "last_episode_starts" in tensors:
+        model._last_episode_starts = tensors["last_episode_starts"].numpy().copy()
+    else:
+        model._last_episode_starts = np.ones(env.num_envs, dtype=bool)
+    model.num_timesteps = meta["num_timesteps"]
+    model._episode_num = meta["episode_num"]
+    if hasattr(model, "_n_updates"):
+        model._n_updates = meta["n_updates"]
+    from collections import deque
+
+    model.ep_info_buffer = deque(meta.get("ep_info_buffer", []), maxlen=model._stats_window_size)
+    model.ep_success_buffer = deque(maxlen=model._stats_window_size)
+    return meta
+
+
+class PeriodicCheckpoint(BaseCallback):
+    """An SB3 callback that saves a resumable checkpoint (:func:`save_training_checkpoint`) every ``every`` env
+    steps, at the first update boundary past each multiple (SB3 calls ``on_rollout_start`` right after an
+    update), so a killed run loses at most ``every`` steps plus one rollout.
+
+    With a held-out learning curve (``model.learning_curve``), its points so far are written to
+    ``run_dir/learning_curve.csv`` too, after ``earlier`` (a resumed run's points from before it resumed).
+
+    Args:
+        every: Env steps between checkpoints (> 0).
+        name, env_config, config: What :func:`save_agent` records.
+        run_dir: The run folder (``run_dir/checkpoint``).
+        earlier: Learning-curve rows of the run before it was resumed.
+        env_id: The ``Box``-action env id it trains in.
+    """
+
+    def __init__(self, every: int, name: str, env_config: EnvConfig, config: AgentConfig, run_dir: Path,
+                 earlier: list[dict[str, float]] | None = None, env_id: str = "ShopRank-v0") -> None:
+        super().__init__()
+        self.env_id = env_id
+        self.earlier = list(earlier or [])
+        if every <= 0:
+            raise ConfigError(f"--checkpoint-every must be > 0 env steps, got {every}.")
+        self.every, self.name, self.env_config, self.config = every, name, env_config, config
+        self.run_dir = Path(run_dir)
+        self._next = every
+        self._fingerprint: str | None = None
+
+    def _on_training_start(self) -> None:
+        from envs.world import get_world
+
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+        self._fingerprint = get_world(self.env_config.world).catalog.fingerprint()
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self._next:
+            save_training_checkpoint(self.model, self.name, self.env_config, self.config, self.run_dir,
+                                     self._fingerprint, env_id=self.env_id)
+            curve = getattr(self.model, "learning_curve", None)
+            if curve:
+                from agents.factory import write_learning_curve
+                from encoders.atomic_files import atomic_path
+
+                with atomic_path(self.run_dir / "learning_curve.csv") as tmp:
+                    write_learning_curve(join_curves(self.earlier, curve), tmp)
+            self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def join_curves(earlier: list[dict[str, float]], later: list[dict[str, float]]) -> list[dict[str, float]]:
+    """A resumed run's learning curve: the earlier run's points before the resumed run's first one, then its own."""
+    if not later:
+        return list(earlier)
+    return [row for row in earlier if row["env_steps"] < later[0]["env_steps"]] + list(later)

@@ -343,7 +343,8 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
 
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,
                 config: AgentConfig = AgentConfig(), progress: bool = False, callbacks: list | None = None,
-                eval_every: int = 0, eval_sessions: int = 100, env_id: str = "ShopRank-v0"):
+                eval_every: int = 0, eval_sessions: int = 100, env_id: str = "ShopRank-v0",
+                resume: Path | None = None):
     """Train algorithm ``name`` and (with ``run_dir``) save TensorBoard events and a checkpoint.
 
     Args:
@@ -361,6 +362,8 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
         eval_sessions: Held-out sessions per evaluation.
         env_id: The ``Box``-action env id to train in (``ShopRank-v0``, ``ShopRank-v1``; sequential algorithms
             train in its twin, :data:`envs.SEQUENTIAL_IDS`).
+        resume: A checkpoint folder with a training state (:func:`agents.checkpoint.resume_folder`): continue
+            that run up to ``total_timesteps`` in all (no warm start; SB3's ``reset_num_timesteps=False``).
 
     Returns:
         The trained SB3 model (its ``predict`` serves evaluation).
@@ -368,7 +371,11 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
     started = time.perf_counter()
     model = build_agent(name, env_config, config, seed, tensorboard_log=tb, env_id=env_id)
-    if config.pretrain_sessions > 0:
+    if resume is not None:
+        from agents.checkpoint import restore_training_state  # the checkpoint module builds policies through this one
+
+        restore_training_state(model, resume)
+    elif config.pretrain_sessions > 0:
         warm_start(model, name, env_config, config, seed, progress, env_id=env_id)
     extra = [HParamsCallback({"algo": name, "seed": seed, **asdict(config)})]
     curve = None
@@ -376,9 +383,10 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
         curve = HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential, env_id=env_id), eval_sessions, eval_every,
                                     seed, wall_offset=time.perf_counter() - started)
         extra.append(curve)
-    model.learn(total_timesteps=total_timesteps,
+    model.learning_curve = curve.curve if curve is not None else []  # grows as it trains (periodic checkpoints)
+    model.learn(total_timesteps=total_timesteps - model.num_timesteps,
                 callback=CallbackList([ShopMetricsCallback(), *extra, *(callbacks or [])]),
-                progress_bar=progress, tb_log_name=name)
+                progress_bar=progress, tb_log_name=name, reset_num_timesteps=resume is None)
     model.name = name
     model.sequential = algo_spec(name).sequential
     model.learning_curve = curve.curve if curve is not None else []
@@ -386,7 +394,7 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_learning_curve(curve.curve, Path(run_dir) / "learning_curve.csv")
     if run_dir is not None:
-        from agents.checkpoint import save_agent  # the checkpoint module builds policies through this one
+        from agents.checkpoint import save_training_checkpoint
 
-        save_agent(model, name, env_config, config, Path(run_dir) / "checkpoint", env_id=env_id)
+        save_training_checkpoint(model, name, env_config, config, Path(run_dir), env_id=env_id)
     return model

@@ -23,9 +23,14 @@ multinomial logit           one choice among the slate and "no click" (no examin
 
 from __future__ import annotations
 
+import json
+import typing
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from encoders.errors import ConfigError, InputNotFoundError
 
 _PROB_SLACK = 1e-9  # float round-off tolerated when checking that inputs are probabilities
 
@@ -355,3 +360,167 @@ class MultinomialLogit:
         u = rng.random(probs.shape[:-1] + (1,))
         choice = np.minimum((u >= cum).sum(axis=-1), n)  # index n = no click
         return choice[..., None] == np.arange(n)
+
+
+# --------------------------------------------------------------------------------------------------
+# Click models as JSON: what `shoprank fidelity` fits, what the env's shopper runs on
+# --------------------------------------------------------------------------------------------------
+CLICK_MODEL_FORMAT = "shoprank-click-model"
+"""``format`` of a click-model JSON file."""
+CLICK_MODEL_VERSION = 1
+"""Newest ``format_version`` this module writes and reads."""
+
+_COMMON_KEYS = ("format", "format_version", "model", "n_positions", "attractiveness_prior", "prior_strength",
+                "examination_at_prior", "source", "note")
+"""Keys every click-model file may hold; ``format``, ``model`` and ``n_positions`` are required. The
+attractiveness prior, prior strength, examination at the prior, source and note describe the fit; the env
+reads none of them (its shopper's attractiveness comes from its utility)."""
+
+
+@dataclass(frozen=True)
+class _ModelKind:
+    """How one click-model class is written to and read from JSON.
+
+    Attributes:
+        cls: The :mod:`simulators.click_models` class.
+        keys: Its parameter keys in the file.
+        to_json: ``model -> {key: value}`` of its parameters.
+        from_json: ``(params, n_positions, where) -> model`` (params already type-checked as floats / lists).
+        per_position: True when the parameters cover at most ``n_positions`` slots (a longer slate is refused).
+    """
+
+    cls: type
+    keys: tuple[str, ...]
+    to_json: typing.Callable[[object], dict]
+    from_json: typing.Callable[[dict, int, str], object]
+    per_position: bool
+
+
+def _probabilities(where: str, key: str, value: object, length: int) -> tuple[float, ...]:
+    """``value`` as a tuple of ``length`` probabilities, or ConfigError naming the key."""
+    if not isinstance(value, list) or len(value) != length:
+        got = f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
+        raise ConfigError(f"{where}: '{key}' must be a list of {length} probabilities (one per position), got {got}.")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise ConfigError(f"{where}: '{key}'[{i}] must be a probability in [0, 1], got {v!r}.")
+    return tuple(float(v) for v in value)
+
+
+def _probability(where: str, key: str, value: object) -> float:
+    """``value`` as one probability, or ConfigError naming the key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{where}: '{key}' must be a probability in [0, 1], got {value!r:.80}.")
+    return float(value)
+
+
+def _pbm_from_json(params: dict, n_positions: int, where: str) -> PositionBasedModel:
+    return PositionBasedModel(_probabilities(where, "examination", params["examination"], n_positions))
+
+
+def _dcm_from_json(params: dict, n_positions: int, where: str) -> DependentClickModel:
+    return DependentClickModel(_probabilities(where, "continuation", params["continuation"], n_positions - 1))
+
+
+def _dbn_from_json(params: dict, n_positions: int, where: str) -> DynamicBayesianNetwork:
+    return DynamicBayesianNetwork(persistence=_probability(where, "persistence", params["persistence"]),
+                                  satisfaction=_probability(where, "satisfaction", params["satisfaction"]))
+
+
+CLICK_MODEL_KINDS: dict[str, _ModelKind] = {
+    "PBM": _ModelKind(PositionBasedModel, ("examination",),
+                      lambda m: {"examination": list(m.examination)}, _pbm_from_json, per_position=True),
+    "cascade": _ModelKind(CascadeModel, (), lambda m: {}, lambda p, n, w: CascadeModel(), per_position=False),
+    "DCM": _ModelKind(DependentClickModel, ("continuation",),
+                      lambda m: {"continuation": list(m.continuation)}, _dcm_from_json, per_position=True),
+    "DBN": _ModelKind(DynamicBayesianNetwork, ("persistence", "satisfaction"),
+                      lambda m: {"persistence": m.persistence, "satisfaction": m.satisfaction}, _dbn_from_json,
+                      per_position=False),
+}
+"""Click models a JSON file can hold, by its ``model`` name (the names ``shoprank fidelity`` reports)."""
+
+
+def click_model_to_json(model: object, n_positions: int, **fit: object) -> dict:
+    """A click model as the JSON object :func:`load_click_model` reads.
+
+    Args:
+        model: A :class:`PositionBasedModel`, :class:`CascadeModel`, :class:`DependentClickModel` or
+            :class:`DynamicBayesianNetwork`.
+        n_positions: Positions it was fitted on (``P``).
+        **fit: Optional description of the fit: ``attractiveness_prior``, ``prior_strength``,
+            ``examination_at_prior`` (``(P,)`` chance each slot is examined when every result has the prior
+            attractiveness), ``source``.
+
+    Returns:
+        ``{"format", "format_version", "model", "n_positions", <parameters>, <fit>}``.
+    """
+    kind = next((name for name, k in CLICK_MODEL_KINDS.items() if type(model) is k.cls), None)
+    if kind is None:
+        raise TypeError(f"no JSON form for click model {type(model).__name__}; known: {sorted(CLICK_MODEL_KINDS)}.")
+    unknown = sorted(set(fit) - set(_COMMON_KEYS))
+    if unknown:
+        raise TypeError(f"unknown fit description key(s) {unknown}; known: {list(_COMMON_KEYS[4:])}.")
+    return {"format": CLICK_MODEL_FORMAT, "format_version": CLICK_MODEL_VERSION, "model": kind,
+            "n_positions": int(n_positions), **CLICK_MODEL_KINDS[kind].to_json(model), **fit}
+
+
+def click_model_from_json(data: object, where: str = "click model") -> tuple[object, int]:
+    """``(model, n_positions)`` from the JSON object of :func:`click_model_to_json`, checked key by key.
+
+    Raises:
+        ConfigError: naming the first missing, unknown or ill-typed key (``where`` starts the message).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a JSON object, got {type(data).__name__}.")
+    if data.get("format") != CLICK_MODEL_FORMAT:
+        raise ConfigError(f"{where}: not a ShopRank click model (format must be {CLICK_MODEL_FORMAT!r}, got "
+                          f"{data.get('format')!r:.80}); write one with `shoprank fidelity`.")
+    version = data.get("format_version", 1)
+    if type(version) is not int or not 1 <= version <= CLICK_MODEL_VERSION:
+        raise ConfigError(f"{where}: format_version {version!r:.80} is not one this ShopRank reads "
+                          f"(1 .. {CLICK_MODEL_VERSION}).")
+    name = data.get("model")
+    if name not in CLICK_MODEL_KINDS:
+        raise ConfigError(f"{where}: 'model' must be one of {sorted(CLICK_MODEL_KINDS)}, got {name!r:.80}.")
+    kind = CLICK_MODEL_KINDS[name]
+    n = data.get("n_positions")
+    if type(n) is not int or n < 1:
+        raise ConfigError(f"{where}: 'n_positions' must be an integer >= 1, got {n!r:.80}.")
+    unknown = sorted(set(data) - set(_COMMON_KEYS) - set(kind.keys))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for a {name} model; known: "
+                          f"{sorted(set(_COMMON_KEYS) | set(kind.keys))}.")
+    missing = [k for k in kind.keys if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: a {name} model needs {missing}.")
+    return kind.from_json({k: data[k] for k in kind.keys}, n, where), n
+
+
+def load_click_model(path: str | Path, n_slots: int) -> object:
+    """The env click model in JSON file ``path`` (written by ``shoprank fidelity``) for slates of ``n_slots``.
+
+    The file gives the position effects (examination, continuation, persistence, satisfaction); the env's
+    shopper supplies the attractiveness of each shown product from its utility, as with any click model.
+
+    Args:
+        path: A ``<model>.json`` file.
+        n_slots: The env's slate size ``N``; a per-position model (PBM, DCM) must cover it.
+
+    Raises:
+        InputNotFoundError: no such file.
+        ConfigError: not valid JSON, a bad key, or a slate longer than the positions the model was fitted on.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"no click model file at {path}: write one with `shoprank fidelity --out DIR` "
+                                 "(DIR/click_models/<model>.json).")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    model, n_positions = click_model_from_json(data, str(path))
+    if CLICK_MODEL_KINDS[data["model"]].per_position and n_slots > n_positions:
+        raise ConfigError(f"{path}: the {data['model']} model was fitted on {n_positions} positions but the env "
+                          f"shows {n_slots} (slate_size); set env.slate_size <= {n_positions} (e.g. --set "
+                          f"env.slate_size={n_positions}).")
+    return model

@@ -5,13 +5,17 @@ Usage::
     python -m simulators.fidelity_cli --obd ../shared/data/obd/random/all --out runs/fidelity
     python -m simulators.fidelity_cli --log logs/sessions.csv --out runs/fidelity --test-fraction 0.2
 
-Writes ``fidelity.csv`` (every number with its interval), ``fidelity.md`` (a Markdown table) and
-``perplexity_by_position.png`` into ``--out``, and prints the Markdown table.
+Writes ``fidelity.csv`` (every number with its interval), ``fidelity.md`` (a Markdown table),
+``perplexity_by_position.png`` and ``click_models/<model>.json`` (each fitted click model's position effects:
+examination / continuation per position, persistence, satisfaction, the attractiveness prior) into
+``--out``, and prints the Markdown table. The env's shopper runs on a saved model with
+``shoprank train --set env.shopper.click_model=<out>/click_models/PBM.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,8 @@ import pandas as pd
 
 from encoders.atomic_files import atomic_path, atomic_write_text
 from encoders.errors import command_errors
-from simulators.fitting import PRIOR_GRID, PRIOR_ONLY, default_estimators, fidelity_report, split_log
+from simulators.fitting import (PRIOR_GRID, PRIOR_ONLY, FittedModel, default_estimators, fidelity_report,
+                                fitted_model_json, split_log)
 from simulators.logs import read_log
 from simulators.obd import load_obd
 
@@ -105,6 +110,27 @@ def plot_perplexity(report: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+CLICK_MODEL_DIR = "click_models"
+"""Subfolder of ``--out`` holding one ``<model>.json`` per fitted click model."""
+
+
+def save_click_models(report: pd.DataFrame, fitted: dict[str, FittedModel], n_positions: int, out: Path,
+                      source: str) -> list[Path]:
+    """Write ``out/click_models/<model>.json`` for every fitted click model of the report (the baselines have
+    none; the report's note on the model goes into the file); returns the paths written."""
+    folder = out / CLICK_MODEL_DIR
+    written = []
+    for row in report.itertuples(index=False):
+        strength = float(row.prior_strength)
+        data = fitted_model_json(fitted[row.model], n_positions, strength if np.isfinite(strength) else None,
+                                 source, row.note)
+        if data is None:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        written.append(atomic_write_text(folder / f"{row.model}.json", json.dumps(data, indent=1) + "\n"))
+    return written
+
+
 @command_errors("fidelity")
 def main(argv: list[str] | None = None) -> int:
     """Run the ``fidelity`` command; returns the exit status (0 ok, 2 bad input)."""
@@ -115,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     log = load_obd(args.obd) if args.obd is not None else read_log(args.log)
     train, test = split_log(log, args.test_fraction, np.random.default_rng(args.seed))
     fixed = args.prior_strength is not None
+    fitted: dict[str, FittedModel] = {}
     report = fidelity_report(train, test, estimators=default_estimators(args.prior_strength if fixed else 1.0,
                                                                         args.max_iter),
                              n_bootstrap=args.n_bootstrap, confidence=args.confidence, seed=args.seed,
-                             progress=args.progress, prior_grid=None if fixed else PRIOR_GRID, cv_folds=args.cv_folds)
+                             progress=args.progress, prior_grid=None if fixed else PRIOR_GRID, cv_folds=args.cv_folds,
+                             fitted=fitted)
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "fidelity.csv") as tmp:
         report.to_csv(tmp, index=False)
@@ -126,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "fidelity.md", markdown)
     with atomic_path(args.out / "perplexity_by_position.png") as tmp:
         plot_perplexity(report, tmp)
+    saved = save_click_models(report, fitted, int(train["position"].max()) + 1, args.out,
+                              str(args.obd if args.obd is not None else args.log))
     print(markdown)
+    print(f"click models for the env (--set env.shopper.click_model=PATH): {', '.join(str(p) for p in saved)}")
     return 0
 
 

@@ -48,6 +48,7 @@ from simulators.click_models import (
     DynamicBayesianNetwork,
     PositionBasedModel,
     chain_click_probs,
+    click_model_to_json,
 )
 from simulators.logs import validate_log
 
@@ -773,7 +774,8 @@ def _vocabulary(model: FittedModel) -> pd.MultiIndex | None:
 def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
                     estimators: tuple[Estimator, ...] = DEFAULT_ESTIMATORS, n_bootstrap: int = 200,
                     confidence: float = 0.95, seed: int = 0, progress: bool = False,
-                    prior_grid: tuple[float, ...] | None = PRIOR_GRID, cv_folds: int = 3) -> pd.DataFrame:
+                    prior_grid: tuple[float, ...] | None = PRIOR_GRID, cv_folds: int = 3,
+                    fitted: dict[str, FittedModel] | None = None) -> pd.DataFrame:
     """Fit every estimator on ``train_log`` and compare them on ``test_log``.
 
     Each EM estimator's prior strength is first chosen by ``cv_folds``-fold cross-validation on the
@@ -794,6 +796,9 @@ def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
         progress: tqdm bars over EM iterations.
         prior_grid: Prior strengths to cross-validate; ``None`` keeps each estimator's own.
         cv_folds: Folds of that cross-validation.
+        fitted: When given, filled with each model's fit on ``train_log`` by name (the EM model at the chosen
+            prior strength, also where the report shows the constant click rate for it), e.g. for
+            :func:`fitted_model_json`.
 
     Returns:
         One row per model: ``model``, ``prior_strength`` (NaN for the baselines), ``note``,
@@ -824,7 +829,10 @@ def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
             choice = choose_prior_strength(est, train, prior_grid, cv_folds, seed)
             est, note = replace(est, prior_strength=choice.strength), choice.note
             fit_with = ConstantCTR(name=est.name) if choice.worse_than_constant else est
-        m = _metrics(score_slates(fit_with.fit(train, progress=progress), test), weights)
+        model = fit_with.fit(train, progress=progress)
+        if fitted is not None:  # the click model itself, also where the report shows the constant click rate
+            fitted[est.name] = model if fit_with is est else est.fit(train, progress=progress)
+        m = _metrics(score_slates(model, test), weights)
         row: dict[str, object] = {"model": est.name, "prior_strength": float(getattr(est, "prior_strength", np.nan)),
                                   "note": note}
         cols = {"log_likelihood": m["log_likelihood"], "ll_gain_vs_constant": m["log_likelihood"] - baseline,
@@ -838,6 +846,48 @@ def fidelity_report(train_log: pd.DataFrame, test_log: pd.DataFrame, *,
     report = pd.DataFrame(rows)
     report.attrs.update(n_train_slates=train.n_slates, n_test_slates=test.n_slates, confidence=confidence)
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# A fitted model as the env's click model (JSON)
+# --------------------------------------------------------------------------------------------------
+def fitted_model_json(fitted: FittedModel, n_positions: int, prior_strength: float | None = None,
+                      source: str | None = None, note: str | None = None) -> dict | None:
+    """The position effects of a fitted click model as the JSON the env's shopper runs on
+    (``ShopperConfig.click_model``; see :func:`simulators.click_models.load_click_model`).
+
+    A fitted model is an env :class:`~simulators.click_models.ClickModel` (``fitted.model``: PBM examination
+    per position, DCM continuation per position, DBN persistence and the satisfaction prior) plus per-(query,
+    item) tables that name the log's own items. The tables stay behind: in the env attractiveness comes from
+    the shopper's utility. The file also records the attractiveness prior (the mean the tables are smoothed
+    towards), the prior strength, the source, and ``examination_at_prior``: ``(P,)`` the chance each slot is
+    examined when every shown result has the prior attractiveness (PBM: the examination itself).
+
+    Args:
+        fitted: A model fitted by :class:`PBMEstimator`, :class:`CascadeEstimator`, :class:`DCMEstimator` or
+            :class:`DBNEstimator`.
+        n_positions: ``P``, positions of the log it was fitted on.
+        prior_strength: The prior strength it was fitted with.
+        source: Where the log came from (a path), for the record.
+        note: The fidelity report's note on the model (e.g. that it predicts held-out clicks no better than a
+            constant click rate), for the record.
+
+    Returns:
+        The JSON object, or ``None`` for a baseline (:class:`CTRBaseline`: no click model to run).
+    """
+    model = getattr(fitted, "model", None)
+    if model is None:
+        return None
+    prior = float(fitted.attractiveness.prior)
+    at_prior = model.click_probs(np.full((1, n_positions), prior))[0] / max(prior, _EPS)
+    fit: dict[str, object] = {"attractiveness_prior": prior, "examination_at_prior": [float(x) for x in at_prior]}
+    if prior_strength is not None:
+        fit["prior_strength"] = float(prior_strength)
+    if source is not None:
+        fit["source"] = str(source)
+    if note:
+        fit["note"] = str(note)
+    return click_model_to_json(model, n_positions, **fit)
 
 
 # --------------------------------------------------------------------------------------------------

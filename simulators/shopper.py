@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from encoders.errors import ConfigError
-from simulators.click_models import PositionBasedModel
+from simulators.click_models import PositionBasedModel, load_click_model
 from simulators.items import INTENT_FACETS, ItemTable
 from simulators.protocols import ClickModel, ExpectedResponse, Query, Response
 from simulators.validation import check_field_types
@@ -129,6 +129,10 @@ class ShopperConfig:
         query_bank_size: Intents drawn once (with ``query_bank_seed``) into the population's query bank,
             the "query log" sessions sample from; a finite bank lets the env pre-encode every query.
         query_bank_seed: Seed of the query bank (part of the population, not of a session).
+        click_model: ``""`` (the default PBM, examination ``0.9 ** k``) or the path of a click-model JSON
+            file written by ``shoprank fidelity`` (``<out>/click_models/<model>.json``): the shopper then
+            examines the slots as the model fitted to a log does, attractiveness still coming from its
+            utility (see :func:`simulators.click_models.load_click_model`).
     """
 
     relevance_weight: float = 3.0
@@ -153,6 +157,7 @@ class ShopperConfig:
     history_size: int = 8
     query_bank_size: int = 2000
     query_bank_seed: int = 0
+    click_model: str = ""
 
     def __post_init__(self) -> None:
         check_field_types(self, allow_inf=("patience",))
@@ -329,7 +334,8 @@ class DefaultShopper:
                  click_model: ClickModel | None = None, n_slots: int = 10) -> None:
         self.items = items
         self.config = config
-        self.click_model = click_model or PositionBasedModel.geometric(max(n_slots, 1), 0.9)
+        self.click_model = click_model or (load_click_model(config.click_model, n_slots) if config.click_model
+                                           else PositionBasedModel.geometric(max(n_slots, 1), 0.9))
         self.visual_dim = items.visual_dim
         self.profile_dim = len(SEGMENTS) + self.visual_dim + 1
         self._log_ref_price = self._reference_log_prices(items)

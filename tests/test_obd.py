@@ -99,7 +99,9 @@ def test_fidelity_cli_on_obd(shared_data: Path, tmp_path: Path, capsys: pytest.C
     out = tmp_path / "fid"
     assert fidelity_main(["--obd", str(shared_data / "obd" / "random" / "all"), "--out", str(out),
                           "--n-bootstrap", "20"]) == 0
-    assert {p.name for p in out.iterdir()} == {"fidelity.csv", "fidelity.md", "perplexity_by_position.png"}
+    assert {p.name for p in out.iterdir()} == {"fidelity.csv", "fidelity.md", "perplexity_by_position.png",
+                                               "click_models"}
+    assert {p.name for p in (out / "click_models").iterdir()} == {"PBM.json", "cascade.json", "DCM.json", "DBN.json"}
     table = pd.read_csv(out / "fidelity.csv")
     assert len(table) == 6 and "perplexity@3_high" in table.columns
     md = (out / "fidelity.md").read_text()
