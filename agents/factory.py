@@ -72,7 +72,8 @@ class AgentConfig:
         exploration_fraction: DQN fraction of training over which epsilon decays.
         exploration_final_eps: DQN final epsilon.
         target_update_interval: DQN target network sync period (steps).
-        train_freq: DQN environment steps between updates.
+        train_freq: DQN environment steps between updates (vector env steps: ``n_envs`` slot steps each).
+        gradient_steps: DQN gradient steps per update.
         slot_credit: Per-slot credit from ``info["position_rewards"]``. DQN: credit each slot's pick with
             its own product's reward (see :class:`~agents.policies.MaskedDQN`) instead of crediting the whole
             slate's reward to the last pick. PPO with ``slate_policy="plackett_luce"``: each slot's
@@ -123,6 +124,7 @@ class AgentConfig:
     exploration_final_eps: float = 0.05
     target_update_interval: int = 1000
     train_freq: int = 4
+    gradient_steps: int = 1
     batched_env: bool = True
     slot_credit: bool = False
     slot_discount: float = 1.0
@@ -190,7 +192,8 @@ def _dqn(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
                      exploration_fraction=config.exploration_fraction,
                      exploration_final_eps=config.exploration_final_eps,
                      target_update_interval=config.target_update_interval, train_freq=config.train_freq,
-                     slot_credit=config.slot_credit, policy_kwargs={**_extractor_kwargs(config), "net_arch": []},
+                     gradient_steps=config.gradient_steps, slot_credit=config.slot_credit,
+                     policy_kwargs={**_extractor_kwargs(config), "net_arch": [], "bootstrap": config.gamma > 0},
                      tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0)
 
 
@@ -280,9 +283,12 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
                                           exploration_final_eps=0.02, target_update_interval=2000),
                        "DQN with a masked Q-network on ShopRankSeq-v0, per-slot credit, Q-values warm-started "
                        "on 10k logged sessions (kept in its replay buffer), then trained online"),
-    "dqn_scratch": AgentPreset("dqn", AgentConfig(n_envs=1, gamma=0.0, slot_credit=True, learning_rate=5e-4,
-                                                  learning_starts=2000, target_update_interval=2000),
-                               "DQN with a masked Q-network and per-slot credit, from scratch"),
+    "dqn_scratch": AgentPreset("dqn", AgentConfig(n_envs=8, train_freq=1, gradient_steps=1, batch_size=128,
+                                                  gamma=0.0, slot_credit=True, learning_rate=1e-3, hidden=32,
+                                                  layers=0, learning_starts=1000, exploration_fraction=0.1,
+                                                  target_update_interval=2000),
+                               "DQN with a masked Q-network and per-slot credit, from scratch: a slim candidate "
+                               "network, 8 sessions per step, one gradient step of 128 per 8 slot steps"),
 }
 AGENT_PRESETS["dqn_pretrained"] = AgentPreset("dqn", AGENT_PRESETS["dqn"].config,
                                               "dqn's warm start alone (Q-values fitted to the same 10k logged "

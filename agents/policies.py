@@ -101,19 +101,47 @@ class MaskableCandidateScorePolicy(_ScoreHeadMixin, MaskableActorCriticPolicy):
 
 class CandidateQNetwork(QNetwork):
     """Q-values = the extractor's per-candidate scores; masked candidates get a very low value, so the
-    greedy action and the TD target's max never pick them (a masked Q-network, not a penalty)."""
+    greedy action and the TD target's max never pick them (a masked Q-network, not a penalty).
+
+    Args:
+        bootstrap: False for a target network whose values are multiplied by ``gamma = 0`` in the TD
+            target (``r + gamma * max Q_target``): it returns zeros of the same shape ``(B, K)`` without
+            running the network (the same target, half the forward passes of a gradient step).
+    """
+
+    def __init__(self, *args, bootstrap: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bootstrap = bootstrap
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         k = int(self.action_space.n)
+        if not self.bootstrap:
+            return torch.zeros(obs["mask"].shape[0], k, device=obs["mask"].device)
         return self.extract_features(obs, self.features_extractor)[:, :k]
 
 
 class CandidateDQNPolicy(DQNPolicy):
-    """DQN policy built on :class:`CandidateQNetwork`."""
+    """DQN policy built on :class:`CandidateQNetwork`.
+
+    Extra policy kwarg ``bootstrap`` (default True): False when the algorithm's ``gamma`` is 0, so the
+    target network, whose values the TD target multiplies by 0, is not evaluated (see
+    :class:`CandidateQNetwork`); the online network and the target sync are unchanged.
+    """
+
+    def __init__(self, *args, bootstrap: bool = True, **kwargs) -> None:
+        self.bootstrap = bootstrap
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict:
+        return {**super()._get_constructor_parameters(), "bootstrap": self.bootstrap}
 
     def make_q_net(self) -> QNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return CandidateQNetwork(**net_args).to(self.device)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.q_net_target.bootstrap = self.bootstrap
 
 
 def valid_actions(observation: dict[str, np.ndarray]) -> np.ndarray:
@@ -178,12 +206,22 @@ class MaskedDQN(DQN):
         return super()._sample_action(learning_starts, action_noise, n_envs)
 
     def predict(self, observation, state=None, episode_start=None, deterministic=False):
-        if not deterministic and self._explore_rng.random() < self.exploration_rate:
-            valid = valid_actions(observation)
-            if valid.ndim == 1:
+        """Greedy (masked) actions; without ``deterministic``, each row of a batch independently explores
+        with probability ``exploration_rate`` (a uniformly drawn valid candidate)."""
+        if deterministic:
+            return self.policy.predict(observation, state, episode_start, deterministic)
+        valid = valid_actions(observation)
+        if valid.ndim == 1:
+            if self._explore_rng.random() < self.exploration_rate:
                 return np.array(self._explore_rng.choice(np.flatnonzero(valid))), state
+            return self.policy.predict(observation, state, episode_start, deterministic)
+        explore = self._explore_rng.random(len(valid)) < self.exploration_rate
+        if explore.all():
             return np.array([self._explore_rng.choice(np.flatnonzero(v)) for v in valid]), state
-        return self.policy.predict(observation, state, episode_start, deterministic)
+        actions, state = self.policy.predict(observation, state, episode_start, deterministic)
+        for row in np.flatnonzero(explore):
+            actions[row] = self._explore_rng.choice(np.flatnonzero(valid[row]))
+        return actions, state
 
 
 __all__ = ["CandidateScorePolicy", "MaskableCandidateScorePolicy", "CandidateDQNPolicy", "MaskedDQN",
