@@ -217,7 +217,8 @@ def env_view(env: Any) -> SlateView:
     order = list(getattr(env, "_order", []))
     last = getattr(env, "_last", None)
     state = _session_caption(env) if env.core.started else "session: not started (call reset())"
-    if order:
+    target = getattr(env, "_slate_target", None)
+    if order and (not callable(target) or len(order) < target()):  # a full order is the slate last shown
         positions = np.full(n, -1, dtype=np.int64)
         positions[: len(order)] = order
         rows = np.where(positions >= 0, candidates[np.maximum(positions, 0)], -1)

@@ -75,6 +75,24 @@ def test_frame_shows_the_shown_slate_with_scores_and_marks():
     assert np.array_equal(view.clicked, last.clicks) and np.array_equal(view.bought, last.purchases)
 
 
+def test_sequential_frame_shows_the_slate_once_it_is_full():
+    from envs.render import env_view
+
+    env = make("ShopRankSeqStatic-v0", render_mode="rgb_array").unwrapped
+    env.reset(seed=2)
+    n = env.config.slate_size
+    for slot in range(n):
+        view = env_view(env)
+        if slot:  # the slots placed so far, the rest empty
+            assert view.ranks.tolist() == list(range(slot)) + [-1] * (n - slot)
+        _, _, terminated, _, _ = env.step(slot)
+    assert terminated  # one slate per episode: the order stays full after it was shown
+    view = env_view(env)
+    assert np.array_equal(view.rows, env._last["outcome"].slate) and view.ranks.tolist() == list(range(n))
+    assert np.array_equal(view.clicked, env._last["outcome"].clicks)
+    assert "building" not in view.caption[0]
+
+
 def test_marks_frame_the_photos_in_their_colours(tmp_path):
     catalog = get_world(FAST_WORLD).catalog
     view = SlateView(np.array([0, 1, 2, 3, -1]), ranks=np.array([4, 0, 1, 2, -1]),
