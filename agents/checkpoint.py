@@ -98,18 +98,24 @@ def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, pat
     Returns:
         ``path``.
     """
+    return save_policy(model.policy, name, env_config, config, path, catalog_fingerprint, _model_layout(model))
+
+
+def save_policy(policy: torch.nn.Module, name: str, env_config: EnvConfig, config: AgentConfig, path: Path,
+                catalog_fingerprint: str | None = None, layout: FeatureLayout | None = None) -> Path:
+    """:func:`save_agent` for a policy network without its SB3 model (e.g. one trained by RLlib,
+    :mod:`agents.rllib_module`); ``layout`` is the observation's :class:`~envs.layout.FeatureLayout`."""
     path = Path(path)
     if catalog_fingerprint is None:
         from envs.world import get_world
 
         catalog_fingerprint = get_world(env_config.world).catalog.fingerprint()
-    layout = _model_layout(model)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "algo": name, "agent_config": asdict(config),
             "env_config": config_to_dict(env_config), "catalog_fingerprint": catalog_fingerprint,
             "feature_layout": layout.to_dict() if layout is not None else None, "env_id": env_id}
     path.mkdir(parents=True, exist_ok=True)
     (path / META_FILE).write_text(json.dumps(meta, indent=2))
-    torch.save({k: v.detach().cpu() for k, v in model.policy.state_dict().items()}, path / WEIGHTS_FILE)
+    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, path / WEIGHTS_FILE)
     return path
 
 

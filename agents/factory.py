@@ -158,6 +158,14 @@ def _extractor_kwargs(config: AgentConfig) -> dict[str, Any]:
                                           "prior_weight": config.prior_weight}}
 
 
+def ppo_policy_kwargs(config: AgentConfig, slate_size: int) -> dict[str, Any]:
+    """``CandidateScorePolicy`` kwargs of PPO on the ``Box`` env: the candidate-set network and the slate
+    distribution ``config`` names (one definition for SB3's PPO and the RLlib module,
+    :mod:`agents.rllib_module`)."""
+    return {**_extractor_kwargs(config), **SLATE_POLICIES[config.slate_policy](config, slate_size),
+            "share_features_extractor": config.share_extractor, "detach_critic": config.share_extractor}
+
+
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     slate_size = int(env.get_attr("config")[0].slate_size)
     per_slot = config.slot_credit and config.slate_policy == "plackett_luce"
@@ -170,9 +178,7 @@ def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, clip_range=config.clip_range,
                target_kl=config.target_kl,
-               policy_kwargs={**_extractor_kwargs(config), **SLATE_POLICIES[config.slate_policy](config, slate_size),
-                              "share_features_extractor": config.share_extractor,
-                              "detach_critic": config.share_extractor},
+               policy_kwargs=ppo_policy_kwargs(config, slate_size),
                tensorboard_log=tensorboard_log, seed=seed, device="cpu", verbose=0, **buffer)
 
 

@@ -36,11 +36,15 @@ from encoders.errors import ConfigError, ShopRankError, command_errors
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 from experiments.learning_curves import write_learning_curves
+from experiments.rllib_backend import rllib_factory
 from experiments.run_folder import CellStore, RunFolder
 
 RL_AGENTS = ("ppo", "ppo_pretrained", "ppo_scratch", "ppo_longterm", "dqn", "dqn_pretrained", "dqn_scratch",
              "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
+RAY_AGENTS = {"rllib_ppo": rllib_factory}
+"""Agents trained through Ray RLlib (the ``distributed`` extra): name -> factory builder (see
+:func:`experiments.rllib_backend.rllib_factory`)."""
 CURVE_SESSIONS = 100
 """Held-out sessions per point of the RL agents' learning curves (and of their reference levels)."""
 DEFAULT_AGENTS = "random,retriever,popularity,price,linucb,thompson,lambdamart,profile_oracle,oracle"
@@ -155,7 +159,9 @@ def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_ro
     known = {**{n: (lambda n=n: baseline_factory(n, baseline_config)) for n in BASELINES},
              **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root, agent_overrides, progress=progress,
                                           env_id=env_id))
-                for n in RL_AGENTS}}
+                for n in RL_AGENTS},
+             **{n: (lambda f=f: f(env_config, train_steps, run_root, agent_overrides, progress=progress, env_id=env_id))
+                for n, f in RAY_AGENTS.items()}}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown agent(s) {unknown}; choose from {sorted(known)}.")
@@ -168,7 +174,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shoprank compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--agents", default=DEFAULT_AGENTS,
-                   help=f"comma-separated agents: baselines {sorted(BASELINES)} and RL agents {list(RL_AGENTS)}")
+                   help=f"comma-separated agents: baselines {sorted(BASELINES)} and RL agents "
+                        f"{list(RL_AGENTS) + list(RAY_AGENTS)}")
     p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("5"),
                    help="number of seeds (0..n-1) or a comma-separated list")
     p.add_argument("--sessions", type=int, default=200, help="evaluation sessions per seed")

@@ -126,17 +126,20 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
 
     if config.algo != "ppo":
         raise ConfigError(f"--backend rllib trains PPO only, got algo {config.algo!r}; use --algo ppo or --backend sb3.")
-    rllib = RllibConfig()
-    iterations = max(1, config.total_timesteps // rllib.train_batch_size)
-    if config.total_timesteps % rllib.train_batch_size:
-        print(f"note: RLlib trains in iterations of {rllib.train_batch_size} env steps: "
-              f"{iterations * rllib.train_batch_size} steps for the {config.total_timesteps} asked")
+    if config.agent.pretrain_sessions > 0:
+        raise ConfigError("--backend rllib does not warm-start (agent.pretrain_sessions must be 0).")
+    rllib = RllibConfig(agent=config.agent, seed=config.seed)
+    iterations = -(-config.total_timesteps // rllib.batch_size)
+    if config.total_timesteps % rllib.batch_size:
+        print(f"note: RLlib trains in iterations of {rllib.batch_size} env steps: "
+              f"{iterations * rllib.batch_size} steps for the {config.total_timesteps} asked")
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
     summary = train_rllib(config.env, env_runners, iterations, run_dir, address=address, config=rllib)
     atomic_write_text(run_dir / "train.json", json.dumps(
         {k: v for k, v in summary.items() if k != "iterations"}, indent=2, default=str))
-    print(f"run folder: {run_dir} (Ray RLlib, {iterations} iterations x {rllib.train_batch_size} steps)")
+    print(f"run folder: {run_dir} (Ray RLlib, {iterations} iterations x {rllib.batch_size} steps)\n"
+          f"  checkpoint: {summary['checkpoint']} (shoprank evaluate --checkpoint ...)")
     return 0
 
 
