@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench distributed clean
+.PHONY: demo test bench distributed test-distributed clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ bench: $(STAMP)
 
 distributed: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,distributed]"
+
+# the RLlib tests, with Ray installed (make test skips them without it), the two-node cluster test included
+test-distributed: distributed
+	$(VENV)/bin/pytest tests/test_rllib_optional.py tests/test_rllib.py tests/test_rllib_cluster.py
 
 clean:
 	rm -rf $(VENV) .cache runs

@@ -19,7 +19,6 @@ not inflate them); medians over repeats; wall-clock rates beside them. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from benchmarks.machine import machine_info
+from benchmarks.study_io import write_report
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET = 0.15
@@ -130,12 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = TrainBenchConfig(timesteps=4096, repeats=2) if args.quick else TrainBenchConfig()
     report = run(cfg)
-    stem = "train_quick" if args.quick else "train"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float))
-    markdown = to_markdown(report)
-    (args.out / f"{stem}.md").write_text(markdown)
-    print(markdown)
+    write_report(args.out, "train_quick" if args.quick else "train", report, to_markdown(report))
     return 0
 
 

@@ -34,3 +34,11 @@ def write_study(out: Path, stem: str, meta: dict, table: pd.DataFrame, markdown:
                       json.dumps({**meta, "rows": table.to_dict("records")}, indent=2, default=float))
     atomic_write_text(out / f"{stem}.md", markdown)
     print(markdown)
+
+
+def write_report(out: Path, stem: str, report: dict, markdown: str) -> None:
+    """Write ``<out>/<stem>.json`` (``report``) and ``<out>/<stem>.md``, then print the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, default=float))
+    atomic_write_text(out / f"{stem}.md", markdown)
+    print(markdown)

@@ -10,7 +10,9 @@ lookahead oracles);
 ``shoprank bench train [--quick]`` — PPO training throughput of the from-scratch agent vs SB3 PPO on CartPole
 (same settings, same run) and vs the previous release's agent;
 ``shoprank bench ope [--quick]`` — off-policy estimators against the true value of target policies in the
-simulator (bias, RMSE, CI coverage at n = 1k / 10k / 100k logged sessions); no argument runs env and retrieval.
+simulator (bias, RMSE, CI coverage at n = 1k / 10k / 100k logged sessions);
+``shoprank bench rllib [--quick]`` — RLlib scale-out: env steps/s per env runner and learner updates/s for 1 and
+2 env runners x batches 1, 16, 256 (needs the ``distributed`` extra); no argument runs env and retrieval.
 Results land in ``benchmarks/results/`` as JSON + Markdown.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
           "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope",
-          "train": "benchmarks.bench_train"}
+          "train": "benchmarks.bench_train", "rllib": "benchmarks.bench_rllib"}
 
 
 def main(argv: list[str] | None = None) -> int:

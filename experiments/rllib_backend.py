@@ -161,9 +161,12 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
 
     agent = config.agent
     env = config_from_dict(dict(env_dict))
+    if env.world.cache_dir and not Path(env.world.cache_dir).is_absolute():
+        # env runners do not share the driver's working directory: give them the driver's cache by its full path
+        env = replace(env, world=replace(env.world, cache_dir=str(Path(env.world.cache_dir).resolve())))
     return (
         PPOConfig()
-        .environment(ENV_NAME, env_config=env_dict, normalize_actions=False, clip_actions=False)
+        .environment(ENV_NAME, env_config=config_to_dict(env), normalize_actions=False, clip_actions=False)
         .framework("torch")
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=config.num_envs_per_env_runner,
                      gym_env_vectorize_mode=config.vectorize_mode,
