@@ -7,11 +7,13 @@ policy) on ``ShopRankStatic-v0`` with the built-in catalog, on one local Ray ins
 :class:`~envs.vector_env.ShopRankVectorEnv`) in (1, 16, 256). Per cell:
 
 * **env steps/s per env runner**: every runner samples ``sample_steps`` env steps at once
-  (``EnvRunner.sample``: module forward, Plackett-Luce draw, vector-env step), timed inside the runner;
+  (``EnvRunner.sample``: module forward, Plackett-Luce draw, vector-env step), timed inside the runner
+  (wall clock, and CPU time of the runner's process);
   one untimed call first (reset, first forward), then the median of ``repeats`` timed calls;
 * **learner updates/s**: ``iterations`` PPO iterations (``algo.train()``: sample ``train_batch_size``
   steps, ``n_epochs`` passes of minibatches of ``batch_size``, weight sync); each call of the learner
-  group's ``update`` is timed (``num_epochs x ceil(train_batch / minibatch)`` gradient steps per call),
+  group's ``update`` is timed, wall and CPU time of this process, where the local learner runs
+  (``num_epochs x ceil(train_batch / minibatch)`` gradient steps per call),
   median over the iterations after the first (which includes warm-up); the whole iteration's env steps/s beside it.
 
 Ratios are against the 1-runner, batch-1 cell of the same run. On a 2-core machine two runners share the
@@ -60,11 +62,12 @@ class RllibBenchConfig:
 
 
 def _sample_timed(steps: int):
-    """A function for ``foreach_env_runner``: ``(env steps, seconds)`` of one ``sample`` call in the runner."""
-    def run(runner) -> tuple[int, float]:
-        t0 = time.perf_counter()
+    """A function for ``foreach_env_runner``: ``(env steps, wall seconds, CPU seconds of the runner process)``
+    of one ``sample`` call in the runner."""
+    def run(runner) -> tuple[int, float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
         episodes = runner.sample(num_timesteps=steps, explore=True)
-        return sum(len(e) for e in episodes), time.perf_counter() - t0
+        return sum(len(e) for e in episodes), time.perf_counter() - t0, time.process_time() - c0
     return run
 
 
@@ -81,17 +84,21 @@ def bench_cell(env_dict: dict, runners: int, batch: int, cfg: RllibBenchConfig, 
         group = algo.env_runner_group
         group.foreach_env_runner(_sample_timed(steps), local_env_runner=False)  # warm-up: reset, first forward
         per_runner: list[float] = []
+        per_runner_cpu: list[float] = []
         for _ in range(cfg.repeats):
             results = group.foreach_env_runner(_sample_timed(steps), local_env_runner=False)
-            per_runner.append(statistics.mean(n / s for n, s in results))
+            per_runner.append(statistics.mean(n / s for n, s, _ in results))
+            per_runner_cpu.append(statistics.mean(n / max(c, 1e-9) for n, _, c in results))
         update_s: list[float] = []
-        learner = algo.learner_group
+        update_cpu: list[float] = []
+        learner = algo.learner_group  # local (num_learners=0): it runs in this process, so its CPU time is ours
         original = learner.update
 
         def timed_update(*args, **kwargs):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = original(*args, **kwargs)
             update_s.append(time.perf_counter() - t)
+            update_cpu.append(time.process_time() - c)
             return out
 
         learner.update = timed_update
@@ -109,7 +116,9 @@ def bench_cell(env_dict: dict, runners: int, batch: int, cfg: RllibBenchConfig, 
     row = {"env_runners": runners, "batch": batch, "build_s": build_s, "sample_steps": steps,
            "env_steps_per_s_per_runner": statistics.median(per_runner),
            "env_steps_per_s_per_runner_all": per_runner,
+           "env_steps_per_cpu_s_per_runner": statistics.median(per_runner_cpu),
            "learner_updates_per_s": updates_per_call / statistics.median(update_s[1:] or update_s),
+           "learner_updates_per_cpu_s": updates_per_call / statistics.median(update_cpu[1:] or update_cpu),
            "learner_update_s_all": update_s, "updates_per_iteration": updates_per_call,
            "train_env_steps_per_s": statistics.median(iteration_rates[1:] or iteration_rates),
            "nodes": len(set(nodes))}
@@ -139,6 +148,8 @@ def run(cfg: RllibBenchConfig, log=print) -> dict[str, Any]:
     base = rows[0]
     for row in rows:
         row["sampling_vs_first"] = row["env_steps_per_s_per_runner"] / base["env_steps_per_s_per_runner"]
+        row["sampling_cpu_vs_first"] = (row["env_steps_per_cpu_s_per_runner"]
+                                        / base["env_steps_per_cpu_s_per_runner"])
         row["train_vs_first"] = row["train_env_steps_per_s"] / base["train_env_steps_per_s"]
     return {"machine": machine_info(torch=torch.__version__, ray=ray.__version__), "config": asdict(cfg),
             "agent": asdict(RLLIB_AGENT), "rows": rows}
@@ -154,12 +165,17 @@ def to_markdown(report: dict) -> str:
              f"train batch {c['train_batch_size']}, minibatch {a['batch_size']}, {a['n_epochs']} epochs "
              f"({first['updates_per_iteration']} gradient steps per iteration), median over the "
              f"{c['iterations'] - 1} iteration(s) after the first. Ratios vs the {first['env_runners']}-runner, batch-{first['batch']} cell.", "",
-             "| env runners | batch (envs per runner) | env steps/s per runner | vs first | learner updates/s | "
-             "train env steps/s | vs first |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "Per CPU-second: of the runner's process (sampling) and of the driver, where the learner runs "
+             "(learning); other processes on a shared machine do not deflate these, unlike the wall-clock rates.",
+             "",
+             "| env runners | batch (envs per runner) | env steps/s per runner (wall) | env steps per CPU-s per runner "
+             "| vs first (CPU) | learner updates/s (wall) | learner updates per CPU-s | train env steps/s (wall) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {r['env_runners']} | {r['batch']} | {r['env_steps_per_s_per_runner']:,.0f} | "
-                     f"{r['sampling_vs_first']:.1f}× | {r['learner_updates_per_s']:.1f} | "
-                     f"{r['train_env_steps_per_s']:,.0f} | {r['train_vs_first']:.1f}× |")
+                     f"{r['env_steps_per_cpu_s_per_runner']:,.0f} | {r['sampling_cpu_vs_first']:.1f}× | "
+                     f"{r['learner_updates_per_s']:.1f} | {r['learner_updates_per_cpu_s']:.1f} | "
+                     f"{r['train_env_steps_per_s']:,.0f} |")
     m = report["machine"]
     lines += ["", f"Machine: {m['cpu_model']}, {m['usable_cpus']} usable CPUs, load average {m['load_average_1min']} "
               f"(shared: other processes ran beside it), Ray {m['ray']}, torch {m['torch']}."]

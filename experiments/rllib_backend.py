@@ -181,6 +181,18 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
     )
 
 
+def retry_ray_start(start: Callable[[], Any], attempts: int = 3) -> Any:
+    """``start()`` (something that starts a Ray node: ``ray.init``, ``Cluster.add_node``), retried when the node
+    misses Ray's fixed 30 s to register at start-up (it does on a heavily loaded machine); other errors and
+    the last attempt's are raised."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except Exception as exc:  # Ray raises a bare Exception for this timeout
+            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
+                raise
+
+
 def _start_ray(ray, address: str | None, num_cpus: int | None) -> bool:
     """Join ``address`` or start a local instance (unless one runs in this process); True if started here."""
     if ray.is_initialized():
@@ -192,7 +204,8 @@ def _start_ray(ray, address: str | None, num_cpus: int | None) -> bool:
                                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}}
     if address is None:
         cpus = num_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-        ray.init(num_cpus=max(int(cpus), 1), include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+        retry_ray_start(lambda: ray.init(num_cpus=max(int(cpus), 1), include_dashboard=False, log_to_driver=False,
+                                         runtime_env=runtime_env))
         return True
     ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     return False
