@@ -98,11 +98,12 @@ def save_agent(model, name: str, env_config: EnvConfig, config: AgentConfig, pat
     Returns:
         ``path``.
     """
-    return save_policy(model.policy, name, env_config, config, path, catalog_fingerprint, _model_layout(model))
+    return save_policy(model.policy, name, env_config, config, path, catalog_fingerprint, _model_layout(model), env_id)
 
 
 def save_policy(policy: torch.nn.Module, name: str, env_config: EnvConfig, config: AgentConfig, path: Path,
-                catalog_fingerprint: str | None = None, layout: FeatureLayout | None = None) -> Path:
+                catalog_fingerprint: str | None = None, layout: FeatureLayout | None = None,
+                env_id: str = "ShopRank-v0") -> Path:
     """:func:`save_agent` for a policy network without its SB3 model (e.g. one trained by RLlib,
     :mod:`agents.rllib_module`); ``layout`` is the observation's :class:`~envs.layout.FeatureLayout`."""
     path = Path(path)
