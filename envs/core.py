@@ -39,6 +39,27 @@ SCORE_BOUND = 10.0
 """Bound of the ``Box`` score actions; only the order of the scores matters (see ``ShopRankEnv``)."""
 
 
+_INDEX_CACHE: dict[tuple[str, int], np.ndarray] = {}
+
+
+def row_numbers(b: int) -> np.ndarray:
+    """``int64 (b, 1)`` row numbers ``0 .. b-1`` (cached, read-only): the row index of a ``(B, N)`` gather."""
+    out = _INDEX_CACHE.get(("rows", b))
+    if out is None:
+        out = _INDEX_CACHE[("rows", b)] = np.arange(b)[:, None]
+        out.flags.writeable = False
+    return out
+
+
+def _slots(n: int) -> np.ndarray:
+    """``int64 (n,)`` ``0 .. n-1`` (cached, read-only)."""
+    out = _INDEX_CACHE.get(("slots", n))
+    if out is None:
+        out = _INDEX_CACHE[("slots", n)] = np.arange(n)
+        out.flags.writeable = False
+    return out
+
+
 # -- pure array functions ------------------------------------------------------------------------------------
 def episode_end(left, n_queries, max_queries: int):
     """Gymnasium's ``(terminated, truncated)`` after a slate, for scalars or ``(B,)`` arrays.
@@ -93,8 +114,11 @@ def session_features(layout: FeatureLayout, n_queries: np.ndarray, totals: np.nd
 def slate_positions(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
     """``int64 (B, N)`` candidate positions shown in slots ``0 .. N-1``: valid candidates by descending score
     (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)``; ``valid``: ``bool (B, K)``."""
-    order = np.argsort(np.where(valid, -scores.astype(np.float64), np.inf), axis=1, kind="stable")[:, :n]
-    return np.where(valid[np.arange(len(order))[:, None], order], order, -1)
+    if scores.dtype.kind != "f":  # negating an unsigned or int array could wrap; float negation is exact
+        scores = scores.astype(np.float64)
+    order = np.argsort(np.where(valid, -scores, np.inf), axis=1, kind="stable")[:, :n]
+    # invalid candidates sort last, so slot j is filled iff j < the number of valid candidates
+    return np.where(_slots(order.shape[1]) < valid.sum(axis=1, keepdims=True), order, -1)
 
 
 def ndcg(utility: np.ndarray, valid: np.ndarray, positions: np.ndarray, discounts: np.ndarray) -> np.ndarray:
@@ -112,12 +136,13 @@ def ndcg(utility: np.ndarray, valid: np.ndarray, positions: np.ndarray, discount
         ``float64 (B,)``.
     """
     low = np.where(valid, utility, np.inf).min(axis=1, keepdims=True)
-    gains = np.where(valid, utility - np.where(np.isfinite(low), low, 0.0), 0.0)
-    shown = positions >= 0
-    dcg = np.where(shown, gains[np.arange(len(gains))[:, None], np.where(shown, positions, 0)], 0.0) @ discounts
+    gains = np.where(valid, utility - low, 0.0)  # no valid candidate: low = inf, every gain 0
+    shown = positions >= 0  # position -1 reads the last candidate's gain; masked here
+    dcg = np.where(shown, gains[row_numbers(len(gains)), positions], 0.0) @ discounts
     n = min(len(discounts), gains.shape[1])
-    ideal = -np.sort(-gains, axis=1)[:, :n] @ discounts[:n]
-    return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 1.0)
+    ideal = np.sort(gains, axis=1)[:, : -n - 1: -1].copy() @ discounts[:n]  # contiguous: the same sum as ever
+    ok = ideal > 0
+    return np.divide(dcg, ideal, out=np.ones_like(dcg), where=ok)
 
 
 def push_history(history: np.ndarray, clicked_ids: np.ndarray) -> np.ndarray:
@@ -233,6 +258,9 @@ class Sessions:
         totals: ``float64 (B, 3)`` clicks, purchases and revenue so far.
         last_ctr: ``float64 (B,)`` clicks per shown product of the last slate.
         history: ``int64 (B, H)`` last clicked catalog rows, oldest first, ``-1`` padded.
+        history_vectors: ``float32 (B, H, F)`` the fused vectors of ``history`` (zeros where ``-1``), the
+            observation's ``history`` block, kept up to date by :class:`EnvCore` whenever ``history`` changes.
+        history_mask: ``float32 (B, H)`` 1 where ``history`` holds a product.
     """
 
     shopper: Any
@@ -241,6 +269,8 @@ class Sessions:
     totals: np.ndarray
     last_ctr: np.ndarray
     history: np.ndarray
+    history_vectors: np.ndarray
+    history_mask: np.ndarray
 
 
 @dataclass
@@ -329,10 +359,12 @@ class EnvCore:
             return
         fresh = self.sim.sample(len(idx), rng)
         if self.sessions is None or len(idx) == self.n:
-            h = self.config.history_size
+            h, f = self.config.history_size, self.world.fused.shape[1]
             self.sessions = Sessions(shopper=fresh, query=np.zeros(self.n, dtype=np.int64),
                                      n_queries=np.zeros(self.n, dtype=np.int64), totals=np.zeros((self.n, 3)),
-                                     last_ctr=np.zeros(self.n), history=np.full((self.n, h), -1, dtype=np.int64))
+                                     last_ctr=np.zeros(self.n), history=np.full((self.n, h), -1, dtype=np.int64),
+                                     history_vectors=np.zeros((self.n, h, f), dtype=np.float32),
+                                     history_mask=np.zeros((self.n, h), dtype=np.float32))
         else:
             s = self.sessions
             s.shopper = self.sim.put(s.shopper, idx, fresh)
@@ -340,7 +372,20 @@ class EnvCore:
             s.totals[idx] = 0.0
             s.last_ctr[idx] = 0.0
             s.history[idx] = -1
+            s.history_vectors[idx] = 0.0
+            s.history_mask[idx] = 0.0
         self.next_queries(idx, rng)
+
+    def _set_history(self, idx: np.ndarray | None, history: np.ndarray) -> None:
+        """Sessions ``idx`` (all when ``None``) now have click ``history`` (``int64 (n, H)``); updates its blocks."""
+        s = self.sessions
+        ok = history >= 0
+        vectors = self.world.fused[np.where(ok, history, 0)]
+        vectors[~ok] = 0.0
+        if idx is None:
+            s.history, s.history_vectors, s.history_mask = history, vectors, ok.astype(np.float32)
+        else:
+            s.history[idx], s.history_vectors[idx], s.history_mask[idx] = history, vectors, ok
 
     def next_queries(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         """Ask the shoppers of sessions ``idx`` (``int64 (n,)``) for their next query and retrieve it."""
@@ -358,13 +403,11 @@ class EnvCore:
     def observation(self) -> dict[str, np.ndarray]:
         """The batched observation (fresh arrays; see :func:`observation_space`)."""
         s, t = self.sessions, self.table
-        hist_ok = s.history >= 0
-        history = self.world.fused[np.where(hist_ok, s.history, 0)]
-        history[~hist_ok] = 0.0
-        return {"query": t.query_obs[s.query], "profile": self.sim.profile(s.shopper),
+        q = s.query
+        return {"query": t.query_obs[q], "profile": self.sim.profile(s.shopper),
                 "session": session_features(self.layout, s.n_queries, s.totals, s.last_ctr, self.config.max_queries),
-                "history": history, "history_mask": hist_ok.astype(np.float32), "candidates": t.cand[s.query],
-                "mask": t.mask[s.query]}
+                "history": s.history_vectors.copy(), "history_mask": s.history_mask.copy(), "candidates": t.cand[q],
+                "mask": t.mask[q]}
 
     @property
     def candidates(self) -> np.ndarray:
@@ -393,10 +436,10 @@ class EnvCore:
         q = s.query if whole else s.query[idx]
         if not whole:
             positions = positions[idx]
-        shown = positions >= 0
-        slate = np.where(shown, self.table.ids[q[:, None], np.where(shown, positions, 0)], -1)
+        shown = positions >= 0  # position -1 (empty slot) reads the last candidate below; masked
+        slate = np.where(shown, self.table.ids[q[:, None], positions], -1)
         resp = sim.respond(state, q, positions, slate, rng)
-        prices = self._prices[np.where(shown, slate, 0)]
+        prices = self._prices[slate]  # slate -1: the last product's price, times no purchase
         parts = spec.parts(resp.clicks, resp.purchases, prices)
         if spec.expected:
             click_prob, purchase_prob = sim.expected(state, q, positions, slate)
@@ -409,21 +452,21 @@ class EnvCore:
         scores = np.full(len(q), np.nan) if utility is None else ndcg(utility, self.table.valid[q], positions,
                                                                        self.discounts)
         left = sim.transition(state, q, positions, slate, resp, rng) | resp.abandoned
-        ctr = resp.clicks.sum(axis=1) / np.maximum(shown.sum(axis=1), 1)
-        clicked = np.where(resp.clicks, slate, -1)
+        n_clicks = resp.clicks.sum(axis=1)
+        ctr = n_clicks / np.maximum(shown.sum(axis=1), 1)
         result = SlateResult(slate=slate, positions=positions, clicks=resp.clicks, purchases=resp.purchases,
                              dwell=resp.dwell, parts=parts, reward=reward, position_rewards=position_rewards,
                              ndcg=scores, left=left, responses=resp.raw)
         if whole:
             s.totals += parts
             s.last_ctr = ctr
-            if resp.clicks.any():
-                s.history = push_history(s.history, clicked)
+            if n_clicks.any():
+                self._set_history(None, push_history(s.history, np.where(resp.clicks, slate, -1)))
             s.n_queries += 1
             return result
         s.shopper = sim.put(s.shopper, idx, state)
         s.totals[idx] += parts
         s.last_ctr[idx] = ctr
-        s.history[idx] = push_history(s.history[idx], clicked)
+        self._set_history(idx, push_history(s.history[idx], np.where(resp.clicks, slate, -1)))
         s.n_queries[idx] += 1
         return result.expand(idx, self.n)

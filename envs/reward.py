@@ -50,12 +50,13 @@ class RewardSpec:
             prices: ``(..., N)`` price of each slot's product (any value on empty slots).
         """
         out = np.empty(np.shape(clicks)[:-1] + (3,))
-        out[..., 0] = np.sum(clicks, axis=-1)
-        out[..., 1] = np.sum(purchases, axis=-1)
-        if np.asarray(purchases).dtype == bool:
-            out[..., 2] = np.sum(np.where(purchases, prices, 0.0), axis=-1)
+        clicks, purchases = np.asarray(clicks), np.asarray(purchases)
+        out[..., 0] = clicks.sum(axis=-1)
+        out[..., 1] = purchases.sum(axis=-1)
+        if purchases.dtype == bool:
+            out[..., 2] = np.where(purchases, prices, 0.0).sum(axis=-1)
         else:
-            out[..., 2] = np.sum(purchases * prices, axis=-1)
+            out[..., 2] = (purchases * prices).sum(axis=-1)
         return out
 
     def position_rewards(self, click: np.ndarray, purchase: np.ndarray, prices: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.core import row_numbers
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
 from simulators.protocols import Query
 from simulators.shopper import (DefaultShopper, ShopperState, attractiveness, combined_utility, profile_rows,
@@ -159,16 +160,15 @@ class DefaultShopperBatch:
         empty slots) and every candidate's utility."""
         cfg = self.config
         util, vis, price = self._terms(state, q)
-        shown = positions >= 0
-        pos = np.where(shown, positions, 0)
-        qs, r = q[:, None], np.arange(len(q))[:, None]
+        shown = positions >= 0  # an empty slot (-1) reads the last candidate; masked at the end
+        pos, qs, r = positions, q[:, None], row_numbers(len(q))
         above = None
         if cfg.boredom > 0:
             n = pos.shape[1]
             if self._above.shape != (n, n):
                 self._above = np.tri(n, n, -1, dtype=bool)  # slot j is above slot i
             dup = self.dup[qs[:, :, None], pos[:, :, None], pos[:, None, :]]
-            above = (dup & self._above & shown[:, None, :]).sum(axis=2)
+            above = (dup & (self._above & shown[:, None, :])).sum(axis=2)
         attract = attractiveness(cfg, util[r, pos], above)
         over = None
         if cfg.buy_over_budget > 0:
@@ -191,9 +191,7 @@ class DefaultShopperBatch:
         return np.where(self.table.valid[q], self._terms(state, q)[0], 0.0)
 
     def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
-        shown = positions >= 0
-        pos = np.where(shown, positions, 0)
-        qs = q[:, None]
+        shown, pos, qs = positions >= 0, positions, q[:, None]  # -1 reads the last candidate; masked by shown
         state.taste, state.patience, left = session_update(
             self.config, state.taste, state.patience, self.rel[qs, pos], self.visual[qs, pos], shown,
             response.clicks, response.purchases, rng)

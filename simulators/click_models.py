@@ -54,8 +54,11 @@ def _check_probability(name: str, value: float) -> None:
 
 
 def _as_probabilities(name: str, values: np.ndarray) -> np.ndarray:
-    """``float (..., N)`` copy of ``values`` after checking it is a non-scalar array of probabilities."""
+    """``float (..., N)`` ``values`` (read, never written) after checking it is a non-scalar array of
+    probabilities; values within ``_PROB_SLACK`` of ``[0, 1]`` are clipped into it (a copy then)."""
     arr = np.asarray(values, dtype=float)
+    if arr.ndim and 0.0 <= arr.min() and arr.max() <= 1.0:  # the common case in two reductions (NaN fails it)
+        return arr
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array of shape (B, N), got a scalar.")
     bad = ~((arr >= -_PROB_SLACK) & (arr <= 1.0 + _PROB_SLACK))
@@ -147,7 +150,11 @@ class PositionBasedModel:
         attractiveness = _as_probabilities("attractiveness", attractiveness)
         n = attractiveness.shape[-1]
         _check_slots("PBM", n, len(self.examination))
-        return attractiveness * np.asarray(self.examination[:n])
+        exam = self.__dict__.get("_exam")
+        if exam is None:  # the tuple as an array, once (a frozen dataclass: not a field)
+            exam = np.asarray(self.examination, dtype=float)
+            object.__setattr__(self, "_exam", exam)
+        return attractiveness * exam[:n]
 
     def sample(self, attractiveness: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``bool (B, N)`` sampled clicks."""
