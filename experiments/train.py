@@ -82,6 +82,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True, resume: Pat
     bar = TrainingProgressBar(steps, f"train {config.algo} seed {config.seed}", disable=not progress)
     callbacks = [bar]
     earlier = earlier_curve(run_dir / CURVE_FILE) if resume is not None else None
+    resumed = {"resumed_at": resumed_at(resume)} if resume is not None else {}  # before the checkpoint is replaced
     if checkpoint_every > 0:
         callbacks.append(PeriodicCheckpoint(checkpoint_every, config.algo, config.env, config.agent, run_dir,
                                             earlier))
@@ -100,7 +101,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True, resume: Pat
                       {"algo": config.algo, "total_timesteps": int(model.num_timesteps),
                        "steps_asked": config.total_timesteps, "seed": config.seed, "wall_seconds": round(seconds, 1),
                        "steps_per_second": round(model.num_timesteps / seconds, 1),
-                       **({"resumed_at": resumed_at(resume)} if resume is not None else {})})
+                       **resumed})
     return model
 
 
@@ -146,7 +147,8 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with TrainConfig fields (see configs/).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set agent.learning_rate=1e-3 (repeatable)")
+                        help="override a config field, e.g. --set agent.learning_rate=1e-3 (repeatable); a bare "
+                             "EnvConfig key stands for env.KEY (--set shopper.click_model=PATH)")
     parser.add_argument("--algo", help="ppo | maskable_ppo | dqn (overrides the config)")
     parser.add_argument("--steps", type=int, help="total timesteps (overrides the config)")
     parser.add_argument("--seed", type=int, help="seed (overrides the config)")
@@ -176,6 +178,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --init-from: honour plug-in code named by the checkpoint (only if you trust it)")
 
 
+def env_aliases(overrides: list[str]) -> list[str]:
+    """``--set`` items with a bare ``EnvConfig`` key (``shopper.click_model=PATH``) as ``env.`` keys, the alias
+    ``shoprank compare`` accepts too; ``TrainConfig``'s own keys are left as they are."""
+    from dataclasses import fields
+
+    from envs.config import EnvConfig
+
+    env_keys = {f.name for f in fields(EnvConfig)} - {f.name for f in fields(TrainConfig)}
+    return [f"env.{item.strip()}" if item.strip().partition("=")[0].partition(".")[0] in env_keys else item
+            for item in overrides]
+
+
 @command_errors("train")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoprank train", description=__doc__.split("\n\n")[0])
@@ -187,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return resume_run(args, parser)
     if args.init_from is not None or args.logs is not None:
         return init_from(args, parser)
-    overrides = list(args.overrides)
+    overrides = env_aliases(list(args.overrides))
     for flag, key in ((args.algo, "algo"), (args.steps, "total_timesteps"), (args.seed, "seed"),
                       (args.catalog, "env.world.catalog")):
         if flag is not None:
@@ -255,7 +269,8 @@ def resume_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                           f"pass --steps N with N > {done} to train further.")
     with RunFolder(run_dir, "train", config, update=True):
         manifest.update(status="running", pid=os.getpid(), config=jsonable(config),
-                        resumed=[*manifest.get("resumed", []), {"at_step": done, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}])
+                        resumed=[*manifest.get("resumed", []),
+                                 {"at_step": done, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}])
         atomic_write_json(run_dir / MANIFEST, manifest)
         model = train(config, run_dir, progress=not args.no_progress, resume=folder,
                       checkpoint_every=args.checkpoint_every)
@@ -383,9 +398,14 @@ def fine_tune(checkpoint: Path, logs: Path, run_dir: Path, seed: int = 0, epochs
                              clicks, pretrain, seed, progress)
     save_training_checkpoint(model, "ppo", meta.env_config, agent, run_dir, meta.catalog_fingerprint)
     record = {"algo": "ppo", "init_from": str(checkpoint), "logs": str(logs), "sessions": int(len(shown)),
-              "epochs": agent.pretrain_epochs, "target": agent.pretrain_target, "loss_per_epoch": [round(x, 6) for x in losses], "seed": seed}
+              "epochs": agent.pretrain_epochs, "target": agent.pretrain_target,
+              "loss_per_epoch": [round(x, 6) for x in losses], "seed": seed}
     atomic_write_json(run_dir / "train.json", record)
     return record
+
+
+LOSS_NAMES = {"reward": "Poisson", "net_reward": "Poisson", "clicks": "logistic"}
+"""The loss of each warm-start target, as ``--init-from`` reports it."""
 
 
 def init_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -403,7 +423,8 @@ def init_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                            progress=not args.no_progress)
         run.finish()
     losses = record["loss_per_epoch"]
-    print(f"fine-tuned {args.init_from} on {record['sessions']} logged sessions of {args.logs}: {record['target']} loss "
+    loss = LOSS_NAMES.get(record["target"], record["target"])
+    print(f"fine-tuned {args.init_from} on {record['sessions']} logged sessions of {args.logs}: {loss} loss "
           f"{losses[0]:.4f} (epoch 1) -> {losses[-1]:.4f} (epoch {len(losses)})\nrun folder: {run_dir}\n"
           f"  checkpoint: {run_dir / 'checkpoint'} (train it further online: shoprank train --resume {run_dir} "
           "--steps N)")

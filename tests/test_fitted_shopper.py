@@ -76,7 +76,7 @@ def test_train_runs_on_the_fitted_click_model(obd_pbm, tmp_path):
             "--set", "agent.heads=2", "--set", "agent.n_steps=16", "--set", "agent.batch_size=16",
             "--set", "agent.n_envs=2", "--set", "eval_sessions=3"]
     assert main(["--algo", "ppo", "--steps", "32", "--run-dir", str(tmp_path), "--no-progress", *tiny,
-                 "--set", f"env.shopper.click_model={obd_pbm}", "--set", "env.slate_size=3"]) == 0
+                 "--set", f"shopper.click_model={obd_pbm}", "--set", "env.slate_size=3"]) == 0  # bare = env.
     meta = json.loads((tmp_path / "checkpoint" / "agent.json").read_text())
     assert meta["env_config"]["shopper"]["click_model"] == str(obd_pbm)
 

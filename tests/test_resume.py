@@ -75,7 +75,8 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_policy(tmp_pat
     full_opt = torch.load(full / "checkpoint" / STATE_TENSORS, weights_only=True)["optimizer"]["state"]
     cut_opt = torch.load(cut / "checkpoint" / STATE_TENSORS, weights_only=True)["optimizer"]["state"]
     assert all(torch.equal(full_opt[i][k], cut_opt[i][k]) for i in full_opt for k in full_opt[i])
-    assert json.loads((cut / "train.json").read_text())["total_timesteps"] == TOTAL
+    record = json.loads((cut / "train.json").read_text())
+    assert (record["total_timesteps"], record["resumed_at"]) == (TOTAL, 64)
     assert json.loads((cut / "manifest.json").read_text())["status"] == "finished"
     # TensorBoard: one run folder, continued up to the last step; the learning curve keeps its early points
     assert [p.name for p in (cut / "tb").iterdir()] == ["ppo_1"]
