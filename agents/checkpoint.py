@@ -72,7 +72,7 @@ PLUGIN_FIELDS: dict[str, dict[str, Any]] = {
 
 DATA_FIELDS = frozenset({"world.catalog", "world.catalog_columns", "world.cache_dir", "shopper.click_model",
                          "agent.pretrain_target",
-                         "agent.slate_policy"})
+                         "agent.slate_policy", "agent.network"})
 """The other text fields of ``EnvConfig`` (dotted) and ``AgentConfig`` (``agent.``): reviewed, they never name
 code (paths, column maps, names looked up in a dict). A new text field must join this set or
 :data:`PLUGIN_FIELDS` (``tests/test_hostile_inputs.py`` checks that every one is in exactly one)."""

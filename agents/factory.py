@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from encoders.errors import ConfigError
 from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
+from agents.students import STUDENT_NETWORKS
 from agents.slate_ppo import SlotCreditPPO, SlotCreditRolloutBuffer
 from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, pretrain_q_values,
                              pretrain_scores, seed_replay_buffer)
@@ -96,6 +97,9 @@ class AgentConfig:
         pretrain_epochs: Passes over the logged sessions.
         seed_buffer: DQN with a warm start: also put the logged transitions in the replay buffer, so online
             learning keeps fitting them (``buffer_size`` must hold them: ``N`` per logged slate).
+        network: The candidate network, a key of :data:`NETWORKS` (``"candidate_set"``: the attention
+            network of :mod:`agents.extractor`; ``"student_mlp"`` / ``"student_linear"``: the per-candidate
+            scorers that ``shoprank distill`` trains, :mod:`agents.students`).
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
@@ -135,6 +139,7 @@ class AgentConfig:
     pretrain_epochs: int = 8
     seed_buffer: bool = False
     torch_threads: int = 1
+    network: str = "candidate_set"
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "hidden", "heads", "n_envs"):
@@ -148,14 +153,24 @@ class AgentConfig:
         if self.slate_policy not in SLATE_POLICIES:
             raise ConfigError(f"AgentConfig.slate_policy must be one of {list(SLATE_POLICIES)}, "
                               f"got {self.slate_policy!r}.")
+        if self.network not in NETWORKS:
+            raise ConfigError(f"AgentConfig.network must be one of {list(NETWORKS)}, got {self.network!r}.")
         if self.hidden % self.heads:
             raise ConfigError(f"AgentConfig.hidden ({self.hidden}) must be divisible by heads ({self.heads}).")
 
 
+NETWORKS: dict[str, Callable[[AgentConfig], dict[str, Any]]] = {
+    "candidate_set": lambda config: {
+        "features_extractor_class": CandidateSetExtractor,
+        "features_extractor_kwargs": {"hidden": config.hidden, "heads": config.heads, "layers": config.layers,
+                                      "prior_weight": config.prior_weight}},
+    **STUDENT_NETWORKS,
+}
+"""Candidate networks by ``AgentConfig.network`` -> the SB3 policy kwargs that build them."""
+
+
 def _extractor_kwargs(config: AgentConfig) -> dict[str, Any]:
-    return {"features_extractor_class": CandidateSetExtractor,
-            "features_extractor_kwargs": {"hidden": config.hidden, "heads": config.heads, "layers": config.layers,
-                                          "prior_weight": config.prior_weight}}
+    return NETWORKS[config.network](config)
 
 
 def ppo_policy_kwargs(config: AgentConfig, slate_size: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("experiments.encode_cli", "build and cache all product vectors"),
     "eval-retrieval": ("experiments.retrieval_eval", "retrieval quality of each modality and fusion"),
     "fidelity": ("simulators.fidelity_cli", "fit click models to logs and report their fidelity"),
+    "distill": ("experiments.distill_cli", "distil a trained policy into a small per-candidate scorer"),
     "ope": ("experiments.ope.cli", "off-policy evaluation of an agent on logged feedback (OBD or ShopRank logs)"),
     "explain": ("experiments.explain", "why an agent ranked a slate so: feature-group attributions, attention"),
     "watch": ("experiments.watch", "an agent's sessions as pictures: HTML page (and MP4s with the video extra)"),

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 
-from encoders.errors import ConfigError, ShopRankError, command_errors
+from encoders.errors import ConfigError, InputNotFoundError, ShopRankError, command_errors
 from agents.baselines import BASELINES, BaselineConfig, LambdaMARTConfig, baseline_factory
 from experiments.evaluate import AgentFactory, evaluate_agents, make_env, resolve_config, write_summary
 from experiments.learning_curves import write_learning_curves
@@ -170,6 +170,30 @@ def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_ro
     return {n: known[n]() for n in names}
 
 
+def checkpoint_agents(items: Sequence[str], taken: Sequence[str]) -> dict[str, AgentFactory]:
+    """``--checkpoint NAME=DIR`` items -> factories of saved RL policies (loaded once, data only; the same policy
+    for every seed), refusing a name already taken or a checkpoint whose observation layout is not the env's."""
+    from agents.checkpoint import load_agent
+
+    agents: dict[str, AgentFactory] = {}
+    for item in items:
+        name, sep, path = (part.strip() for part in item.partition("="))
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint {item!r} must look like NAME=DIR (e.g. student=runs/student).")
+        if name in taken or name in agents:
+            raise ConfigError(f"--checkpoint name {name!r} is already used by another agent.")
+        if not Path(path).exists():
+            raise InputNotFoundError(f"checkpoint {path} does not exist.")
+        agent = load_agent(Path(path))
+
+        def factory(env: gym.Env, seed: int, agent=agent, path=path) -> Any:
+            agent.policy.feature_layout.check_matches(env.unwrapped.layout, f"checkpoint {path}")
+            return agent
+
+        agents[name] = factory
+    return agents
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shoprank compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -198,6 +222,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="override a field with shoprank train's keys: env.<EnvConfig field> (e.g. "
                         "env.world.image_weight=0) or agent.<AgentConfig field> of every RL agent's preset (e.g. "
                         "agent.pretrain_sessions=10000); repeatable")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=DIR",
+                   help="also evaluate a saved RL checkpoint (e.g. a distilled student) under NAME, the same policy "
+                        "for every seed; repeatable")
     p.add_argument("--agent-set", dest="agent_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="older alias of --set agent.KEY=VALUE")
     return p
@@ -235,12 +262,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
     agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
                           agent_overrides, progress=not args.no_progress, env_id=args.env)
+    agents.update(checkpoint_agents(args.checkpoint, names))
+    names += [name for name in agents if name not in names]
     preflight(names, make_env(args.env, config), args.env, baseline_config)
     if args.baseline is not None and args.baseline not in names:
         raise ConfigError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
     run_config = {"agents": names, "seeds": args.seeds, "sessions": args.sessions, "env": args.env,
                   "env_config": _jsonable(config), "baseline_config": _jsonable(baseline_config),
-                  "train_steps": args.train_steps, "agent_overrides": agent_overrides}
+                  "train_steps": args.train_steps, "agent_overrides": agent_overrides,
+                  **({"checkpoints": args.checkpoint} if args.checkpoint else {})}
     with RunFolder(args.out, "compare", run_config, seeds=args.seeds, overwrite=args.overwrite,
                    resumable=True) as run:
         run.write_json("compare_config.json", {"argv": list(argv) if argv is not None else sys.argv[1:],
