@@ -416,7 +416,6 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
                 progress_bar=progress, tb_log_name=name, reset_num_timesteps=resume is None)
     model.name = name
     model.sequential = algo_spec(name).sequential
-    model.learning_curve = curve.curve if curve is not None else []
     if run_dir is not None and curve is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_learning_curve(curve.curve, Path(run_dir) / "learning_curve.csv")
