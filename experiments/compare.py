@@ -154,11 +154,11 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
 def build_agents(names: Sequence[str], env_config: Any, train_steps: int, run_root: Path,
                  baseline_config: BaselineConfig = BaselineConfig(),
                  agent_overrides: Sequence[str] = (), progress: bool = False,
-                 env_id: str = "ShopRank-v0") -> dict[str, AgentFactory]:
+                 env_id: str = "ShopRank-v0", curve_points: int = 10) -> dict[str, AgentFactory]:
     """Name -> factory for every requested agent; unknown names raise ``ValueError`` listing the choices."""
     known = {**{n: (lambda n=n: baseline_factory(n, baseline_config)) for n in BASELINES},
-             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root, agent_overrides, progress=progress,
-                                          env_id=env_id))
+             **{n: (lambda n=n: rl_factory(n, env_config, train_steps, run_root, agent_overrides,
+                                          curve_points=curve_points, progress=progress, env_id=env_id))
                 for n in RL_AGENTS},
              **{n: (lambda f=f: f(env_config, train_steps, run_root, agent_overrides, progress=progress, env_id=env_id))
                 for n, f in RAY_AGENTS.items()}}
@@ -208,6 +208,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-encoder", default=None, help="override the world's text encoder (e.g. 'hashing')")
     p.add_argument("--out", type=Path, required=True, help="output folder for the report")
     p.add_argument("--train-steps", type=int, default=50_000, help="training timesteps per RL agent and seed")
+    p.add_argument("--curve-points", type=int, default=10,
+                   help="held-out evaluations per RL training run for its learning curve (0 = no curve)")
     p.add_argument("--log-sessions", type=int, default=1000,
                    help="logged sessions of the random logging policy for popularity / lambdamart")
     p.add_argument("--baseline", default=None,
@@ -245,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--train-steps must be >= 1, got {args.train_steps}.")
     if args.log_sessions < 1:
         parser.error(f"--log-sessions must be >= 1, got {args.log_sessions}.")
+    if args.curve_points < 0:
+        parser.error(f"--curve-points must be >= 0, got {args.curve_points}.")
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
     if not names:
         parser.error(f"--agents names no agent: {args.agents!r}.")
@@ -261,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_overrides(AgentConfig(), agent_overrides)
     baseline_config = BaselineConfig(n_log_sessions=args.log_sessions, lambdamart=LambdaMARTConfig())
     agents = build_agents(names, config, args.train_steps, args.out / "train", baseline_config,
-                          agent_overrides, progress=not args.no_progress, env_id=args.env)
+                          agent_overrides, progress=not args.no_progress, env_id=args.env,
+                          curve_points=args.curve_points)
     agents.update(checkpoint_agents(args.checkpoint, names))
     names += [name for name in agents if name not in names]
     preflight(names, make_env(args.env, config), args.env, baseline_config)
@@ -270,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_config = {"agents": names, "seeds": args.seeds, "sessions": args.sessions, "env": args.env,
                   "env_config": _jsonable(config), "baseline_config": _jsonable(baseline_config),
                   "train_steps": args.train_steps, "agent_overrides": agent_overrides,
-                  **({"checkpoints": args.checkpoint} if args.checkpoint else {})}
+                  **({"checkpoints": args.checkpoint} if args.checkpoint else {}),
+                  **({"curve_points": args.curve_points} if args.curve_points != 10 else {})}
     with RunFolder(args.out, "compare", run_config, seeds=args.seeds, overwrite=args.overwrite,
                    resumable=True) as run:
         run.write_json("compare_config.json", {"argv": list(argv) if argv is not None else sys.argv[1:],

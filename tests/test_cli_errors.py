@@ -44,6 +44,7 @@ def test_compare_bad_input_is_one_line(extra, message, capsys, tmp_path):
 def test_compare_checks_its_own_arguments(capsys, tmp_path):
     base = ["compare", "--agents", "random,retriever", *FAST, "--out", str(tmp_path)]
     for extra, message in ((["--log-sessions", "0"], "--log-sessions must be >= 1, got 0."),
+                           (["--curve-points", "-1"], "--curve-points must be >= 0, got -1."),
                            (["--seeds", "0,-3"], "--seeds must be >= 0, got '0,-3'.")):
         with pytest.raises(SystemExit):
             cli.main(base + extra)

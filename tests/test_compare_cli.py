@@ -46,3 +46,19 @@ def test_every_agent_is_checked_before_any_training(tmp_path, capsys):
             "PopularityShopper has no expected_response: no oracle possible. (checked before any training; "
             "nothing was trained)") in err
     assert not (tmp_path / "train").exists()
+
+
+def test_curve_points_sets_how_often_training_is_evaluated(tmp_path):
+    argv = ["compare", "--agents", "ppo_scratch", *FAST, "--out", str(tmp_path), "--train-steps", "128",
+            "--set", "agent.n_steps=16", "--set", "agent.batch_size=16", "--set", "env.world.n_products=200",
+            "--curve-points", "2"]
+    assert cli.main(argv) == 0
+    import pandas as pd
+
+    curve = pd.read_csv(tmp_path / "train" / "ppo_scratch" / "seed0" / "learning_curve.csv")
+    # one evaluation before the first online step, one every 128 // 2 = 64 steps, and one at the end
+    assert curve["env_steps"].tolist()[0] == 0
+    assert curve["env_steps"].tolist()[1] == 64
+    assert len(curve) <= 4
+    saved = json.loads((tmp_path / "compare_config.json").read_text())
+    assert saved["curve_points"] == 2
