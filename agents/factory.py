@@ -275,7 +275,7 @@ class AgentPreset:
 
 
 PPO_WARM = AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6, slot_credit=True, slot_discount=0.0,
-                       n_epochs=10, target_kl=None)
+                       learning_rate=1e-3, n_epochs=10, target_kl=None)
 """``ppo``'s configuration (and ``ppo_pretrained``'s: the same warm start, then no online step)."""
 
 PPO_LONGTERM = AgentConfig(slot_credit=True, slot_discount=0.0, return_credit=True, learning_rate=2e-3, n_epochs=10,
