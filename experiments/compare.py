@@ -39,8 +39,8 @@ from experiments.learning_curves import write_learning_curves
 from experiments.rllib_backend import rllib_factory
 from experiments.run_folder import CellStore, RunFolder
 
-RL_AGENTS = ("ppo", "ppo_pretrained", "ppo_scratch", "ppo_longterm", "dqn", "dqn_pretrained", "dqn_scratch",
-             "maskable_ppo")
+RL_AGENTS = ("ppo", "ppo_pretrained", "ppo_scratch", "ppo_longterm", "ppo_longterm_pretrained", "dqn", "dqn_pretrained",
+             "dqn_scratch", "maskable_ppo")
 """Agents trained by ``agents.factory.train_agent`` (presets in ``agents.factory.AGENT_PRESETS``)."""
 RAY_AGENTS = {"rllib_ppo": rllib_factory}
 """Agents trained through Ray RLlib (the ``distributed`` extra): name -> factory builder (see

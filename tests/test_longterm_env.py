@@ -289,7 +289,8 @@ def test_return_credit_moves_each_refund_to_the_slot_that_sold_it(env):
 def test_ppo_longterm_trains_on_the_v1_vector_env(tmp_path, env):
     from agents.factory import AGENT_PRESETS, train_agent
 
-    config = replace(AGENT_PRESETS["ppo_longterm"].config, n_steps=32, batch_size=32, n_epochs=1, n_envs=2)
+    config = replace(AGENT_PRESETS["ppo_longterm"].config, n_steps=32, batch_size=32, n_epochs=1, n_envs=2,
+                     pretrain_sessions=0)
     model = train_agent("ppo", CONFIG, 64, seed=0, run_dir=tmp_path, config=config, env_id="ShopRank-v1")
     assert model.rollout_buffer.return_credit and model.get_env().num_envs == 2
     assert model.observation_space["session"].shape == (9,)
