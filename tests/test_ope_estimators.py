@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from experiments.ope.core import Bootstrap, OPEInputError, effective_sample_size
+from experiments.ope.core import Bootstrap, OPEInputError, SharedBootstrap, effective_sample_size
 from experiments.ope.estimators import (
     BanditData,
     DirectMethod,
@@ -73,6 +73,43 @@ def test_bootstrap_same_seed_same_interval_and_contains_estimate():
     assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
     assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)
     assert a.ci_low < a.estimate < a.ci_high
+
+
+def test_shared_resamples_equal_a_first_bootstrap_and_are_reused():
+    """Bootstrap.shared draws the resamples once: the first estimate matches Bootstrap with the same rng,
+    and every estimator (and later call) given it sees the same resampled units."""
+    rng = np.random.default_rng(5)
+    n_sessions, n_slots = 150, 3
+    n = n_sessions * n_slots
+    dist = rng.dirichlet(np.ones(3), size=n)[:, :, None]
+    q = rng.uniform(size=(n, 3, 1))
+    cluster = np.repeat(np.arange(n_sessions), n_slots)
+    data = BanditData(reward=rng.binomial(1, 0.4, n), action=rng.integers(3, size=n), action_dist=dist,
+                      pscore=np.full(n, 1 / 3), estimated_rewards=q, cluster=cluster)
+    for est in standard_estimators():
+        plain = est.estimate(data, np.random.default_rng(1), Bootstrap(200))
+        shared = est.estimate(data, np.random.default_rng(99), Bootstrap(200).shared(n_sessions, np.random.default_rng(1)))
+        assert (shared.estimate, shared.ci_low, shared.ci_high) == (plain.estimate, plain.ci_low, plain.ci_high)
+    shared = Bootstrap(50, chunk=16).shared(n_sessions, np.random.default_rng(3))
+    assert shared.counts.shape == (50, n_sessions)
+    np.testing.assert_array_equal(shared.counts.sum(axis=1), n_sessions)
+    a = DoublyRobust().estimate(data, np.random.default_rng(0), shared)
+    b = DoublyRobust().estimate(data, np.random.default_rng(1), shared)
+    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+    # the interval is the percentile of the estimator on exactly these resamples
+    w = data.weights("DR")
+    dm, q_logged = data.model_terms("DR")
+    per_session = np.bincount(cluster, weights=dm + w * (data.reward - q_logged)) / n_slots
+    values = shared.counts @ per_session / n_sessions
+    assert (a.ci_low, a.ci_high) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])), rel=1e-12)
+    with pytest.raises(OPEInputError, match=re.escape("these resamples were drawn for 150 units but the data "
+                                                      "have 450: draw them with Bootstrap.shared(n_units, rng) "
+                                                      "for the data at hand.")):
+        SelfNormalizedIPS().estimate(BanditData(data.reward, data.action, data.action_dist, pscore=data.pscore),
+                                     np.random.default_rng(0), shared)
+    with pytest.raises(OPEInputError, match=re.escape("counts must be an (n_resamples=20, n_units) array of draws; "
+                                                      "make them with Bootstrap.shared(n_units, rng).")):
+        SharedBootstrap(20, counts=np.ones((10, 5), dtype=np.int32))
 
 
 def test_interval_covers_the_truth_about_95_percent_of_the_time():

@@ -9,8 +9,8 @@ estimator -- its self-normalisation included -- is recomputed on each resample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -82,23 +82,35 @@ class Bootstrap:
             cluster: ``int (n,)`` rows with the same value are drawn together (e.g. the slots of one
                 session, which are not independent); ``None``: rows are drawn one by one.
         """
-        if cluster is None:
-            sums, sizes = terms, np.ones(len(terms))
-        else:
-            _, idx = np.unique(cluster, return_inverse=True)
-            idx = idx.ravel()
-            sums = np.stack([np.bincount(idx, weights=terms[:, j]) for j in range(terms.shape[1])], axis=1)
-            sizes = np.bincount(idx).astype(np.float64)
-        n = len(sums)
-        p = np.full(n, 1.0 / n)
-        out = []
+        sums, sizes = unit_sums(terms, cluster)
+        return np.vstack([(counts @ sums) / (counts @ sizes)[:, None]
+                          for counts in self._count_chunks(len(sums), rng)])
+
+    def _count_chunks(self, n_units: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """``float (b, n_units)`` multinomial counts, ``n_resamples`` rows in all, ``chunk`` at a time."""
+        p = np.full(n_units, 1.0 / n_units)
         left = self.n_resamples
         while left > 0:
             b = min(self.chunk, left)
-            counts = rng.multinomial(n, p, size=b).astype(np.float64)
-            out.append((counts @ sums) / (counts @ sizes)[:, None])
+            yield rng.multinomial(n_units, p, size=b).astype(np.float64)
             left -= b
-        return np.vstack(out)
+
+    def shared(self, n_units: int, rng: np.random.Generator) -> "SharedBootstrap":
+        """These settings with the resamples of ``n_units`` units drawn once, now, from ``rng``.
+
+        Every estimator given the result recomputes itself on the same resamples (same units drawn the
+        same number of times), so several estimators and target policies on one log cost one draw, and
+        their intervals come from one joint bootstrap. The first estimate made with it equals the one
+        :class:`Bootstrap` would make with the same ``rng``. Units are matched by index: rows (no
+        ``cluster``), or clusters / slates in sorted id order (:func:`unit_sums`), so bandit data clustered
+        by session and slate data keyed by the same session ids resample the same sessions.
+
+        Args:
+            n_units: Units of the data it will be used on (rounds, or clusters / slates).
+            rng: Random generator (consumed as one :meth:`resample_means` call would).
+        """
+        counts = np.vstack([c.astype(np.int32) for c in self._count_chunks(n_units, rng)])
+        return SharedBootstrap(self.n_resamples, self.confidence, self.chunk, counts=counts)
 
     def interval(self, terms: np.ndarray, combine: Combine, rng: np.random.Generator,
                  cluster: np.ndarray | None = None) -> tuple[float, float]:
@@ -107,6 +119,45 @@ class Bootstrap:
             values = combine(self.resample_means(terms, rng, cluster))
         lo, hi = 50 * (1 - self.confidence), 50 * (1 + self.confidence)
         return float(np.nanpercentile(values, lo)), float(np.nanpercentile(values, hi))
+
+
+@dataclass(frozen=True)
+class SharedBootstrap(Bootstrap):
+    """A :class:`Bootstrap` whose resamples were drawn once (:meth:`Bootstrap.shared`); its ``rng`` argument
+    is not used.
+
+    Attributes:
+        counts: ``int (n_resamples, n_units)`` times each unit is drawn in each resample.
+    """
+
+    counts: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.counts is None or np.ndim(self.counts) != 2 or len(self.counts) != self.n_resamples:
+            raise OPEInputError(f"counts must be an (n_resamples={self.n_resamples}, n_units) array of draws; "
+                                "make them with Bootstrap.shared(n_units, rng).")
+
+    def _count_chunks(self, n_units: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+        drawn = self.counts.shape[1]
+        if n_units != drawn:
+            raise OPEInputError(f"these resamples were drawn for {drawn} units but the data have {n_units}: "
+                                "draw them with Bootstrap.shared(n_units, rng) for the data at hand.")
+        for start in range(0, self.n_resamples, self.chunk):
+            yield self.counts[start:start + self.chunk].astype(np.float64)
+
+
+def unit_sums(terms: np.ndarray, cluster: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(sums (u, k), sizes (u,))``: ``terms (n, k)`` summed per unit and rows per unit.
+
+    A unit is a row (``cluster`` None) or the rows sharing a ``cluster (n,)`` value, in sorted value order.
+    """
+    if cluster is None:
+        return terms, np.ones(len(terms))
+    _, idx = np.unique(cluster, return_inverse=True)
+    idx = idx.ravel()
+    sums = np.stack([np.bincount(idx, weights=terms[:, j]) for j in range(terms.shape[1])], axis=1)
+    return sums, np.bincount(idx).astype(np.float64)
 
 
 def summarise(name: str, terms: np.ndarray, combine: Combine, weights: np.ndarray | None,
