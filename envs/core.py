@@ -51,6 +51,17 @@ def row_numbers(b: int) -> np.ndarray:
     return out
 
 
+def row_offsets(b: int, width: int) -> np.ndarray:
+    """``int64 (b, 1)`` ``0, width, .., (b-1) * width`` (cached, read-only): add ``(B, N)`` column numbers to
+    get flat indices into a ``(B, width)`` array (``arr.take(row_offsets(B, W) + cols)`` = ``arr[rows, cols]``,
+    one cheap call where a two-array fancy index costs several times more on small arrays)."""
+    out = _INDEX_CACHE.get(("offsets", b, width))
+    if out is None:
+        out = _INDEX_CACHE[("offsets", b, width)] = np.arange(b)[:, None] * width
+        out.flags.writeable = False
+    return out
+
+
 def _slots(n: int) -> np.ndarray:
     """``int64 (n,)`` ``0 .. n-1`` (cached, read-only)."""
     out = _INDEX_CACHE.get(("slots", n))
@@ -111,35 +122,46 @@ def session_features(layout: FeatureLayout, n_queries: np.ndarray, totals: np.nd
     return out
 
 
-def slate_positions(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+def slate_positions(scores: np.ndarray, valid: np.ndarray | None, n: int) -> np.ndarray:
     """``int64 (B, N)`` candidate positions shown in slots ``0 .. N-1``: valid candidates by descending score
-    (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)``; ``valid``: ``bool (B, K)``."""
+    (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)``; ``valid``: ``bool (B, K)``,
+    or ``None`` when every candidate is valid (then every slot is filled)."""
     if scores.dtype.kind != "f":  # negating an unsigned or int array could wrap; float negation is exact
         scores = scores.astype(np.float64)
+    if valid is None:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :n]
     order = np.argsort(np.where(valid, -scores, np.inf), axis=1, kind="stable")[:, :n]
     # invalid candidates sort last, so slot j is filled iff j < the number of valid candidates
     return np.where(_slots(order.shape[1]) < valid.sum(axis=1, keepdims=True), order, -1)
 
 
-def ndcg(utility: np.ndarray, valid: np.ndarray, positions: np.ndarray, discounts: np.ndarray) -> np.ndarray:
+def ndcg(utility: np.ndarray, valid: np.ndarray | None, positions: np.ndarray, discounts: np.ndarray,
+         shown: np.ndarray | None = None) -> np.ndarray:
     """NDCG@N of each slate against the shopper's true utilities of the ``K`` candidates.
 
     Gains are utilities shifted to be non-negative over the valid candidates (``u - min u``); a slate of
     sessions without any positive gain scores 1.
 
     Args:
-        utility: ``float (B, K)``; valid: ``bool (B, K)``.
+        utility: ``float (B, K)``; valid: ``bool (B, K)``, or ``None`` when every candidate is valid.
         positions: ``int64 (B, N)`` candidate positions per slot, ``-1`` = empty.
         discounts: ``float (N,)`` ``1 / log2(rank + 1)``.
+        shown: ``bool (B, N)`` ``positions >= 0``, or ``None`` when every slot is filled.
 
     Returns:
         ``float64 (B,)``.
     """
-    low = np.where(valid, utility, np.inf).min(axis=1, keepdims=True)
-    gains = np.where(valid, utility - low, 0.0)  # no valid candidate: low = inf, every gain 0
-    shown = positions >= 0  # position -1 reads the last candidate's gain; masked here
-    dcg = np.where(shown, gains[row_numbers(len(gains)), positions], 0.0) @ discounts
-    n = min(len(discounts), gains.shape[1])
+    b, k = utility.shape
+    if valid is None:
+        gains = utility - utility.min(axis=1, keepdims=True)
+    else:
+        low = np.where(valid, utility, np.inf).min(axis=1, keepdims=True)
+        gains = np.where(valid, utility - low, 0.0)  # no valid candidate: low = inf, every gain 0
+    picked = gains.take(row_offsets(b, k) + positions)
+    if shown is not None:  # position -1 read another candidate's gain; masked here
+        picked = np.where(shown, picked, 0.0)
+    dcg = picked @ discounts
+    n = min(len(discounts), k)
     ideal = np.sort(gains, axis=1)[:, : -n - 1: -1].copy() @ discounts[:n]  # contiguous: the same sum as ever
     ok = ideal > 0
     return np.divide(dcg, ideal, out=np.ones_like(dcg), where=ok)
@@ -149,6 +171,11 @@ def push_history(history: np.ndarray, clicked_ids: np.ndarray) -> np.ndarray:
     """``int64 (B, H)`` the newest ``H`` of ``history (B, H)`` then ``clicked_ids (B, N)`` (-1 = none, slate
     order), left-aligned, oldest first."""
     h = history.shape[1]
+    if len(history) == 1:  # one session: the same rule on Python ints (a tenth of the array calls' cost)
+        kept = [i for i in history[0].tolist() + clicked_ids[0].tolist() if i >= 0][-h:]
+        out = np.full_like(history, -1)
+        out[0, : len(kept)] = kept
+        return out
     both = np.concatenate([history, clicked_ids], axis=1)
     ok = both >= 0
     rank = np.cumsum(ok, axis=1)  # 1-based rank of each valid entry
@@ -182,6 +209,8 @@ class QueryTable:
         query_obs: ``float32 (R, D)`` query observation.
         cand: ``float32 (R, K, F + 4)`` candidate blocks (:func:`candidate_features`).
         texts: ``list[str]`` texts of the shared rows (row ``n_private + i`` is ``texts[i]``).
+        full: Every row written so far has ``K`` valid candidates (then no candidate mask is needed: the
+            built-in catalog's case, where every query returns ``K`` results).
     """
 
     def __init__(self, world: Any, layout: FeatureLayout, n_candidates: int, n_private: int) -> None:
@@ -191,6 +220,7 @@ class QueryTable:
         self.texts: list[str] = []
         self._row: dict[str, int] = {}
         self._size = n_private
+        self.full = True
         self._alloc(max(n_private + 16, 1))
 
     def _alloc(self, capacity: int) -> None:
@@ -209,8 +239,10 @@ class QueryTable:
 
     def _write(self, rows: np.ndarray, ids: np.ndarray, scores: np.ndarray, qobs: np.ndarray) -> None:
         self.ids[rows], self.scores[rows], self.query_obs[rows] = ids, scores, qobs
-        self.valid[rows] = ids >= 0
-        self.mask[rows] = ids >= 0
+        valid = ids >= 0
+        self.valid[rows] = valid
+        self.mask[rows] = valid
+        self.full = self.full and bool(valid.all())
         self.cand[rows] = candidate_features(self.layout, self.world.fused, self._price_z, self._has_photo, ids, scores)
 
     def rows(self, texts: list[str]) -> np.ndarray:
@@ -436,10 +468,14 @@ class EnvCore:
         q = s.query if whole else s.query[idx]
         if not whole:
             positions = positions[idx]
-        shown = positions >= 0  # position -1 (empty slot) reads the last candidate below; masked
-        slate = np.where(shown, self.table.ids[q[:, None], positions], -1)
+        shown = positions >= 0
+        filled = bool(shown.all())  # every slot shows a product: no empty slot to mask below
+        # an empty slot (-1) reads another candidate here; masked
+        slate = self.table.ids.take(q[:, None] * self.table.k + positions)
+        if not filled:
+            slate = np.where(shown, slate, -1)
         resp = sim.respond(state, q, positions, slate, rng)
-        prices = self._prices[slate]  # slate -1: the last product's price, times no purchase
+        prices = self._prices.take(slate)  # slate -1: the last product's price, times no purchase
         parts = spec.parts(resp.clicks, resp.purchases, prices)
         if spec.expected:
             click_prob, purchase_prob = sim.expected(state, q, positions, slate)
@@ -449,18 +485,22 @@ class EnvCore:
             position_rewards = spec.position_rewards(resp.clicks, resp.purchases, prices)
             reward = spec.total(parts)
         utility = resp.utility if resp.utility is not None else sim.utilities(state, q, self.table.ids[q])
-        scores = np.full(len(q), np.nan) if utility is None else ndcg(utility, self.table.valid[q], positions,
-                                                                       self.discounts)
+        if utility is None:
+            scores = np.full(len(q), np.nan)
+        elif filled and self.table.full:
+            scores = ndcg(utility, None, positions, self.discounts)
+        else:
+            scores = ndcg(utility, self.table.valid[q], positions, self.discounts, None if filled else shown)
         left = sim.transition(state, q, positions, slate, resp, rng) | resp.abandoned
-        n_clicks = resp.clicks.sum(axis=1)
-        ctr = n_clicks / np.maximum(shown.sum(axis=1), 1)
+        n_clicks = parts[:, 0]  # the clicks' count (exact in float64)
+        ctr = n_clicks / (positions.shape[1] if filled else np.maximum(shown.sum(axis=1), 1))
         result = SlateResult(slate=slate, positions=positions, clicks=resp.clicks, purchases=resp.purchases,
                              dwell=resp.dwell, parts=parts, reward=reward, position_rewards=position_rewards,
                              ndcg=scores, left=left, responses=resp.raw)
         if whole:
             s.totals += parts
             s.last_ctr = ctr
-            if n_clicks.any():
+            if np.count_nonzero(n_clicks):
                 self._set_history(None, push_history(s.history, np.where(resp.clicks, slate, -1)))
             s.n_queries += 1
             return result

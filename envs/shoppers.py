@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import row_numbers
+from envs.core import row_offsets
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
 from simulators.protocols import Query
 from simulators.shopper import (DefaultShopper, ShopperState, attractiveness, combined_utility, profile_rows,
@@ -158,29 +158,37 @@ class DefaultShopperBatch:
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(attractiveness (B, N), p_buy (B, N), utility (B, K))``: each slot's product's probabilities (0 on
         empty slots) and every candidate's utility."""
-        cfg = self.config
+        cfg, k = self.config, self.table.k
         util, vis, price = self._terms(state, q)
-        shown = positions >= 0  # an empty slot (-1) reads the last candidate; masked at the end
-        pos, qs, r = positions, q[:, None], row_numbers(len(q))
+        shown = positions >= 0  # an empty slot (-1) reads another candidate; masked at the end
+        filled = bool(shown.all())
+        at_row = q[:, None] * k + positions  # flat index of each slot's candidate in the (R, K) tables
+        at_b = row_offsets(len(q), k) + positions  # ... and in the (B, K) arrays
         above = None
         if cfg.boredom > 0:
-            n = pos.shape[1]
+            n = positions.shape[1]
             if self._above.shape != (n, n):
                 self._above = np.tri(n, n, -1, dtype=bool)  # slot j is above slot i
-            dup = self.dup[qs[:, :, None], pos[:, :, None], pos[:, None, :]]
-            above = (dup & (self._above & shown[:, None, :])).sum(axis=2)
-        attract = attractiveness(cfg, util[r, pos], above)
+            dup = self.dup.take(at_row[:, :, None] * k + positions[:, None, :])
+            above = (dup & (self._above if filled else self._above & shown[:, None, :])).sum(axis=2)
+        attract = attractiveness(cfg, util.take(at_b), above)
         over = None
         if cfg.buy_over_budget > 0:
-            over = np.maximum(0.0, self.log_over_ref[qs, pos] - state.willingness_to_pay[:, None])
-        p_buy = purchase_probability(cfg, self.rel[qs, pos], vis[r, pos], price[r, pos], over)
+            over = np.maximum(0.0, self.log_over_ref.take(at_row) - state.willingness_to_pay[:, None])
+        p_buy = purchase_probability(cfg, self.rel.take(at_row), vis.take(at_b), price.take(at_b), over)
+        if filled:
+            return attract, p_buy, util
         return np.where(shown, attract, 0.0), np.where(shown, p_buy, 0.0), util
+
+    def _valid_only(self, q: np.ndarray, util: np.ndarray) -> np.ndarray:
+        """``util (B, K)`` with 0 on padded candidates."""
+        return util if self.table.full else np.where(self.table.valid[q], util, 0.0)
 
     def respond(self, state, q, positions, slate, rng) -> BatchResponse:
         attract, p_buy, util = self._slot_probabilities(state, q, positions)
         clicks, purchases, dwell = sample_response(self.click_model, attract, p_buy, rng)
         return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool),
-                             utility=np.where(self.table.valid[q], util, 0.0))
+                             utility=self._valid_only(q, util))
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
         attract, p_buy, _ = self._slot_probabilities(state, q, positions)
@@ -188,12 +196,14 @@ class DefaultShopperBatch:
         return click, click * p_buy
 
     def utilities(self, state: ShopperArrays, q: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        return np.where(self.table.valid[q], self._terms(state, q)[0], 0.0)
+        return self._valid_only(q, self._terms(state, q)[0])
 
     def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
-        shown, pos, qs = positions >= 0, positions, q[:, None]  # -1 reads the last candidate; masked by shown
+        shown = positions >= 0  # -1 reads another candidate; masked by shown
+        at_row = q[:, None] * self.table.k + positions
         state.taste, state.patience, left = session_update(
-            self.config, state.taste, state.patience, self.rel[qs, pos], self.visual[qs, pos], shown,
+            self.config, state.taste, state.patience, self.rel.take(at_row),
+            self.visual.reshape(-1, self.visual_dim).take(at_row, axis=0), shown if not shown.all() else None,
             response.clicks, response.purchases, rng)
         state.intent = np.where(response.purchases.any(axis=1), -1, state.intent)
         return left

@@ -290,7 +290,7 @@ def sample_response(click_model: ClickModel, attract: np.ndarray, p_buy: np.ndar
 
 
 def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, rel: np.ndarray,
-                   visual: np.ndarray, shown: np.ndarray, clicks: np.ndarray, purchases: np.ndarray,
+                   visual: np.ndarray, shown: np.ndarray | None, clicks: np.ndarray, purchases: np.ndarray,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drift, fatigue, satisfaction and patience of ``B`` shoppers after one slate each.
 
@@ -298,25 +298,32 @@ def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, 
         cfg: Population parameters.
         taste: ``float32 (B, V)``; patience: ``float64 (B,)``.
         rel: ``float (B, N)`` intent match of each slot's product; visual: ``float32 (B, N, V)`` its visual traits.
-        shown: ``bool (B, N)`` non-empty slots; clicks, purchases: ``bool (B, N)``.
+        shown: ``bool (B, N)`` non-empty slots, or ``None`` when every slot shows a product; clicks,
+            purchases: ``bool (B, N)``.
         rng: Generator; one uniform per shopper who bought and still has patience (leave or stay).
 
     Returns:
         ``(taste float32 (B, V), patience float64 (B,), left bool (B,))`` (see :meth:`DefaultShopper.transition`).
     """
-    clicks = clicks & shown
+    if shown is not None:
+        clicks = clicks & shown
     n_click = clicks.sum(axis=1)
-    if cfg.drift > 0 and n_click.any():
+    if cfg.drift > 0 and np.count_nonzero(n_click):
         look = (visual * clicks[:, :, None]).sum(axis=1) / np.maximum(n_click, 1).astype(np.float32)[:, None]
-        taste = np.where((n_click > 0)[:, None], drifted_taste(cfg, taste, look), taste)
-    n_shown = shown.sum(axis=1)
-    irrelevant = ((rel < 0.5) & shown).sum(axis=1) / np.maximum(n_shown, 1)
-    irrelevant = np.where(n_shown > 0, irrelevant, 1.0)
+        drifted = drifted_taste(cfg, taste, look)
+        taste = drifted if len(n_click) == 1 else np.where((n_click > 0)[:, None], drifted, taste)
+    if shown is None:
+        irrelevant = (rel < 0.5).sum(axis=1) / rel.shape[1]
+    else:
+        n_shown = shown.sum(axis=1)
+        irrelevant = ((rel < 0.5) & shown).sum(axis=1) / np.maximum(n_shown, 1)
+        irrelevant = np.where(n_shown > 0, irrelevant, 1.0)
     patience = patience_after(cfg, patience, irrelevant, n_click == 0)
     left = patience <= 0
     ask = purchases.any(axis=1) & ~left
-    if ask.any():
-        left[ask] = rng.random(int(ask.sum())) >= cfg.p_continue_after_purchase
+    n_ask = np.count_nonzero(ask)
+    if n_ask:
+        left[ask] = rng.random(n_ask) >= cfg.p_continue_after_purchase
     return taste, patience, left
 
 
