@@ -79,6 +79,9 @@ def episode_end(left, n_queries, max_queries: int):
     query is the whole task, nothing follows it, so there is nothing to bootstrap). ``truncated``: the
     query budget of a multi-query session ran out while the shopper was still there.
     """
+    if isinstance(left, bool):  # one session (Python scalars): the same rule without array calls
+        terminated = left or max_queries == 1
+        return terminated, not terminated and int(n_queries) >= max_queries
     terminated = np.logical_or(left, max_queries == 1)
     truncated = np.logical_and(~terminated, np.asarray(n_queries) >= max_queries)
     return terminated, truncated
@@ -450,6 +453,12 @@ class EnvCore:
     def valid(self) -> np.ndarray:
         """``bool (B, K)`` real (non-padded) current candidates."""
         return self.table.valid[self.sessions.query]
+
+    @property
+    def valid_mask(self) -> np.ndarray | None:
+        """:attr:`valid`, or ``None`` when every candidate of every query is real (what
+        :func:`slate_positions` takes: no mask to apply then)."""
+        return None if self.table.full else self.table.valid[self.sessions.query]
 
     # -- one slate per session --------------------------------------------------------------------------
     def show(self, positions: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None = None) -> SlateResult:

@@ -77,11 +77,10 @@ class SlateOutcome:
 
     @classmethod
     def of(cls, result: SlateResult) -> "SlateOutcome":
-        parts = result.parts[0]
-        return cls(reward=float(result.reward[0]),
-                   parts={"clicks": float(parts[0]), "purchases": float(parts[1]), "revenue": float(parts[2])},
+        clicks, purchases, revenue = result.parts[0].tolist()
+        return cls(reward=result.reward.item(0), parts={"clicks": clicks, "purchases": purchases, "revenue": revenue},
                    clicks=result.clicks[0], purchases=result.purchases[0], slate=result.slate[0],
-                   left=bool(result.left[0]), ndcg=float(result.ndcg[0]), position_rewards=result.position_rewards[0],
+                   left=bool(result.left.item(0)), ndcg=result.ndcg.item(0), position_rewards=result.position_rewards[0],
                    response=result.responses[0] if result.responses else None)
 
 

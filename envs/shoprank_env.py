@@ -114,7 +114,7 @@ class ShopRankEnv(gym.Env):
             raise ValueError(f"action must have shape ({k},), got {scores.shape}.")
         if not np.all(np.isfinite(scores)):
             raise ValueError("action contains NaN or infinite scores.")
-        positions = slate_positions(scores[None, :], self.core.core.valid, self.config.slate_size)[0]
+        positions = slate_positions(scores[None, :], self.core.core.valid_mask, self.config.slate_size)[0]
         return np.where(positions >= 0, self.core.candidates[np.maximum(positions, 0)], -1)
 
     def _positions(self, scores: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ class ShopRankEnv(gym.Env):
             self.slate_from_scores(scores)  # raises the matching error
         if not np.isfinite(scores).all():
             raise ValueError("action contains NaN or infinite scores.")
-        return slate_positions(scores[None, :], self.core.core.valid, self.config.slate_size)[0]
+        return slate_positions(scores[None, :], self.core.core.valid_mask, self.config.slate_size)[0]
 
     def step(self, action: np.ndarray):
         if not self.core.started:
@@ -134,11 +134,11 @@ class ShopRankEnv(gym.Env):
             raise RuntimeError("the episode has ended (terminated or truncated); call reset() before step().")
         positions = self._positions(action)
         outcome = self.core.show(positions, self.np_random)
-        terminated, truncated = map(bool, episode_end(outcome.left, self.core.n_queries, self.config.max_queries))
+        terminated, truncated = episode_end(outcome.left, self.core.n_queries, self.config.max_queries)
         self._ended = terminated or truncated
         query = self.core.query_text
-        info = {**outcome.parts, "clicked_positions": np.flatnonzero(outcome.clicks),
-                "purchased_positions": np.flatnonzero(outcome.purchases),
+        info = {**outcome.parts, "clicked_positions": outcome.clicks.nonzero()[0],
+                "purchased_positions": outcome.purchases.nonzero()[0],
                 "shown_ids": outcome.slate, "ndcg": outcome.ndcg, "left": outcome.left,
                 "position_rewards": outcome.position_rewards, "query": query}
         self._last = {"query": query, "outcome": outcome, "positions": positions,
