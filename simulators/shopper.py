@@ -235,8 +235,10 @@ def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Ge
         mean 1), ``profile_noise float32 (n, V + 1)``, ``willingness_to_pay float64 (n,)``. With ``n = 1``
         the draws equal those of one :meth:`DefaultShopper.reset` (same generator calls, same order).
     """
+    # one shopper: the scalar draw is the same number as the size-1 draw, at a fraction of its cost
+    segment = np.array([rng.integers(len(SEGMENTS))]) if n == 1 else rng.integers(len(SEGMENTS), size=n)
     return {
-        "segment": rng.integers(len(SEGMENTS), size=n),
+        "segment": segment,
         "taste": rng.normal(size=(n, visual_dim)).astype(np.float32),
         "price_sensitivity": rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE, size=n),
         "profile_noise": (cfg.profile_noise * rng.normal(size=(n, visual_dim + 1))).astype(np.float32),
@@ -267,6 +269,9 @@ def segment_bank_table(bank_by_segment: list[np.ndarray]) -> tuple[np.ndarray, n
 def sample_bank_rows(table: np.ndarray, counts: np.ndarray, segment: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
     """``int64 (n,)`` query-bank rows drawn uniformly among those fitting each shopper's ``segment (n,)``."""
+    if len(segment) == 1:  # one shopper: the scalar draw is the same number at a fraction of the array draw's cost
+        row = int(segment[0])
+        return table[row:row + 1, rng.integers(counts[row])]
     return table[segment, rng.integers(counts[segment])]
 
 
