@@ -231,8 +231,16 @@ class AlgoSpec:
 def _warm_start_scores(model, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig, seed: int,
                        progress: bool) -> list[float]:
     """PPO / MaskablePPO: fit the policy's candidate scores to ``config.pretrain_target``."""
+    return fit_policy_scores(model.policy, env, env_config, config, pretrain, seed, progress)
+
+
+def fit_policy_scores(policy, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig, seed: int,
+                      progress: bool) -> list[float]:
+    """Fit an SB3 candidate-score policy's scores (``policy.pi_features_extractor``) to ``config.pretrain_target``
+    on ``config.pretrain_sessions`` sessions logged in ``env``: PPO's warm start, for SB3's model and for the
+    policy inside the RLlib module alike (:func:`experiments.rllib_backend.train_rllib`). Returns the loss per epoch."""
     observations, shown, outcomes = collect_click_logs(env, config.pretrain_sessions, seed, config.pretrain_target)
-    extractor = model.policy.pi_features_extractor
+    extractor = policy.pi_features_extractor
     if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate
         m, k = observations["mask"].shape
         observations["placed"] = np.zeros((m, k), dtype=np.float32)
@@ -368,9 +376,13 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
     """Fit the policy to ``config.pretrain_sessions`` logged sessions of ``env_id`` before RL (see
     :mod:`agents.pretrain`); what is fitted is the algorithm's ``AlgoSpec.warm_start``. Returns the loss per epoch."""
     env = make_env(env_config, sequential=False, env_id=env_id)
-    pretrain = PretrainConfig(sessions=config.pretrain_sessions, target=config.pretrain_target,
-                              epochs=config.pretrain_epochs)
-    return algo_spec(name).warm_start(model, env, env_config, config, pretrain, seed, progress)
+    return algo_spec(name).warm_start(model, env, env_config, config, pretrain_config(config), seed, progress)
+
+
+def pretrain_config(config: AgentConfig) -> PretrainConfig:
+    """The warm start's settings in ``config`` (``pretrain_sessions``, ``pretrain_target``, ``pretrain_epochs``)."""
+    return PretrainConfig(sessions=config.pretrain_sessions, target=config.pretrain_target,
+                          epochs=config.pretrain_epochs)
 
 
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,

@@ -27,8 +27,12 @@ policy's with a ``policy.`` prefix (:func:`sb3_state_dict`, :func:`load_sb3_stat
 ``ppo``, tensors only) that ``shoprank evaluate --checkpoint`` and :func:`agents.checkpoint.load_agent` read
 under the data-only checkpoint rules, never unpickling anything of RLlib's.
 
-Not (yet) carried over: per-slot credit (``AgentConfig.slot_credit``, :mod:`agents.slate_ppo`) needs per-slot
-advantages in RLlib's learner pipeline; the module refuses a config that asks for it.
+Per-slot credit (``AgentConfig.slot_credit``, :mod:`agents.slate_ppo`) is the learner's part:
+:class:`agents.rllib_learner.ShopRankPPOLearner` (the learner class of
+:func:`experiments.rllib_backend.ppo_config`) computes
+the per-slot advantages in RLlib's learner connector pipeline and the per-slot PPO loss from
+:meth:`PlackettLuceActionDist.slot_logp`. Return credit (``ShopRank-v1``) is not carried over; the module
+refuses a config that asks for it.
 """
 
 from __future__ import annotations
@@ -92,7 +96,11 @@ class PlackettLuceActionDist(Distribution):
 
     def logp(self, value: torch.Tensor, **kwargs) -> torch.Tensor:
         """``float (B,)`` log-probability of the shown top ``N`` of each rank-encoded action."""
-        return self.dist.log_prob(value)
+        return self.dist.slot_log_probs(value).sum(dim=1)
+
+    def slot_logp(self, value: torch.Tensor) -> torch.Tensor:
+        """``float (B, N)`` the per-slot terms of :meth:`logp` (per-slot credit, :mod:`agents.rllib_learner`)."""
+        return self.dist.slot_log_probs(value)
 
     def entropy(self, **kwargs) -> torch.Tensor:
         """``float (B,)`` per-slot conditional entropies along the greedy order (see :mod:`agents.distributions`)."""
@@ -127,9 +135,9 @@ def check_config(config: AgentConfig) -> None:
     """Raise :class:`~encoders.errors.ConfigError` for what the RLlib module does not support."""
     if config.slate_policy != "plackett_luce":
         raise ConfigError(f"the RLlib module supports slate_policy='plackett_luce', got {config.slate_policy!r}.")
-    if config.slot_credit:
-        raise ConfigError("the RLlib module does not implement per-slot credit (AgentConfig.slot_credit=True): "
-                          "train it with slot_credit=False.")
+    if config.return_credit:
+        raise ConfigError("the RLlib module does not implement return credit (AgentConfig.return_credit=True, "
+                          "ShopRank-v1): train it with return_credit=False.")
 
 
 def build_sb3_policy(observation_space, action_space, config: AgentConfig, slate_size: int,
@@ -154,6 +162,7 @@ class ShopRankRLModule(TorchRLModule, ValueFunctionAPI):
 
     def setup(self) -> None:
         config = agent_config_from_dict(self.model_config["agent_config"])
+        self.agent_config = config
         torch.set_num_threads(config.torch_threads)
         self.slate_size = int(self.model_config["slate_size"])
         self.policy = build_sb3_policy(self.observation_space, self.action_space, config, self.slate_size,

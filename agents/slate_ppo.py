@@ -48,6 +48,52 @@ from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 
 
+def slot_rewards_row(info: dict[str, Any], n_slots: int) -> np.ndarray:
+    """``float32 (N,)`` what each slot of one step earned: ``info["position_rewards"]``, cut or zero-padded to
+    ``n_slots``.
+
+    Raises:
+        KeyError: ``info`` has no ``position_rewards``.
+    """
+    if "position_rewards" not in info:
+        raise KeyError("per-slot credit needs info['position_rewards'] on every step (ShopRank-v0 and "
+                       "its vector env provide it).")
+    shares = np.asarray(info["position_rewards"], dtype=np.float32)[:n_slots]
+    row = np.zeros(n_slots, dtype=np.float32)
+    row[: len(shares)] = shares
+    return row
+
+
+def slot_advantages(slot_rewards: np.ndarray, advantages: np.ndarray, values: np.ndarray,
+                    slot_discount: float) -> np.ndarray:
+    """Per-slot advantages ``A_{t,n}`` of one rollout (the module docstring's formula), the one definition that
+    SB3 (:class:`SlotCreditRolloutBuffer`) and RLlib (:mod:`agents.rllib_learner`) share.
+
+    Args:
+        slot_rewards: ``float (M, N)`` each step's per-slot rewards ``r_{t,n}`` (``M`` steps of the rollout, in
+            any order: every statistic is a mean over the rollout).
+        advantages: ``float (M,)`` each step's GAE advantage ``A_t`` (not normalised).
+        values: ``float (M,)`` the critic's ``V(s_t)`` the GAE used.
+        slot_discount: ``g``, weight of the slots below a decision.
+
+    Returns:
+        ``float32 (M, N)``: ``G_{t,n} + F_t - c_n V(s_t)`` minus its mean over the rollout, per slot.
+    """
+    r = np.asarray(slot_rewards, dtype=np.float32)
+    to_go = np.zeros_like(r)                                                # G_{t,n}
+    running = np.zeros(r.shape[0], dtype=np.float32)
+    for n in reversed(range(r.shape[1])):
+        running = r[:, n] + slot_discount * running
+        to_go[:, n] = running
+    values = np.asarray(values, dtype=np.float32)[:, None]
+    total = r.sum(axis=1, keepdims=True)                                    # R_t
+    future = np.asarray(advantages, dtype=np.float32)[:, None] + values - total   # F_t
+    share = (to_go + future).mean(axis=0) / max(float((total + future).mean()), 1e-8)   # c_n
+    slot_adv = to_go + future - share[None, :] * values
+    slot_adv -= slot_adv.mean(axis=0, keepdims=True)                        # a constant baseline per slot
+    return slot_adv.astype(np.float32)
+
+
 class SlotCreditRolloutBuffer(DictRolloutBuffer):
     """``DictRolloutBuffer`` with per-slot log-probabilities, rewards and advantages.
 
@@ -73,12 +119,7 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
     def record_slot_rewards(self, infos: list[dict[str, Any]]) -> None:
         """Store each env's ``info["position_rewards"]`` for the step about to be added (``self.pos``)."""
         for env_index, info in enumerate(infos):
-            if "position_rewards" not in info:
-                raise KeyError("per-slot credit needs info['position_rewards'] on every step (ShopRank-v0 and "
-                               "its vector env provide it).")
-            shares = np.asarray(info["position_rewards"], dtype=np.float32)[: self.n_slots]
-            self.slot_rewards[self.pos, env_index, :] = 0.0
-            self.slot_rewards[self.pos, env_index, : len(shares)] = shares
+            self.slot_rewards[self.pos, env_index, :] = slot_rewards_row(info, self.n_slots)
             if self.return_credit:
                 self._credit_returns(env_index, info.get("returned_slots"))
 
@@ -101,19 +142,9 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         self.rewards += self.reward_shift
         self.reward_shift[:] = 0.0
         super().compute_returns_and_advantage(last_values, dones)
-        r = self.slot_rewards                                               # (T, E, N)
-        n_slots = r.shape[2]
-        to_go = np.zeros_like(r)                                            # G_{t,n}
-        running = np.zeros(r.shape[:2], dtype=np.float32)
-        for n in reversed(range(n_slots)):
-            running = r[:, :, n] + self.slot_discount * running
-            to_go[:, :, n] = running
-        values = self.values[:, :, None]
-        future = self.advantages[:, :, None] + values - r.sum(axis=2, keepdims=True)   # F_t
-        share = (to_go + future).mean(axis=(0, 1)) / max(float((r.sum(axis=2, keepdims=True) + future).mean()), 1e-8)
-        advantages = to_go + future - share[None, None, :] * values
-        advantages -= advantages.mean(axis=(0, 1), keepdims=True)           # a constant baseline per slot
-        self.slot_advantages = advantages.astype(np.float32)
+        t, e, n = self.slot_rewards.shape
+        self.slot_advantages = slot_advantages(self.slot_rewards.reshape(t * e, n), self.advantages.reshape(-1),
+                                               self.values.reshape(-1), self.slot_discount).reshape(t, e, n)
 
     def get(self, batch_size: int | None = None):
         if not self.generator_ready:

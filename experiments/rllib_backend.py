@@ -52,9 +52,9 @@ from envs.config import EnvConfig, config_from_dict, config_to_dict
 ENV_NAME = "ShopRank-rllib-v0"
 """Name under which :func:`make_rllib_env` is registered with ``ray.tune.registry.register_env``."""
 
-RLLIB_AGENT = replace(AGENT_PRESETS["ppo_scratch"].config, slot_credit=False)
-"""The agent RLlib trains by default: ``ppo_scratch``'s network and PPO settings, without per-slot credit
-(which the RLlib module does not implement)."""
+RLLIB_AGENT = AGENT_PRESETS["ppo_scratch"].config
+"""The agent RLlib trains by default: ``ppo_scratch``'s (its slim network, Plackett-Luce slates, per-slot credit
+with ``slot_discount=0``, learning rate, rollout of 2,048 steps, minibatch and 10 epochs)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,7 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
     _import_ray()
     from ray.rllib.algorithms.ppo import PPOConfig
 
+    from agents.rllib_learner import ShopRankPPOLearner
     from agents.rllib_module import module_spec
 
     agent = config.agent
@@ -171,7 +172,7 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=config.num_envs_per_env_runner,
                      gym_env_vectorize_mode=config.vectorize_mode,
                      num_cpus_per_env_runner=config.num_cpus_per_env_runner)
-        .learners(num_learners=config.num_learners)
+        .learners(num_learners=config.num_learners, learner_class=ShopRankPPOLearner)
         .training(train_batch_size_per_learner=config.batch_size, minibatch_size=agent.batch_size,
                   num_epochs=agent.n_epochs, lr=agent.learning_rate, gamma=agent.gamma, lambda_=agent.gae_lambda,
                   clip_param=agent.clip_range, entropy_coeff=agent.ent_coef, use_kl_loss=False,
@@ -230,18 +231,45 @@ def module_weights(algo) -> dict:
 def load_initial_weights(algo, checkpoint: Path) -> None:
     """Start from a ShopRank PPO checkpoint (e.g. SB3-trained): its ``policy.pt`` (tensors only) goes into the
     learner's module, then to every env runner."""
+    from agents.checkpoint import read_weights
+
+    set_policy_weights(algo, read_weights(Path(checkpoint) / "policy.pt"), str(checkpoint))
+
+
+def set_policy_weights(algo, state: dict, source: str) -> None:
+    """Put SB3 policy weights (``{name: tensor}``, no prefix) into the learner's module and every env runner;
+    ``source`` names them in the error when they do not fit the module."""
     from ray.rllib.core import DEFAULT_MODULE_ID
 
-    from agents.checkpoint import read_weights
     from agents.rllib_module import PREFIX
 
-    state = {PREFIX + k: v.numpy() for k, v in read_weights(Path(checkpoint) / "policy.pt").items()}
+    state = {PREFIX + k: v.detach().cpu().numpy() for k, v in state.items()}
     current = module_weights(algo)
     if set(state) != set(current) or any(state[k].shape != tuple(current[k].shape) for k in state):
-        raise ConfigError(f"{checkpoint} does not fit the RLlib module built from this agent config "
+        raise ConfigError(f"{source} does not fit the RLlib module built from this agent config "
                           f"(keys or shapes differ); fine-tune with the agent config it was trained with.")
     algo.learner_group.set_weights({DEFAULT_MODULE_ID: state})
     algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
+
+
+def warm_started_policy(env_config: EnvConfig, config: RllibConfig, progress: bool = False):
+    """The module's network, initialised as the RLlib module is (``config.seed``) and warm-started exactly as SB3's
+    ``ppo`` is (:func:`agents.factory.fit_policy_scores` on ``agent.pretrain_sessions`` sessions logged on the
+    driver, the same seed streams). Returns ``(policy, losses per epoch)``."""
+    import torch
+
+    from agents.factory import fit_policy_scores, make_env, pretrain_config
+    from agents.rllib_module import build_sb3_policy
+
+    agent = config.agent
+    torch.set_num_threads(agent.torch_threads)  # as SB3's build_agent does
+    env = make_env(env_config, sequential=False)
+    try:
+        policy = build_sb3_policy(env.observation_space, env.action_space, agent, env_config.slate_size, config.seed)
+        losses = fit_policy_scores(policy, env, env_config, agent, pretrain_config(agent), config.seed, progress)
+    finally:
+        env.close()
+    return policy, losses
 
 
 def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int = 1, iterations: int = 1,
@@ -249,6 +277,9 @@ def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int
                 config: RllibConfig = RllibConfig(), checkpoint: bool = True, rllib_checkpoint: bool = False,
                 init_checkpoint: str | Path | None = None, log=print, on_iteration: Callable | None = None) -> dict:
     """Train ShopRank's PPO agent with RLlib on ``ShopRank-v0`` over ``num_env_runners`` env runners.
+
+    With ``config.agent.pretrain_sessions > 0`` the module is warm-started before RL as SB3's ``ppo`` is
+    (:func:`warm_started_policy`, on the driver; the losses go to the summary's ``warm_start_losses``).
 
     Args:
         env_config: The environment (an :class:`EnvConfig` or its dict form); default ``EnvConfig()``.
@@ -281,12 +312,17 @@ def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int
         raise ConfigError(f"num_env_runners must be >= 0, got {num_env_runners}.")
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations}.")
+    if init_checkpoint is not None and config.agent.pretrain_sessions > 0:
+        raise ConfigError("init_checkpoint and agent.pretrain_sessions > 0 both set: start from the checkpoint or "
+                          "warm-start, not both.")
     ray = _import_ray()
     if isinstance(env_config, EnvConfig):
         env_dict = config_to_dict(env_config)
     else:
         env_dict = config_to_dict(config_from_dict(dict(env_config or {})))
     algo_config = ppo_config(env_dict, num_env_runners, config)
+    warm, warm_losses = (warm_started_policy(config_from_dict(env_dict), config)
+                         if config.agent.pretrain_sessions > 0 else (None, None))
     started = _start_ray(ray, address, num_cpus)
     run_path = Path(run_dir) if run_dir is not None else None
     history: list[dict] = []
@@ -298,6 +334,8 @@ def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int
         try:
             if init_checkpoint is not None:
                 load_initial_weights(algo, Path(init_checkpoint))
+            if warm is not None:
+                set_policy_weights(algo, warm.state_dict(), "the warm-started policy")
             nodes = env_runner_nodes(algo)
             for it in range(iterations):
                 t0 = time.perf_counter()
@@ -343,6 +381,7 @@ def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int
         "num_env_runners": num_env_runners,
         "env_runner_nodes": nodes,
         "rllib_config": asdict(config),
+        "warm_start_losses": warm_losses,
         "checkpoint": ckpt,
         "rllib_checkpoint": rllib_ckpt,
         "ray_version": ray.__version__,

@@ -127,8 +127,6 @@ def train_on_rllib(config: TrainConfig, run_dir: Path, env_runners: int, address
 
     if config.algo != "ppo":
         raise ConfigError(f"--backend rllib trains PPO only, got algo {config.algo!r}; use --algo ppo or --backend sb3.")
-    if config.agent.pretrain_sessions > 0:
-        raise ConfigError("--backend rllib does not warm-start (agent.pretrain_sessions must be 0).")
     rllib = RllibConfig(agent=config.agent, seed=config.seed)
     iterations = -(-config.total_timesteps // rllib.batch_size)
     if config.total_timesteps % rllib.batch_size:

@@ -4,7 +4,6 @@ the agents package without Ray, the install hint, and the exact configuration er
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import pytest
 
@@ -46,16 +45,19 @@ def test_rllib_config_errors():
     assert RllibConfig(train_batch_size=64).batch_size == 64
 
 
-def test_the_default_rllib_agent_is_ppo_scratch_without_slot_credit():
+def test_the_default_rllib_agent_is_ppo_scratch():
     from agents.factory import AGENT_PRESETS
 
-    assert RLLIB_AGENT == replace(AGENT_PRESETS["ppo_scratch"].config, slot_credit=False)
+    assert RLLIB_AGENT == AGENT_PRESETS["ppo_scratch"].config and RLLIB_AGENT.slot_credit
 
 
-def test_train_cli_refuses_a_warm_start_with_rllib(capsys, tmp_path):
-    from experiments import cli
+def test_a_warm_start_and_an_initial_checkpoint_are_refused_together(tmp_path):
+    from dataclasses import replace
 
-    code = cli.main(["train", "--backend", "rllib", "--steps", "64", "--set", "env.world.text_encoder=hashing",
-                     "--set", "agent.pretrain_sessions=10", "--no-progress", "--out", str(tmp_path)])
-    assert code == 2
-    assert "--backend rllib does not warm-start (agent.pretrain_sessions must be 0)." in capsys.readouterr().err
+    from experiments.rllib_backend import train_rllib
+
+    config = RllibConfig(agent=replace(RLLIB_AGENT, pretrain_sessions=10))
+    with pytest.raises(ConfigError) as info:
+        train_rllib(iterations=1, config=config, init_checkpoint=tmp_path)
+    assert str(info.value) == ("init_checkpoint and agent.pretrain_sessions > 0 both set: start from the checkpoint "
+                               "or warm-start, not both.")
