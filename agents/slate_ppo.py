@@ -36,6 +36,9 @@ How it plugs into SB3 without rewriting ``PPO.train``:
 * The policy's distribution returns per-slot log-probabilities (``PlackettLuceDistribution(per_slot=True)``).
 * :class:`SlotCreditPPO` overrides one hook, ``_update_info_buffer`` (called once per rollout step with
   the step's ``infos``), to hand ``position_rewards`` to the buffer.
+
+The maths lives in two pure functions, :func:`slot_rewards_row` and :func:`slot_advantages`, which RLlib's
+learner (:mod:`agents.rllib_learner`) calls too: one definition of per-slot credit for both frameworks.
 """
 
 from __future__ import annotations

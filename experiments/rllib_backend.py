@@ -151,8 +151,10 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
     """RLlib ``PPOConfig`` training :class:`~agents.rllib_module.ShopRankRLModule` on ``env_dict``'s env.
 
     SB3 PPO's choices carried over: minibatch ``agent.batch_size``, ``agent.n_epochs`` passes, value-loss
-    weight 0.5, gradient norm clipped at 0.5, no value clipping, no KL penalty; actions go to the env as the
-    module draws them (no normalising or clipping).
+    weight 0.5, gradient norm clipped at 0.5, no value clipping, no KL penalty, Adam with ``eps=1e-5``, and
+    per-slot credit when ``agent.slot_credit`` (the learner class
+    :class:`~agents.rllib_learner.ShopRankPPOLearner`); actions go to the env as the module draws them (no
+    normalising or clipping). Not carried over: ``agent.target_kl`` (SB3's early stop of the epochs).
     """
     _import_ray()
     from ray.rllib.algorithms.ppo import PPOConfig
