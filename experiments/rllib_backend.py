@@ -241,13 +241,14 @@ def load_initial_weights(algo, checkpoint: Path) -> None:
 def set_policy_weights(algo, state: dict, source: str) -> None:
     """Put SB3 policy weights (``{name: tensor}``, no prefix) into the learner's module and every env runner;
     ``source`` names them in the error when they do not fit the module."""
+    import numpy as np
     from ray.rllib.core import DEFAULT_MODULE_ID
 
     from agents.rllib_module import PREFIX
 
     state = {PREFIX + k: v.detach().cpu().numpy() for k, v in state.items()}
     current = module_weights(algo)
-    if set(state) != set(current) or any(state[k].shape != tuple(current[k].shape) for k in state):
+    if set(state) != set(current) or any(np.shape(state[k]) != np.shape(current[k]) for k in state):  # 0-d: floats
         raise ConfigError(f"{source} does not fit the RLlib module built from this agent config "
                           f"(keys or shapes differ); fine-tune with the agent config it was trained with.")
     algo.learner_group.set_weights({DEFAULT_MODULE_ID: state})
