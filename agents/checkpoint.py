@@ -32,6 +32,7 @@ import os
 import random
 import types
 import typing
+import warnings
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -354,7 +355,9 @@ def read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
             never run) or that is not a mapping of names to tensors.
     """
     try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol: the error below says what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, or a pickle that needs code (refused, never run)
         raise CheckpointError(f"{weights_path} is not a weights file written by save_agent "
                               f"({type(exc).__name__}; only plain tensors are loaded, never pickled code).") from None

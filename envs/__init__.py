@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from gymnasium.envs.registration import register, registry
 
 from envs.config import EnvConfig
@@ -49,6 +51,12 @@ def sequential_id(env_id: str) -> str:
 def static_config(**overrides) -> EnvConfig:
     """An :class:`EnvConfig` for one query per episode."""
     return EnvConfig(**{"max_queries": 1, **overrides})
+
+
+# ShopRank-v1 is a different env (the long-term relationship), not a newer ShopRank-v0: gymnasium's
+# "ShopRank-v0 is out of date, consider upgrading to v1" would mislead, so it is silenced for these ids only.
+warnings.filterwarnings("ignore", message=r".*The environment ShopRank(Seq)?-v0 is out of date",
+                        category=DeprecationWarning)
 
 
 def _register() -> None:
