@@ -7,6 +7,18 @@ Permuting the candidates permutes the scores the same way; the pooled value feat
 
 Output layout, ``float32 (B, K + value_dim)``: the first ``K`` entries are the candidate scores (masked
 candidates get :data:`MASKED_SCORE`), the rest are pooled features for the critic / value head.
+
+Two optional parts:
+
+* **Auxiliary heads** (``aux_heads=True``, multi-task learning): a second head on the same per-candidate
+  embeddings predicts each candidate's click and purchase logits, ``float32 (B, K, 2)``, kept as
+  :attr:`CandidateSetExtractor.last_aux` after every forward pass (the policy's output is unchanged). They
+  are trained on logged / rolled-out per-slot outcomes (:mod:`agents.aux_heads`) so that the shared
+  embeddings learn what predicts a click and a purchase, not only what the policy gradient reinforces.
+* **Sparse attribute features**: when the observation has an ``attributes`` block (``EnvConfig.attribute_buckets
+  > 0``: ``(K, A)`` hashed attribute ids, 0 = none; see :mod:`envs.attributes`), each candidate's ids are
+  embedded with ``torch.nn.EmbeddingBag`` (mean of its attribute vectors, id 0 left out) and added to the
+  candidate's first layer.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from envs.layout import FeatureLayout
 
 MASKED_SCORE = -1e4
 """Score given to padded (and, in the sequential env, already placed) candidates."""
+AUX_TARGETS = ("clicks", "purchases")
+"""What the auxiliary heads predict per candidate, in the order of the last axis of ``last_aux``."""
 
 
 class Attention(nn.Module):
@@ -69,10 +83,12 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
             the scores start as ``prior_weight * (column - 0.5)`` plus the learned head, so an untrained
             policy ranks like the retriever and learning adds corrections (``None`` disables it).
         prior_weight: Initial weight of that prior (learnable).
+        aux_heads: Add the click / purchase head (see the module docstring and :attr:`last_aux`).
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, hidden: int = 64, heads: int = 4, layers: int = 1,
-                 value_dim: int = 64, prior_feature: str | None = "retriever_rank", prior_weight: float = 2.0) -> None:
+                 value_dim: int = 64, prior_feature: str | None = "retriever_rank", prior_weight: float = 2.0,
+                 aux_heads: bool = False) -> None:
         spaces = observation_space.spaces
         k, f = spaces["candidates"].shape
         super().__init__(observation_space, features_dim=k + value_dim)
@@ -99,6 +115,20 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.score_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.value_head = nn.Sequential(nn.Linear(2 * hidden, value_dim), nn.ReLU())
+        self.aux_head = (nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, len(AUX_TARGETS)))
+                         if aux_heads else None)
+        self.aux_slot_bias = nn.Parameter(torch.zeros(len(AUX_TARGETS), k)) if aux_heads else None
+        """``float32 (2, K)`` click and purchase bias of each slot (position effect; slots ``0 .. N-1`` used)."""
+        self.last_aux: torch.Tensor | None = None
+        """``float32 (B, K, 2)`` click and purchase logits of every candidate from the latest forward pass
+        (``None`` without ``aux_heads``); read by the auxiliary losses of the same pass."""
+        self.attribute_bag = None
+        if "attributes" in spaces:  # hashed attribute ids (K, A), 0 = no attribute
+            n_buckets = int(spaces["attributes"].high.max()) + 1
+            self.attribute_bag = nn.EmbeddingBag(n_buckets, hidden, mode="mean", padding_idx=0)
+            nn.init.normal_(self.attribute_bag.weight, std=hidden ** -0.5)
+            with torch.no_grad():
+                self.attribute_bag.weight[0].zero_()
         layout = FeatureLayout.of_observation({key: np.zeros(space.shape) for key, space in spaces.items()})
         self.prior_column = layout.column(prior_feature) if prior_feature is not None else None
         self.prior_weight = nn.Parameter(torch.tensor(float(prior_weight)))
@@ -120,7 +150,11 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         context = torch.cat([obs[key].reshape(bsz, -1) for key in self.context_keys] + [h_pool], dim=1)
         context = self.context_mlp(context)                        # (B, D)
         own = torch.cat([cand, obs["placed"].unsqueeze(-1)], dim=-1) if self.has_placed else cand
-        x = self.candidate_mlp(self.candidate_in(own) + self.context_in(context).unsqueeze(1))  # (B, K, D)
+        first = self.candidate_in(own) + self.context_in(context).unsqueeze(1)                 # (B, K, D)
+        if self.attribute_bag is not None:
+            ids = obs["attributes"].long()                                                    # (B, K, A)
+            first = first + self.attribute_bag(ids.reshape(-1, ids.shape[-1])).view(bsz, ids.shape[1], -1)
+        x = self.candidate_mlp(first)                                                         # (B, K, D)
         gamma, beta = self.film(context).unsqueeze(1).chunk(2, dim=-1)
         x = self.post_film(x * (1 + gamma) + beta)
         # candidates attend to the clicked products (the shopper's memory); no history -> no update
@@ -132,7 +166,10 @@ class CandidateSetExtractor(BaseFeaturesExtractor):
         for attention, norm in zip(self.attention, self.norms):
             x = norm(x + attention(x, x, safe_valid))
         pooled = (x * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
-        scores = self.score_head(torch.cat([x, pooled.unsqueeze(1).expand_as(x)], dim=-1)).squeeze(-1)
+        both = torch.cat([x, pooled.unsqueeze(1).expand_as(x)], dim=-1)                     # (B, K, 2D)
+        scores = self.score_head(both).squeeze(-1)
+        if self.aux_head is not None:
+            self.last_aux = self.aux_head(both)                                               # (B, K, 2)
         if self.prior_column is not None:
             scores = scores + self.prior_weight * (cand[..., self.prior_column] - 0.5)
         scores = torch.where(selectable, scores, torch.full_like(scores, MASKED_SCORE))

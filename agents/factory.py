@@ -26,7 +26,7 @@ from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCa
 from agents.extractor import CandidateSetExtractor
 from agents.students import STUDENT_NETWORKS
 from agents.slate_ppo import SlotCreditPPO, SlotCreditRolloutBuffer
-from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, pretrain_q_values,
+from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_logs, collect_logs, pretrain_q_values,
                              pretrain_scores, seed_replay_buffer)
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
                              MaskedDQN)
@@ -100,6 +100,11 @@ class AgentConfig:
         network: The candidate network, a key of :data:`NETWORKS` (``"candidate_set"``: the attention
             network of :mod:`agents.extractor`; ``"student_mlp"`` / ``"student_linear"``: the per-candidate
             scorers that ``shoprank distill`` trains, :mod:`agents.students`).
+        aux_heads: Multi-task heads: the candidate-set network also predicts each candidate's click and
+            purchase (:mod:`agents.aux_heads`), fitted to the per-slot outcomes of the warm start's logged
+            sessions and, in PPO, of every rollout (an auxiliary loss added to PPO's). Needs
+            ``network="candidate_set"``. MaskablePPO uses them in its warm start only; DQN ignores them.
+        aux_loss_weight: Weight of the auxiliary loss against the warm start's / PPO's loss (>= 0, finite).
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
@@ -140,6 +145,8 @@ class AgentConfig:
     seed_buffer: bool = False
     torch_threads: int = 1
     network: str = "candidate_set"
+    aux_heads: bool = False
+    aux_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "hidden", "heads", "n_envs"):
@@ -155,6 +162,11 @@ class AgentConfig:
                               f"got {self.slate_policy!r}.")
         if self.network not in NETWORKS:
             raise ConfigError(f"AgentConfig.network must be one of {list(NETWORKS)}, got {self.network!r}.")
+        if not 0.0 <= self.aux_loss_weight < float("inf"):
+            raise ConfigError(f"AgentConfig.aux_loss_weight must be finite and >= 0, got {self.aux_loss_weight}.")
+        if self.aux_heads and self.network != "candidate_set":
+            raise ConfigError(f"AgentConfig.aux_heads needs network='candidate_set' (the students have no auxiliary "
+                              f"heads), got network={self.network!r}.")
         if self.hidden % self.heads:
             raise ConfigError(f"AgentConfig.hidden ({self.hidden}) must be divisible by heads ({self.heads}).")
 
@@ -163,7 +175,7 @@ NETWORKS: dict[str, Callable[[AgentConfig], dict[str, Any]]] = {
     "candidate_set": lambda config: {
         "features_extractor_class": CandidateSetExtractor,
         "features_extractor_kwargs": {"hidden": config.hidden, "heads": config.heads, "layers": config.layers,
-                                      "prior_weight": config.prior_weight}},
+                                      "prior_weight": config.prior_weight, "aux_heads": config.aux_heads}},
     **STUDENT_NETWORKS,
 }
 """Candidate networks by ``AgentConfig.network`` -> the SB3 policy kwargs that build them."""
@@ -178,17 +190,20 @@ def ppo_policy_kwargs(config: AgentConfig, slate_size: int) -> dict[str, Any]:
     distribution ``config`` names (one definition for SB3's PPO and the RLlib module,
     :mod:`agents.rllib_module`)."""
     return {**_extractor_kwargs(config), **SLATE_POLICIES[config.slate_policy](config, slate_size),
-            "share_features_extractor": config.share_extractor, "detach_critic": config.share_extractor}
+            "share_features_extractor": config.share_extractor, "detach_critic": config.share_extractor,
+            "aux_loss_weight": config.aux_loss_weight if config.aux_heads else 0.0}
 
 
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     slate_size = int(env.get_attr("config")[0].slate_size)
     per_slot = config.slot_credit and config.slate_policy == "plackett_luce"
+    slot_buffer = per_slot or config.aux_heads
     buffer = ({"rollout_buffer_class": SlotCreditRolloutBuffer,
                "rollout_buffer_kwargs": {"n_slots": slate_size, "slot_discount": config.slot_discount,
-                                         "return_credit": config.return_credit}}
-              if per_slot else {})
-    return (SlotCreditPPO if per_slot else PPO)(
+                                         "return_credit": config.return_credit, "credit": per_slot,
+                                         "aux_labels": config.aux_heads}}
+              if slot_buffer else {})
+    return (SlotCreditPPO if slot_buffer else PPO)(
                CandidateScorePolicy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, clip_range=config.clip_range,
@@ -237,17 +252,20 @@ def _warm_start_scores(model, env, env_config: EnvConfig, config: AgentConfig, p
 def fit_policy_scores(policy, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig, seed: int,
                       progress: bool) -> list[float]:
     """Fit an SB3 candidate-score policy's scores (``policy.pi_features_extractor``) to ``config.pretrain_target``
-    on ``config.pretrain_sessions`` sessions logged in ``env``: PPO's warm start, for SB3's model and for the
-    policy inside the RLlib module alike (:func:`experiments.rllib_backend.train_rllib`). Returns the loss per epoch."""
-    observations, shown, outcomes = collect_click_logs(env, config.pretrain_sessions, seed, config.pretrain_target)
+    on ``config.pretrain_sessions`` sessions logged in ``env`` (and, with ``config.aux_heads``, its auxiliary heads
+    to each slot's click and purchase): PPO's warm start, for SB3's model and for the policy inside the RLlib
+    module alike (:func:`experiments.rllib_backend.train_rllib`). Returns the loss per epoch."""
+    targets = (config.pretrain_target, *(("clicks", "purchases") if config.aux_heads else ()))
+    observations, shown, outcomes = collect_logs(env, config.pretrain_sessions, seed, targets)
+    aux = (outcomes["clicks"], outcomes["purchases"], config.aux_loss_weight) if config.aux_heads else None
     extractor = policy.pi_features_extractor
     if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate
         m, k = observations["mask"].shape
         observations["placed"] = np.zeros((m, k), dtype=np.float32)
         observations["slot"] = np.zeros((m, env_config.slate_size), dtype=np.float32)
         observations["slot"][:, 0] = 1.0
-    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, outcomes, pretrain,
-                           seed, progress)
+    return pretrain_scores(extractor, env_config.n_candidates, observations, shown, outcomes[config.pretrain_target],
+                           pretrain, seed, progress, aux_labels=aux)
 
 
 def _warm_start_q_values(model, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig,

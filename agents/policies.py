@@ -17,6 +17,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from agents.aux_heads import AUX_LABEL_KEYS, aux_loss, shown_slots, with_loss_gradient
 from agents.distributions import PlackettLuceDistribution
 
 
@@ -62,18 +63,43 @@ class _ScoreHeadMixin:
         detach_critic: The critic reads the shared extractor's pooled features without back-propagating
             into them (with ``share_features_extractor=True``: one extractor pass, trained by the actor's
             loss only, so the value loss's scale cannot swamp the ranking features).
+        aux_loss_weight: Weight of the auxiliary click / purchase loss (:mod:`agents.aux_heads`) added to the
+            algorithm's loss when a minibatch carries per-slot labels (keys :data:`~agents.aux_heads.AUX_LABEL_KEYS`)
+            and the extractor has auxiliary heads; each minibatch's unweighted loss is appended to ``aux_losses``.
     """
 
     def __init__(self, *args, slate_size: int | None = None, slot_credit: bool = False, detach_critic: bool = False,
-                 **kwargs) -> None:
+                 aux_loss_weight: float = 0.0, **kwargs) -> None:
         self.slate_size = slate_size
         self.slot_credit = slot_credit
         self.detach_critic = detach_critic
+        self.aux_loss_weight = aux_loss_weight
+        self.aux_losses: list[float] = []
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict:
         return {**super()._get_constructor_parameters(), "slate_size": self.slate_size,
-                "slot_credit": self.slot_credit, "detach_critic": self.detach_critic}
+                "slot_credit": self.slot_credit, "detach_critic": self.detach_critic,
+                "aux_loss_weight": self.aux_loss_weight}
+
+    def evaluate_actions(self, obs: dict[str, torch.Tensor], actions: torch.Tensor, *args, **kwargs):
+        """SB3's ``evaluate_actions`` (values, log-probabilities, entropy); when ``obs`` carries per-slot labels,
+        the log-probabilities also carry ``aux_loss_weight`` times the auxiliary loss of this forward pass
+        (:func:`~agents.aux_heads.with_loss_gradient`: same values, the loss's gradient added)."""
+        labels = [obs[key] for key in AUX_LABEL_KEYS if key in obs]
+        if labels:
+            obs = {key: value for key, value in obs.items() if key not in AUX_LABEL_KEYS}
+        values, log_prob, entropy = super().evaluate_actions(obs, actions, *args, **kwargs)
+        extractor = self.pi_features_extractor
+        if labels and getattr(extractor, "last_aux", None) is not None:
+            clicks, purchases = labels
+            shown, filled = shown_slots(actions, obs["mask"], clicks.shape[1])
+            loss = aux_loss(extractor.last_aux, extractor.aux_slot_bias[:, : clicks.shape[1]], shown, filled,
+                            clicks, purchases)
+            self.aux_losses.append(float(loss.detach()))
+            if self.aux_loss_weight > 0:
+                log_prob = with_loss_gradient(log_prob, self.aux_loss_weight * loss)
+        return values, log_prob, entropy
 
     def _build_mlp_extractor(self) -> None:
         k = self.action_space.shape[0] if isinstance(self.action_space, spaces.Box) else int(self.action_space.n)

@@ -17,6 +17,7 @@ stream (``derive_seed(..., stream=1)``), so they never replay evaluation shopper
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encoders.errors import ConfigError
+from agents.aux_heads import aux_loss
 from agents.logging_policy import derive_seed, shown_candidates
 
 
@@ -66,25 +68,32 @@ the refund of a purchase returned later, known from the order history, ``info["r
 ``"clicks"``."""
 
 
-def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks"
-                       ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+LOG_OUTCOMES = (*PRETRAIN_TARGETS, "purchases")
+"""Per-slot outcomes :func:`collect_logs` can return: the warm start's targets and each slot's purchase (0/1)."""
+
+
+def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str] = ("clicks",)
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """Log ``n_sessions`` sessions of a uniformly random ranking in a Box-action ShopRank env.
 
     Args:
         env: ``ShopRank-v0`` or ``ShopRankStatic-v0`` (any wrapper).
         n_sessions: Sessions to log.
         seed: Training seed (logging uses its own seed streams).
-        target: ``"clicks"`` (1 where clicked), ``"reward"`` (``info["position_rewards"]``) or ``"net_reward"``
-            (the same minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0).
+        outcomes: Per-slot outcomes to return, from :data:`LOG_OUTCOMES`: ``"clicks"`` / ``"purchases"`` (1
+            where clicked / bought), ``"reward"`` (``info["position_rewards"]``) or ``"net_reward"`` (the
+            reward minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0).
 
     Returns:
-        ``(observations {key: (M, ...)}, shown (M, N) candidate indices, outcome (M, N) float32)`` with one
-        row per shown slate; ``outcome`` is the click or the reward of each slot.
+        ``(observations {key: (M, ...)}, shown (M, N) candidate indices, {outcome: (M, N) float32})`` with one
+        row per shown slate.
     """
-    if target not in _LOSSES:
-        raise ConfigError(f"target must be one of {sorted(_LOSSES)}, got {target!r}.")
+    unknown = [name for name in outcomes if name not in LOG_OUTCOMES]
+    if unknown:
+        raise ConfigError(f"target must be one of {sorted(LOG_OUTCOMES)}, got {unknown[0]!r}.")
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
-    obs_rows, shown_rows, click_rows = [], [], []
+    obs_rows, shown_rows = [], []
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
     k = env.action_space.shape[0]
     for i in range(n_sessions):
         obs, _ = env.reset(seed=derive_seed(seed, i, stream=1))
@@ -93,26 +102,40 @@ def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "
             action = rng.uniform(-1.0, 1.0, size=k).astype(np.float32)
             next_obs, _, terminated, truncated, info = env.step(action)
             n = len(info["shown_ids"])
-            if target != "clicks":
-                clicks = np.asarray(info["position_rewards"], dtype=np.float32).copy()
-            else:
-                clicks = np.zeros(n, dtype=np.float32)
-                clicks[np.asarray(info["clicked_positions"], dtype=int)] = 1.0
+            for name, out in rows.items():
+                if name in ("clicks", "purchases"):
+                    flags = np.zeros(n, dtype=np.float32)
+                    key = "clicked_positions" if name == "clicks" else "purchased_positions"
+                    flags[np.asarray(info[key], dtype=int)] = 1.0
+                    out.append(flags)
+                else:
+                    out.append(np.asarray(info["position_rewards"], dtype=np.float32).copy())
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
-            click_rows.append(clicks)
-            if target == "net_reward":
+            if "net_reward" in rows:
+                net = rows["net_reward"]
                 for ago, slot, refund in np.asarray(info.get("returned_slots", np.zeros((0, 3)))).reshape(-1, 3):
-                    row = click_rows[len(click_rows) - 1 - int(ago)]
+                    row = net[len(net) - 1 - int(ago)]
                     row[int(slot)] = max(float(row[int(slot)] - refund), 0.0)
             obs, done = next_obs, terminated or truncated
     observations = {key: np.stack([o[key] for o in obs_rows]) for key in obs_rows[0]}
-    return observations, np.stack(shown_rows), np.stack(click_rows)
+    return observations, np.stack(shown_rows), {name: np.stack(out) for name, out in rows.items()}
+
+
+def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks"
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """:func:`collect_logs` with one outcome: ``(observations, shown (M, N), outcome (M, N))``; ``target`` is
+    ``"clicks"``, ``"reward"`` or ``"net_reward"`` (see there)."""
+    if target not in _LOSSES:
+        raise ConfigError(f"target must be one of {sorted(_LOSSES)}, got {target!r}.")
+    observations, shown, outcomes = collect_logs(env, n_sessions, seed, (target,))
+    return observations, shown, outcomes[target]
 
 
 def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations: dict[str, np.ndarray],
                     shown: np.ndarray, clicks: np.ndarray, config: PretrainConfig, seed: int,
-                    progress: bool = False) -> list[float]:
+                    progress: bool = False, aux_labels: tuple[np.ndarray, np.ndarray, float] | None = None
+                    ) -> list[float]:
     """Fit ``extractor``'s first ``K`` outputs (candidate scores) to logged outcomes (``config.target``).
 
     Args:
@@ -125,11 +148,17 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
         config: Optimiser settings.
         seed: Seeds the minibatch order.
         progress: Progress bar over epochs.
+        aux_labels: ``(clicks (M, N), purchases (M, N), weight)``: also fit the extractor's auxiliary heads
+            (``aux_heads=True``) to each slot's click and purchase, adding ``weight`` times
+            :func:`agents.aux_heads.aux_loss` to the loss.
 
     Returns:
-        Mean training loss per epoch.
+        Mean training loss per epoch (with ``aux_labels``: the score loss plus the weighted auxiliary loss).
     """
+    if aux_labels is not None and getattr(extractor, "aux_head", None) is None:
+        raise ConfigError("aux_labels need an extractor with auxiliary heads (CandidateSetExtractor(aux_heads=True)).")
     obs_t = {key: torch.as_tensor(value, dtype=torch.float32) for key, value in observations.items()}
+    aux_t = [torch.as_tensor(labels, dtype=torch.float32) for labels in aux_labels[:2]] if aux_labels else None
     shown_t = torch.as_tensor(shown, dtype=torch.int64).clamp(min=0)
     clicks_t = torch.as_tensor(clicks)
     valid_t = torch.as_tensor(shown >= 0)
@@ -150,6 +179,10 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
             scores = extractor({key: value[idx] for key, value in obs_t.items()})[:, :n_candidates]
             logits = torch.gather(scores, 1, shown_t[idx]) + slot_bias
             loss = loss_fn(logits, clicks_t[idx], valid_t[idx].float())
+            if aux_t is not None:
+                n_slots = shown_t.shape[1]
+                loss = loss + aux_labels[2] * aux_loss(extractor.last_aux, extractor.aux_slot_bias[:, :n_slots],
+                                                       shown_t[idx], valid_t[idx], aux_t[0][idx], aux_t[1][idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -39,6 +39,12 @@ How it plugs into SB3 without rewriting ``PPO.train``:
 
 The maths lives in two pure functions, :func:`slot_rewards_row` and :func:`slot_advantages`, which RLlib's
 learner (:mod:`agents.rllib_learner`) calls too: one definition of per-slot credit for both frameworks.
+
+**Auxiliary labels** (``aux_labels=True``, multi-task heads, :mod:`agents.aux_heads`): the same hook stores
+each step's per-slot clicks and purchases (``info["clicked_positions"]`` / ``info["purchased_positions"]``),
+and the minibatches carry them to the policy as extra observation keys (:data:`~agents.aux_heads.AUX_LABEL_KEYS`),
+which adds the auxiliary loss to PPO's. ``credit=False`` keeps SB3's whole-slate advantages and log-probabilities
+(labels only), so the auxiliary heads work with or without per-slot credit.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
+
+from agents.aux_heads import AUX_LABEL_KEYS
 
 
 def slot_rewards_row(info: dict[str, Any], n_slots: int) -> np.ndarray:
@@ -102,22 +110,49 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
 
     Args:
         n_slots: ``N``, slots per slate (passed through PPO's ``rollout_buffer_kwargs``).
+        slot_discount: ``g`` of the module docstring.
+        return_credit: Move refunds to the slot that sold the product (``ShopRank-v1``).
+        credit: Per-slot advantages and log-probabilities (False: SB3's per-step ones, e.g. labels only).
+        aux_labels: Store per-slot click / purchase labels and add them to the minibatches' observations.
         Other args: as ``DictRolloutBuffer``.
     """
 
     def __init__(self, *args: Any, n_slots: int, slot_discount: float = 1.0, return_credit: bool = False,
-                 **kwargs: Any) -> None:
+                 credit: bool = True, aux_labels: bool = False, **kwargs: Any) -> None:
         self.n_slots = n_slots
         self.slot_discount = slot_discount
         self.return_credit = return_credit
+        self.credit = credit
+        self.aux_labels = aux_labels
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
         super().reset()
-        self.log_probs = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
+        if self.credit:
+            self.log_probs = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.slot_rewards = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.slot_advantages = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.reward_shift = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self.slot_labels = np.zeros((len(AUX_LABEL_KEYS), self.buffer_size, self.n_envs, self.n_slots),
+                                    dtype=np.float32)
+
+    def record_step(self, infos: list[dict[str, Any]]) -> None:
+        """Store what this buffer uses of the ``infos`` of the step about to be added (``self.pos``)."""
+        if self.credit:
+            self.record_slot_rewards(infos)
+        if self.aux_labels:
+            self.record_slot_labels(infos)
+
+    def record_slot_labels(self, infos: list[dict[str, Any]]) -> None:
+        """Store each env's clicked and purchased slots (``info["clicked_positions"]``, ``info["purchased_positions"]``)."""
+        for env_index, info in enumerate(infos):
+            self.slot_labels[:, self.pos, env_index, :] = 0.0
+            for head, key in enumerate(("clicked_positions", "purchased_positions")):
+                if key not in info:
+                    raise KeyError(f"auxiliary heads need info[{key!r}] on every step (ShopRank-v0 and its vector "
+                                   "env provide it).")
+                slots = np.asarray(info[key], dtype=np.int64)
+                self.slot_labels[head, self.pos, env_index, slots[slots < self.n_slots]] = 1.0
 
     def record_slot_rewards(self, infos: list[dict[str, Any]]) -> None:
         """Store each env's ``info["position_rewards"]`` for the step about to be added (``self.pos``)."""
@@ -145,6 +180,8 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         self.rewards += self.reward_shift
         self.reward_shift[:] = 0.0
         super().compute_returns_and_advantage(last_values, dones)
+        if not self.credit:
+            return
         t, e, n = self.slot_rewards.shape
         self.slot_advantages = slot_advantages(self.slot_rewards.reshape(t * e, n), self.advantages.reshape(-1),
                                                self.values.reshape(-1), self.slot_discount).reshape(t, e, n)
@@ -152,22 +189,36 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
     def get(self, batch_size: int | None = None):
         if not self.generator_ready:
             self.slot_advantages = self.swap_and_flatten(self.slot_advantages)
+            self.flat_labels = np.stack([self.swap_and_flatten(labels) for labels in self.slot_labels])
         return super().get(batch_size)
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> DictRolloutBufferSamples:
         samples = super()._get_samples(batch_inds, env)
+        if self.aux_labels:
+            labels = {key: self.to_torch(self.flat_labels[head, batch_inds]) for head, key in enumerate(AUX_LABEL_KEYS)}
+            samples = samples._replace(observations={**samples.observations, **labels})
+        if not self.credit:
+            return samples
         return samples._replace(old_log_prob=self.to_torch(self.log_probs[batch_inds]),
                                 advantages=self.to_torch(self.slot_advantages[batch_inds]))
 
 
 class SlotCreditPPO(PPO):
-    """SB3 ``PPO`` whose rollout buffer receives each step's per-slot rewards (see the module docstring).
+    """SB3 ``PPO`` whose rollout buffer receives each step's per-slot rewards and labels (see the module docstring).
 
     Build it with ``rollout_buffer_class=SlotCreditRolloutBuffer``, ``rollout_buffer_kwargs={"n_slots": N}``
-    and a policy whose distribution returns per-slot log-probabilities.
+    and a policy whose distribution returns per-slot log-probabilities (with ``credit=True``). With auxiliary
+    labels, the policy's mean auxiliary loss of each update is logged as ``train/aux_loss``.
     """
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         super()._update_info_buffer(infos, dones)
         if isinstance(self.rollout_buffer, SlotCreditRolloutBuffer) and not self.rollout_buffer.full:
-            self.rollout_buffer.record_slot_rewards(infos)
+            self.rollout_buffer.record_step(infos)
+
+    def train(self) -> None:
+        super().train()
+        losses = getattr(self.policy, "aux_losses", None)
+        if losses:
+            self.logger.record("train/aux_loss", float(np.mean(losses)))
+            losses.clear()

@@ -27,7 +27,7 @@ final one goes to ``info["final_obs"]`` (a batched ``Dict`` of arrays, valid whe
 
 ``info`` (per step, arrays over ``B`` with Gymnasium's ``_key`` masks, False for rows that were reset
 instead of stepped): ``clicks``, ``purchases``, ``revenue`` ``(B,)``, ``ndcg`` ``(B,)``, ``left`` ``(B,)``,
-``clicked`` ``bool (B, N)`` (clicked positions), ``shown_ids`` ``int64 (B, N)``, ``position_rewards``
+``clicked`` / ``purchased`` ``bool (B, N)`` (clicked / purchased positions), ``shown_ids`` ``int64 (B, N)``, ``position_rewards``
 ``float (B, N)`` (each slot's share of the reward) and ``query_index``
 ``(B,)`` (row of the env's query table; ``env.query_text(i)`` is the text).
 """
@@ -162,13 +162,15 @@ class ShopRankVectorEnv(VectorEnv):
             if len(go_on):
                 core.next_queries(go_on, rng)
             info = {"clicks": res.parts[:, 0], "purchases": res.parts[:, 1], "revenue": res.parts[:, 2],
-                    "ndcg": res.ndcg, "left": left, "clicked": res.clicks, "shown_ids": res.slate,
+                    "ndcg": res.ndcg, "left": left, "clicked": res.clicks, "purchased": res.purchases,
+                    "shown_ids": res.slate,
                     "position_rewards": res.position_rewards}
         else:
             reward, left = np.zeros(b), np.zeros(b, dtype=bool)
             terminated, truncated = np.zeros(b, dtype=bool), np.zeros(b, dtype=bool)
             info = {"clicks": np.zeros(b), "purchases": np.zeros(b), "revenue": np.zeros(b),
                     "ndcg": np.full(b, np.nan), "left": left, "clicked": np.zeros((b, n), dtype=bool),
+                    "purchased": np.zeros((b, n), dtype=bool),
                     "shown_ids": np.full((b, n), -1, dtype=np.int64), "position_rewards": np.zeros((b, n))}
         done = terminated | truncated
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
@@ -187,7 +189,7 @@ class ShopRankVectorEnv(VectorEnv):
                 obs = core.observation()
         info["query_index"] = core.sessions.query.copy()
         info.update({f"_{key}": stepped for key in ("clicks", "purchases", "revenue", "ndcg", "left", "clicked",
-                                                    "shown_ids", "position_rewards")})
+                                                    "purchased", "shown_ids", "position_rewards")})
         info["_query_index"] = np.ones(b, dtype=bool)
         return obs, reward.astype(np.float64), terminated, truncated, info
 
@@ -207,7 +209,7 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
     Drop-in for ``DummyVecEnv([make ShopRank-v0] * num_envs)`` in SB3 (``PPO(policy, sb3_vec_env(8, cfg))``)
     without the per-env Python loop: SB3's conventions are kept (``dones`` = terminated or truncated, the
     final observation in ``info["terminal_observation"]``, ``info["TimeLimit.truncated"]``, and the
-    single env's per-step ``info`` keys incl. ``clicked_positions``). Building the ``infos`` list is the
+    single env's per-step ``info`` keys incl. ``clicked_positions`` and ``purchased_positions``). Building the ``infos`` list is the
     one per-session loop left (SB3's format is a list of dicts).
     """
     from stable_baselines3.common.vec_env.base_vec_env import VecEnv as SB3VecEnv
@@ -240,6 +242,7 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
                        "revenue": float(info["revenue"][i]), "ndcg": float(info["ndcg"][i]),
                        "left": bool(info["left"][i]), "shown_ids": info["shown_ids"][i],
                        "clicked_positions": np.flatnonzero(info["clicked"][i]),
+                       "purchased_positions": np.flatnonzero(info["purchased"][i]),
                        "position_rewards": info["position_rewards"][i]}
                 row.update({key: info[key][i] for key in extra})
                 if done[i]:
