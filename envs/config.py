@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from encoders.errors import ConfigError
+from envs.attributes import MAX_BUCKETS
 from envs.reward import RewardSpec
 from envs.world import WorldConfig
 from simulators.longterm import LongTermConfig
@@ -39,6 +40,10 @@ class EnvConfig:
             ``factory(items: ItemTable, n_slots: int) -> UserSimulator``.
         longterm: The long-term dynamics over visits (photo gloss, returns, trust); used by ``ShopRank-v1``
             only (see :mod:`simulators.longterm`).
+        attribute_buckets: Sparse attribute features: 0 = off; ``n >= 3`` adds the observation block
+            ``attributes (K, A)`` of each candidate's catalog attributes as hashed ids in ``0 .. n - 1`` (0 = none,
+            1 = the shared bucket of unknown values; see :mod:`envs.attributes`), embedded by the candidate
+            network with ``torch.nn.EmbeddingBag``.
     """
 
     n_candidates: int = 20
@@ -51,6 +56,7 @@ class EnvConfig:
     personalize_query: float = 0.0
     simulator: str = ""
     longterm: LongTermConfig = field(default_factory=LongTermConfig)
+    attribute_buckets: int = 0
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -72,6 +78,9 @@ class EnvConfig:
             raise ConfigError(f"history_size must be >= 1, got {self.history_size}.")
         if self.history_size > MAX_HISTORY:
             raise ConfigError(f"history_size must be <= {MAX_HISTORY}, got {self.history_size}.")
+        if self.attribute_buckets != 0 and not 3 <= self.attribute_buckets <= MAX_BUCKETS:
+            raise ConfigError(f"attribute_buckets must be 0 (off) or between 3 and {MAX_BUCKETS}, "
+                              f"got {self.attribute_buckets}.")
 
 
 def resolve_env_config(config: "EnvConfig | dict | None") -> EnvConfig:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from envs.attributes import attribute_ids
 from envs.layout import CANDIDATE_EXTRAS, SESSION_FEATURES, FeatureLayout
 from envs.reward import RewardSpec
 
@@ -193,9 +194,15 @@ def push_history(history: np.ndarray, clicked_ids: np.ndarray) -> np.ndarray:
 def observation_space(layout: FeatureLayout) -> spaces.Dict:
     """The flat ``Dict`` observation space of the per-query envs (fixed shapes, float32)."""
     unit = ("history_mask", "mask")
-    return spaces.Dict({key: spaces.Box(0.0, 1.0, shape=shape, dtype=np.float32) if key in unit
-                        else spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
-                        for key, shape in layout.blocks})
+
+    def box(key: str, shape: tuple[int, ...]) -> spaces.Box:
+        if key in unit:
+            return spaces.Box(0.0, 1.0, shape=shape, dtype=np.float32)
+        if key == "attributes":  # hashed ids (envs.attributes); the upper bound tells a network the table size
+            return spaces.Box(0.0, float(layout.attribute_buckets - 1), shape=shape, dtype=np.float32)
+        return spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
+
+    return spaces.Dict({key: box(key, shape) for key, shape in layout.blocks})
 
 
 # -- retrieval table -------------------------------------------------------------------------------------------
@@ -211,13 +218,17 @@ class QueryTable:
         scores: ``float32 (R, K)`` retriever scores.
         query_obs: ``float32 (R, D)`` query observation.
         cand: ``float32 (R, K, F + 4)`` candidate blocks (:func:`candidate_features`).
+        attr: ``float32 (R, K, A)`` hashed attribute ids of the candidates (``A = 0`` without attribute features).
         texts: ``list[str]`` texts of the shared rows (row ``n_private + i`` is ``texts[i]``).
         full: Every row written so far has ``K`` valid candidates (then no candidate mask is needed: the
             built-in catalog's case, where every query returns ``K`` results).
     """
 
-    def __init__(self, world: Any, layout: FeatureLayout, n_candidates: int, n_private: int) -> None:
+    def __init__(self, world: Any, layout: FeatureLayout, n_candidates: int, n_private: int,
+                 attribute_ids: np.ndarray | None = None) -> None:
         self.world, self.layout, self.k, self.n_private = world, layout, n_candidates, n_private
+        self._attribute_ids = (attribute_ids if attribute_ids is not None
+                               else np.zeros((len(world.items.price_z), 0), dtype=np.int64)).astype(np.float32)
         self._price_z = world.items.price_z
         self._has_photo = world.catalog.has_image.astype(np.float32)
         self.texts: list[str] = []
@@ -231,7 +242,8 @@ class QueryTable:
         old = getattr(self, "ids", None)
         new = {"ids": np.full((capacity, k), -1, dtype=np.int64), "scores": np.zeros((capacity, k), dtype=np.float32),
                "query_obs": np.zeros((capacity, d), dtype=np.float32),
-               "cand": np.zeros((capacity, k, self.layout.candidate_width), dtype=np.float32)}
+               "cand": np.zeros((capacity, k, self.layout.candidate_width), dtype=np.float32),
+               "attr": np.zeros((capacity, k, self._attribute_ids.shape[1]), dtype=np.float32)}
         if old is not None:
             for key, arr in new.items():
                 arr[: self._size] = getattr(self, key)[: self._size]
@@ -247,6 +259,7 @@ class QueryTable:
         self.mask[rows] = valid
         self.full = self.full and bool(valid.all())
         self.cand[rows] = candidate_features(self.layout, self.world.fused, self._price_z, self._has_photo, ids, scores)
+        self.attr[rows] = np.where((ids >= 0)[..., None], self._attribute_ids[np.where(ids >= 0, ids, 0)], 0.0)
 
     def rows(self, texts: list[str]) -> np.ndarray:
         """``int64 (n,)`` shared rows of ``texts``, retrieving (and adding) the ones not seen yet."""
@@ -377,9 +390,12 @@ class EnvCore:
         self.config, self.world, self.n = config, world, int(n_sessions)
         self.reward_spec: RewardSpec = config.reward
         profile_dim = int(simulator.profile_dim)
+        buckets = config.attribute_buckets
+        ids = attribute_ids(world.catalog.attributes, buckets) if buckets else None
         self.layout = FeatureLayout.build(config.n_candidates, config.history_size, world.fused.shape[1],
-                                          world.query_basis.shape[1], profile_dim)
-        self.table = QueryTable(world, self.layout, config.n_candidates, self.n)
+                                          world.query_basis.shape[1], profile_dim,
+                                          ids.shape[1] if buckets else 0, buckets)
+        self.table = QueryTable(world, self.layout, config.n_candidates, self.n, ids)
         self.sim = batch_simulator(simulator, self.table, config.slate_size)
         self.discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
         self.sessions: Sessions | None = None
@@ -442,7 +458,7 @@ class EnvCore:
         return {"query": t.query_obs[q], "profile": self.sim.profile(s.shopper),
                 "session": session_features(self.layout, s.n_queries, s.totals, s.last_ctr, self.config.max_queries),
                 "history": s.history_vectors.copy(), "history_mask": s.history_mask.copy(), "candidates": t.cand[q],
-                "mask": t.mask[q]}
+                "mask": t.mask[q], **({"attributes": t.attr[q]} if self.layout.attribute_buckets else {})}
 
     @property
     def candidates(self) -> np.ndarray:

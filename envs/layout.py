@@ -47,31 +47,38 @@ class FeatureLayout:
         candidates: ``(name, start, stop)`` column ranges of the ``candidates`` block's last axis.
         session: Names of the ``session`` block's columns, in order.
         version: :data:`LAYOUT_VERSION` of the code that built it.
+        attribute_buckets: Ids of the ``attributes`` block (hashed attribute ids, :mod:`envs.attributes`) are in
+            ``0 .. attribute_buckets - 1``; 0 when the observation has no such block.
     """
 
     blocks: tuple[tuple[str, tuple[int, ...]], ...]
     candidates: tuple[tuple[str, int, int], ...]
     session: tuple[str, ...] = SESSION_FEATURES
     version: int = LAYOUT_VERSION
+    attribute_buckets: int = 0
 
     @classmethod
     def build(cls, n_candidates: int, history_size: int, fused_dim: int, query_dim: int,
-              profile_dim: int) -> "FeatureLayout":
-        """The layout of ``ShopRank-v0``'s observation for these sizes (see ``ShopRankEnv``'s docstring)."""
+              profile_dim: int, attribute_width: int = 0, attribute_buckets: int = 0) -> "FeatureLayout":
+        """The layout of ``ShopRank-v0``'s observation for these sizes (see ``ShopRankEnv``'s docstring); with
+        ``attribute_buckets > 0`` an ``attributes (K, attribute_width)`` block follows ``mask``."""
         k, f = n_candidates, fused_dim
         columns = [("fused", 0, f)] + [(name, f + i, f + i + 1) for i, name in enumerate(CANDIDATE_EXTRAS)]
         width = f + len(CANDIDATE_EXTRAS)
         blocks = (("query", (query_dim,)), ("profile", (profile_dim,)), ("session", (len(SESSION_FEATURES),)),
                   ("history", (history_size, f)), ("history_mask", (history_size,)),
                   ("candidates", (k, width)), ("mask", (k,)))
-        return cls(blocks=blocks, candidates=tuple(columns))
+        if attribute_buckets > 0:
+            blocks += (("attributes", (k, attribute_width)),)
+        return cls(blocks=blocks, candidates=tuple(columns), attribute_buckets=max(attribute_buckets, 0))
 
     @classmethod
     def of_observation(cls, obs: Any) -> "FeatureLayout":
         """The layout of an observation (one, unbatched) or of a ``gymnasium.spaces.Dict`` observation space,
         from its blocks' shapes, for code that has no env (e.g. a features extractor built from the space).
 
-        ``candidates (K, F + 4)`` is required; ``F`` is read from ``history (H, F)`` when present.
+        ``candidates (K, F + 4)`` is required; ``F`` is read from ``history (H, F)`` when present. An
+        ``attributes`` block is kept only from a space (its upper bound gives the bucket count).
         """
         blocks = getattr(obs, "spaces", obs)  # a spaces.Dict's ``in`` asks whether a value is in the space
 
@@ -83,7 +90,10 @@ class FeatureLayout:
 
         k, width = shape("candidates", ())[-2:]
         h, f = shape("history", (0, width - len(CANDIDATE_EXTRAS)))[-2:]
-        return cls.build(k, h, f, shape("query", (0,))[-1], shape("profile", (0,))[-1])
+        attributes = blocks["attributes"] if "attributes" in blocks else None
+        buckets = int(np.max(attributes.high)) + 1 if hasattr(attributes, "high") else 0  # only a space knows it
+        return cls.build(k, h, f, shape("query", (0,))[-1], shape("profile", (0,))[-1],
+                         shape("attributes", (0, 0))[-1], buckets)
 
     # -- look-ups -------------------------------------------------------------------------------------
     @property
@@ -131,9 +141,12 @@ class FeatureLayout:
     # -- serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """Plain JSON-safe dict (lists, ints, strings)."""
-        return {"version": self.version, "blocks": [[key, list(shape)] for key, shape in self.blocks],
-                "candidates": [[key, start, stop] for key, start, stop in self.candidates],
-                "session": list(self.session)}
+        out = {"version": self.version, "blocks": [[key, list(shape)] for key, shape in self.blocks],
+               "candidates": [[key, start, stop] for key, start, stop in self.candidates],
+               "session": list(self.session)}
+        if self.attribute_buckets:
+            out["attribute_buckets"] = self.attribute_buckets
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureLayout":
@@ -141,7 +154,8 @@ class FeatureLayout:
         try:
             return cls(blocks=tuple((str(k), tuple(int(x) for x in shape)) for k, shape in data["blocks"]),
                        candidates=tuple((str(k), int(a), int(b)) for k, a, b in data["candidates"]),
-                       session=tuple(str(s) for s in data["session"]), version=int(data["version"]))
+                       session=tuple(str(s) for s in data["session"]), version=int(data["version"]),
+                       attribute_buckets=int(data.get("attribute_buckets", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise LayoutMismatchError(f"not a FeatureLayout dict ({exc!r}): {data!r:.200}") from exc
 
