@@ -14,7 +14,10 @@ simulator (bias, RMSE, CI coverage at n = 1k / 10k / 100k logged sessions);
 ``shoprank bench rllib [--quick]`` — RLlib scale-out: env steps/s per env runner and learner updates/s for 1 and
 2 env runners x batches 1, 16, 256 (needs the ``distributed`` extra);
 ``shoprank bench distill [--quick]`` — distilled students (MLP, linear) vs their PPO teacher: reward share (5 seeds)
-and per-query latency at batch 1 and 256, side by side; no argument runs env and retrieval.
+and per-query latency at batch 1 and 256, side by side;
+``shoprank bench reward-front`` — clicks vs revenue per session of the reward-optimising rankers under several
+``RewardSpec`` weightings (a Pareto front, plotted to ``docs/figures/reward_front.png``);
+no argument runs env and retrieval.
 Results land in ``benchmarks/results/`` as JSON + Markdown.
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
           "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope",
           "train": "benchmarks.bench_train", "rllib": "benchmarks.bench_rllib",
-          "distill": "benchmarks.bench_distill"}
+          "distill": "benchmarks.bench_distill", "reward-front": "benchmarks.reward_front"}
 
 
 def main(argv: list[str] | None = None) -> int:

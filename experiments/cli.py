@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("experiments.train", "train one RL agent (TensorBoard, checkpoint)"),
     "evaluate": ("experiments.evaluate_cli", "evaluate one saved agent"),
     "compare": ("experiments.compare", "agents x seeds x sessions with 95% CIs"),
+    "contrast": ("experiments.contrast", "one agent across two compare runs (an ablation), paired on the same shoppers"),
     "report": ("experiments.report", "plots and Markdown report of a run folder"),
     "bench": ("experiments.bench_cli", "speed and scale benchmarks"),
     "catalog": ("experiments.catalog_cli", "generate / validate / describe a catalog"),
