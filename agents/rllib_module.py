@@ -138,6 +138,9 @@ def check_config(config: AgentConfig) -> None:
     if config.return_credit:
         raise ConfigError("the RLlib module does not implement return credit (AgentConfig.return_credit=True, "
                           "ShopRank-v1): train it with return_credit=False.")
+    if config.aux_heads:
+        raise ConfigError("the RLlib module does not implement the auxiliary heads' loss (AgentConfig.aux_heads=True): "
+                          "train it with aux_heads=False.")
 
 
 def build_sb3_policy(observation_space, action_space, config: AgentConfig, slate_size: int,

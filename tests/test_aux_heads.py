@@ -114,6 +114,13 @@ def test_ppo_with_slot_credit_and_aux_heads_trains_and_logs(tmp_path):
 
     events = EventAccumulator(str(next((tmp_path / "tb").iterdir()))).Reload()
     assert "train/aux_loss" in events.Tags()["scalars"]
+    from agents.checkpoint import load_agent
+
+    loaded = load_agent(tmp_path / "checkpoint")                          # the heads are saved and rebuilt
+    assert loaded.policy.pi_features_extractor.aux_head is not None
+    env = gym.make("ShopRankStatic-v0", config=static_config(world=FAST_WORLD))
+    obs, _ = env.reset(seed=2)
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
 def test_warm_start_fits_the_aux_heads_to_logged_clicks_and_purchases():

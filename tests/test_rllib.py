@@ -183,7 +183,10 @@ def test_configs_the_module_refuses():
              "the RLlib module does not implement return credit (AgentConfig.return_credit=True, ShopRank-v1): train "
              "it with return_credit=False."),
             (replace(SMALL_AGENT, slate_policy="gaussian"),
-             "the RLlib module supports slate_policy='plackett_luce', got 'gaussian'.")):
+             "the RLlib module supports slate_policy='plackett_luce', got 'gaussian'."),
+            (replace(SMALL_AGENT, aux_heads=True),
+             "the RLlib module does not implement the auxiliary heads' loss (AgentConfig.aux_heads=True): train it "
+             "with aux_heads=False.")):
         with pytest.raises(ConfigError) as info:
             check_config(config)
         assert str(info.value) == message
