@@ -154,7 +154,8 @@ def to_markdown(final: pd.DataFrame, per_point: pd.DataFrame, runs: Sequence[Pat
     lines += ["", "## Learning curve (held-out reward)", "",
               f"| env steps | {labels[0]} | {labels[1]} | B − A | 95% CI |", "|---|---|---|---|---|"]
     for _, r in per_point.iterrows():
-        lines.append(f"| {r['env_steps']} | {r[f'mean_{labels[0]}']:.3f} | {r[f'mean_{labels[1]}']:.3f} | "
+        steps = r["env_steps"] if r["env_steps"] == AUC else f"{int(float(r['env_steps'])):,}"
+        lines.append(f"| {steps} | {r[f'mean_{labels[0]}']:.3f} | {r[f'mean_{labels[1]}']:.3f} | "
                      f"{r['mean_diff']:+.3f} | [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}] |")
     lines.append("")
     return "\n".join(lines)
