@@ -18,7 +18,7 @@ from experiments import cli
 from experiments.evaluate import evaluate_agents
 
 CONFIG = static_config(world=WorldConfig(text_encoder="hashing", n_products=300))
-FAST = DistillConfig(states=1500, rounds=1, epochs=6, held_out=500, n_envs=250)
+FAST = DistillConfig(states=3000, rounds=1, epochs=8, held_out=500, n_envs=250)
 
 
 @pytest.fixture(scope="module")
