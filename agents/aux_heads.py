@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from agents.distributions import order_from_action
+
 AUX_LABEL_KEYS = ("aux_clicks", "aux_purchases")
 """Minibatch observation keys of the per-slot labels ``float32 (B, N)`` (1 = clicked / bought in slot ``n``),
 added by the rollout buffer and removed by the policy before its forward pass."""
@@ -42,8 +44,7 @@ def shown_slots(actions: torch.Tensor, mask: torch.Tensor, n_slots: int) -> tupl
         score, ties in candidate order) and whether the slot holds a real candidate.
     """
     valid = mask > 0.5
-    keyed = torch.where(valid, actions, torch.full_like(actions, -float("inf")))
-    shown = torch.sort(keyed, dim=-1, descending=True, stable=True).indices[:, :n_slots]
+    shown = order_from_action(torch.where(valid, actions, torch.full_like(actions, -float("inf"))))[:, :n_slots]
     return shown, valid.gather(1, shown)
 
 
