@@ -133,8 +133,9 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         self.slot_rewards = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.slot_advantages = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
         self.reward_shift = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.slot_labels = np.zeros((len(AUX_LABEL_KEYS), self.buffer_size, self.n_envs, self.n_slots),
-                                    dtype=np.float32)
+        if self.aux_labels:
+            self.slot_labels = np.zeros((len(AUX_LABEL_KEYS), self.buffer_size, self.n_envs, self.n_slots),
+                                        dtype=np.float32)
 
     def record_step(self, infos: list[dict[str, Any]]) -> None:
         """Store what this buffer uses of the ``infos`` of the step about to be added (``self.pos``)."""
@@ -189,7 +190,8 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
     def get(self, batch_size: int | None = None):
         if not self.generator_ready:
             self.slot_advantages = self.swap_and_flatten(self.slot_advantages)
-            self.flat_labels = np.stack([self.swap_and_flatten(labels) for labels in self.slot_labels])
+            if self.aux_labels:
+                self.flat_labels = np.stack([self.swap_and_flatten(labels) for labels in self.slot_labels])
         return super().get(batch_size)
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> DictRolloutBufferSamples:
