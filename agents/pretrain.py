@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from encoders.errors import ConfigError
 from agents.aux_heads import aux_loss
 from agents.logging_policy import derive_seed, shown_candidates
+from envs.slot_flags import OUTCOME_POSITION_KEYS, slot_flags
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,8 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
             next_obs, _, terminated, truncated, info = env.step(action)
             n = len(info["shown_ids"])
             for name, out in rows.items():
-                if name in ("clicks", "purchases"):
-                    flags = np.zeros(n, dtype=np.float32)
-                    key = "clicked_positions" if name == "clicks" else "purchased_positions"
-                    flags[np.asarray(info[key], dtype=int)] = 1.0
-                    out.append(flags)
+                if name in OUTCOME_POSITION_KEYS:
+                    out.append(slot_flags(info, name, n))
                 else:
                     out.append(np.asarray(info["position_rewards"], dtype=np.float32).copy())
             obs_rows.append(obs)

@@ -57,6 +57,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 
 from agents.aux_heads import AUX_LABEL_KEYS
+from envs.slot_flags import slot_flags
 
 
 def slot_rewards_row(info: dict[str, Any], n_slots: int) -> np.ndarray:
@@ -147,13 +148,8 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
     def record_slot_labels(self, infos: list[dict[str, Any]]) -> None:
         """Store each env's clicked and purchased slots (``info["clicked_positions"]``, ``info["purchased_positions"]``)."""
         for env_index, info in enumerate(infos):
-            self.slot_labels[:, self.pos, env_index, :] = 0.0
-            for head, key in enumerate(("clicked_positions", "purchased_positions")):
-                if key not in info:
-                    raise KeyError(f"auxiliary heads need info[{key!r}] on every step (ShopRank-v0 and its vector "
-                                   "env provide it).")
-                slots = np.asarray(info[key], dtype=np.int64)
-                self.slot_labels[head, self.pos, env_index, slots[slots < self.n_slots]] = 1.0
+            for head, outcome in enumerate(("clicks", "purchases")):
+                self.slot_labels[head, self.pos, env_index, :] = slot_flags(info, outcome, self.n_slots)
 
     def record_slot_rewards(self, infos: list[dict[str, Any]]) -> None:
         """Store each env's ``info["position_rewards"]`` for the step about to be added (``self.pos``)."""

@@ -15,6 +15,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from envs.slot_flags import slot_flags
 from simulators.logs import LogRecorder
 
 
@@ -51,10 +52,8 @@ class InteractionLogger(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if "shown_ids" in info:
             items = np.asarray(info["shown_ids"])
-            clicks = np.zeros(len(items), dtype=bool)
-            clicks[np.asarray(info["clicked_positions"], dtype=int)] = True
-            purchases = np.zeros(len(items), dtype=bool)
-            purchases[np.asarray(info["purchased_positions"], dtype=int)] = True
+            clicks = slot_flags(info, "clicks", len(items), dtype=bool)
+            purchases = slot_flags(info, "purchases", len(items), dtype=bool)
             props = self.propensity(self._obs, action) if self.propensity is not None else np.nan
             self.recorder.record(self.session_id, query, items, clicks, purchases, props)
         self._obs = obs
