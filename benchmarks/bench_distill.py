@@ -2,8 +2,11 @@
 
 ``shoprank bench distill`` (or ``python -m benchmarks.bench_distill``):
 
-1. **Teachers.** One ``ppo`` checkpoint per seed, ``TEACHERS/seed<k>/checkpoint`` (trained here with the
-   ``ppo_scratch`` preset on ``ShopRankStatic-v0`` for ``--teacher-steps`` when missing).
+1. **Teachers.** One ``ppo`` checkpoint per seed, ``TEACHERS/seed<k>/checkpoint``, trained here with the
+   ``--teacher-preset`` on ``ShopRankStatic-v0`` when missing (``--teacher-steps`` online steps for a preset that
+   trains online). The default, ``ppo_pretrained``, is the project's strongest static-env agent (the
+   candidate-set network with attention over the slate and the click history, warm-started on 100,000 logged
+   sessions): the model worth compressing. ``ppo_scratch``'s slim network is already about a student's size.
 2. **Students.** Each student of ``--students`` is distilled from each seed's teacher
    (:func:`agents.distill.distill`, seed ``k``) into ``OUT_RUNS/seed<k>/<student>`` (kept when present).
 3. **Reward.** Teacher, students, ``retriever`` and ``profile_oracle`` are evaluated on the same shoppers
@@ -45,9 +48,10 @@ class DistillBenchConfig:
     """What to run.
 
     Attributes:
+        teacher_preset: Preset of :data:`agents.factory.AGENT_PRESETS` a missing teacher is trained with.
         teachers: Folder of teacher runs (``seed<k>/checkpoint``).
         runs: Folder for the students (``seed<k>/<student>``).
-        teacher_steps: Training steps of a teacher trained here (when its checkpoint is missing).
+        teacher_steps: Online training steps of a teacher trained here (presets that train online only).
         seeds: Seeds (one teacher and one student of each kind per seed).
         sessions: Evaluation sessions per seed.
         students: Students distilled (keys of :data:`agents.distill.STUDENTS`).
@@ -55,6 +59,7 @@ class DistillBenchConfig:
         calls: Calls per round and model, by batch size.
     """
 
+    teacher_preset: str = "ppo_pretrained"
     teachers: Path = Path("runs/distill/teachers")
     runs: Path = Path("runs/distill/students")
     teacher_steps: int = 40_960
@@ -64,6 +69,14 @@ class DistillBenchConfig:
     rounds: int = 7
     calls: dict[int, int] = field(default_factory=lambda: {1: 300, 256: 20})
 
+    def __post_init__(self) -> None:
+        from agents.factory import AGENT_PRESETS
+        from encoders.errors import ConfigError
+
+        if self.teacher_preset not in AGENT_PRESETS or AGENT_PRESETS[self.teacher_preset].algo != "ppo":
+            choices = sorted(n for n, p in AGENT_PRESETS.items() if p.algo == "ppo")
+            raise ConfigError(f"unknown teacher preset {self.teacher_preset!r}; choose one of {choices}.")
+
 
 def teacher_path(cfg: DistillBenchConfig, seed: int, log: Callable[[str], None]) -> Path:
     """Seed ``seed``'s teacher checkpoint, trained first when missing."""
@@ -72,9 +85,11 @@ def teacher_path(cfg: DistillBenchConfig, seed: int, log: Callable[[str], None])
         import envs
         from agents.factory import AGENT_PRESETS, train_agent
 
-        log(f"[distill] training teacher seed {seed} ({cfg.teacher_steps} steps of ppo_scratch)")
-        train_agent("ppo", envs.static_config(), cfg.teacher_steps, seed=seed, run_dir=path.parent,
-                    config=AGENT_PRESETS["ppo_scratch"].config)
+        preset = AGENT_PRESETS[cfg.teacher_preset]
+        steps = cfg.teacher_steps if preset.online else 0
+        log(f"[distill] training teacher seed {seed} ({cfg.teacher_preset}, {steps} online steps)")
+        train_agent(preset.algo, envs.static_config(), steps, seed=seed, run_dir=path.parent, config=preset.config,
+                    env_id="ShopRankStatic-v0")
     return path
 
 
@@ -205,7 +220,7 @@ def to_markdown(report: dict) -> str:
 
     lines = ["# Distilled students vs their teacher (`shoprank bench distill`)", "",
              f"{len(cfg['seeds'])} seeds × {cfg['sessions']} sessions on ShopRankStatic-v0 (built-in catalog); one "
-             "`ppo_scratch` teacher per seed, each student distilled from its own seed's teacher. Shares: ratio of the "
+             f"`{cfg['teacher_preset']}` teacher per seed, each student distilled from its own seed's teacher. Shares: ratio of the "
              "per-seed mean rewards (same shoppers), Student-t 95% CI over seeds.", "",
              "| agent | reward [95% CI] | share of teacher | share of profile_oracle | top-1 agreement (held out) |",
              "|---|---:|---:|---:|---:|"]
@@ -244,11 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--teachers", type=Path, default=DistillBenchConfig.teachers,
                         help="teacher runs folder (seed<k>/checkpoint; missing ones are trained)")
     parser.add_argument("--runs", type=Path, default=DistillBenchConfig.runs, help="students folder")
-    parser.add_argument("--teacher-steps", type=int, default=DistillBenchConfig.teacher_steps)
+    parser.add_argument("--teacher-preset", default=DistillBenchConfig.teacher_preset,
+                        help="preset a missing teacher is trained with (agents.factory.AGENT_PRESETS)")
+    parser.add_argument("--teacher-steps", type=int, default=DistillBenchConfig.teacher_steps,
+                        help="online steps of a missing teacher (presets that train online)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     args = parser.parse_args(argv)
     quick = {"seeds": (0, 1), "sessions": 50, "rounds": 3} if args.quick else {}
-    report = run(DistillBenchConfig(teachers=args.teachers, runs=args.runs, teacher_steps=args.teacher_steps, **quick))
+    report = run(DistillBenchConfig(teacher_preset=args.teacher_preset, teachers=args.teachers, runs=args.runs,
+                                    teacher_steps=args.teacher_steps, **quick))
     stem, markdown = "distill_quick" if args.quick else "distill", to_markdown(report)
     args.out.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(report, indent=2, default=str)), (".md", markdown)):

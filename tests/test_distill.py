@@ -93,3 +93,12 @@ def test_ranking_agreement_counts():
     assert same == {"top1": 1.0, "top_n_overlap": 1.0, "exact_top_n": 1.0, "chance_top1": 0.25}
     swapped = ranking_agreement(np.array([[2.0, 3.0, 0.0, 1.0]]), teacher, np.ones((1, 4)), 2)
     assert swapped["top1"] == 0.0 and swapped["top_n_overlap"] == 1.0 and swapped["exact_top_n"] == 0.0
+
+
+def test_bench_distill_refuses_a_teacher_preset_that_is_not_ppo(capsys, tmp_path):
+    code = cli.main(["bench", "distill", "--teacher-preset", "dqn", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "shoprank bench: error: unknown teacher preset 'dqn'; choose one of ['ppo', 'ppo_longterm', "
+        "'ppo_longterm_pretrained', 'ppo_pretrained', 'ppo_scratch'].")
+    assert not (tmp_path / "out").exists()
