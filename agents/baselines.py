@@ -17,6 +17,7 @@ one score per candidate and returns it as an action. Actions are **rank-coded**:
 | ``oracle`` | privileged expected immediate reward (``env.unwrapped.privileged_scores()``) | no |
 | ``profile_oracle`` | the same for the shopper estimated from the observation alone (the simulator's ``observable_state``): the ceiling of an observation-only myopic ranker | no |
 | ``planner`` | privileged long-term value in ``ShopRank-v1`` (``env.unwrapped.planner_scores()``: immediate value - expected refund + value of the trust change) | no |
+| ``profile_planner`` | the same planning on what a shop can know (profile estimate, prior trust, returns expected from gloss and price) | no |
 
 Online bandits learn from clicks: after each step the evaluator calls ``update(obs, action, info)`` with
 the observation the action was chosen for; each shown candidate is one sample with reward 1 if clicked
@@ -317,6 +318,19 @@ class PlannerBaseline(OracleBaseline):
         return np.asarray(self.env.planner_scores(), dtype=np.float64)
 
 
+class ProfilePlannerBaseline(PlannerBaseline):
+    """The planner on what a shop can know (``env.unwrapped.planner_scores(observable=True)``): the shopper's
+    profile estimate, trust at its prior mean, and each product's return probability expected from its
+    photo's gloss and its price (quality stays hidden; :func:`simulators.longterm.expected_return_probability`).
+    Not a bound: a reference for what long-term planning from the observation gains over ``profile_oracle``.
+    """
+
+    name = "profile_planner"
+
+    def scores(self, obs: Obs) -> np.ndarray:
+        return np.asarray(self.env.planner_scores(observable=True), dtype=np.float64)
+
+
 # ----------------------------------------------------------------------------------------------------
 # popularity
 # ----------------------------------------------------------------------------------------------------
@@ -602,7 +616,7 @@ class LambdaMARTBaseline(Baseline):
 # ----------------------------------------------------------------------------------------------------
 BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (
     RandomBaseline, RetrieverBaseline, PopularityBaseline, PriceBaseline, LinUCBBaseline, ThompsonBaseline,
-    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline, PlannerBaseline)}
+    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline, PlannerBaseline, ProfilePlannerBaseline)}
 """Baseline classes by name (the agent names used in summaries)."""
 
 
@@ -638,6 +652,7 @@ _FACTORIES: dict[str, BaselineFactory] = {
     "oracle": lambda env, seed, cfg: OracleBaseline(env),
     "profile_oracle": lambda env, seed, cfg: ProfileOracleBaseline(env),
     "planner": lambda env, seed, cfg: PlannerBaseline(env),
+    "profile_planner": lambda env, seed, cfg: ProfilePlannerBaseline(env),
 }
 
 
@@ -707,7 +722,8 @@ def read_baseline_meta(path: str | Path) -> dict[str, Any]:
 
 
 __all__ = ["BASELINES", "Baseline", "BaselineConfig", "LambdaMARTBaseline", "LambdaMARTConfig", "LinUCBBaseline",
-           "OracleBaseline", "PlannerBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline", "RandomBaseline",
+           "OracleBaseline", "PlannerBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline",
+           "ProfilePlannerBaseline", "RandomBaseline",
            "RetrieverBaseline",
            "ThompsonBaseline", "baseline_factory", "candidate_features", "is_baseline_checkpoint",
            "load_baseline", "make_baseline", "read_baseline_meta", "scores_to_action"]

@@ -57,6 +57,9 @@ class DistillBenchConfig:
         students: Students distilled (keys of :data:`agents.distill.STUDENTS`).
         rounds: Latency rounds (interleaved; the median is reported).
         calls: Calls per round and model, by batch size.
+        states: Teacher-labelled states gathered per distillation round (``DistillConfig.states``).
+        rounds_of_gathering: Distillation rounds (``DistillConfig.rounds``: the first plays the teacher, the
+            later ones the student, DAgger).
     """
 
     teacher_preset: str = "ppo_pretrained"
@@ -68,6 +71,14 @@ class DistillBenchConfig:
     students: tuple[str, ...] = ("mlp", "linear")
     rounds: int = 7
     calls: dict[int, int] = field(default_factory=lambda: {1: 300, 256: 20})
+    states: int = 10_000
+    rounds_of_gathering: int = 2
+
+    def distill_config(self, student: str, seed: int) -> Any:
+        """The :class:`agents.distill.DistillConfig` of ``student`` for ``seed``."""
+        from agents.distill import DistillConfig
+
+        return DistillConfig(student=student, seed=seed, states=self.states, rounds=self.rounds_of_gathering)
 
     def __post_init__(self) -> None:
         from agents.factory import AGENT_PRESETS
@@ -101,7 +112,7 @@ def student_path(cfg: DistillBenchConfig, seed: int, student: str, log: Callable
     if not (path / "policy.pt").is_file():
         log(f"[distill] distilling {student} from teacher seed {seed}")
         start = time.perf_counter()
-        distill(teacher_path(cfg, seed, log), DistillConfig(student=student, seed=seed), path)
+        distill(teacher_path(cfg, seed, log), cfg.distill_config(student, seed), path)
         log(f"[distill]   done in {time.perf_counter() - start:.0f}s")
     return path
 
@@ -192,12 +203,10 @@ def run(cfg: DistillBenchConfig, log=print) -> dict[str, Any]:
     """Reward shares and latency; returns the report."""
     import torch
 
-    from agents.distill import DistillConfig
-
     torch.set_num_threads(1)
     started = time.perf_counter()
     report: dict[str, Any] = {"config": {**asdict(cfg), "teachers": str(cfg.teachers), "runs": str(cfg.runs)},
-                              "distill_config": asdict(DistillConfig())}
+                              "distill_config": asdict(cfg.distill_config(cfg.students[0], cfg.seeds[0]))}
     report["evaluation"] = evaluate(cfg, log)
     report["latency"] = latency(cfg, log)
     report["machine"] = machine_info(torch_threads=1, torch=torch.__version__)
@@ -263,11 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="preset a missing teacher is trained with (agents.factory.AGENT_PRESETS)")
     parser.add_argument("--teacher-steps", type=int, default=DistillBenchConfig.teacher_steps,
                         help="online steps of a missing teacher (presets that train online)")
+    parser.add_argument("--states", type=int, default=DistillBenchConfig.states,
+                        help="teacher-labelled states per distillation round")
+    parser.add_argument("--gathering-rounds", type=int, default=DistillBenchConfig.rounds_of_gathering,
+                        help="distillation rounds (the first plays the teacher, later ones the student)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     args = parser.parse_args(argv)
     quick = {"seeds": (0, 1), "sessions": 50, "rounds": 3} if args.quick else {}
     report = run(DistillBenchConfig(teacher_preset=args.teacher_preset, teachers=args.teachers, runs=args.runs,
-                                    teacher_steps=args.teacher_steps, **quick))
+                                    teacher_steps=args.teacher_steps, states=args.states,
+                                    rounds_of_gathering=args.gathering_rounds, **quick))
     stem, markdown = "distill_quick" if args.quick else "distill", to_markdown(report)
     args.out.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(report, indent=2, default=str)), (".md", markdown)):

@@ -61,6 +61,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
+from scipy.special import ndtr
 
 from encoders.errors import ConfigError
 from simulators.items import ItemTable
@@ -205,6 +206,30 @@ def return_probability(cfg: LongTermConfig, shortfall: np.ndarray) -> np.ndarray
     return 1.0 - (1.0 - cfg.return_base) * np.exp(-cfg.return_rate * np.asarray(shortfall, dtype=np.float64))
 
 
+def expected_return_probability(cfg: LongTermConfig, gloss: np.ndarray, price_z: np.ndarray) -> np.ndarray:
+    """``float (n,)`` return probability expected from what a shop can see: the photo's gloss and the price.
+
+    Quality is hidden; given the price it is ``N(mu, sigma^2)`` with ``mu = quality_price * price_z`` and
+    ``sigma^2 = 1 - quality_price^2`` (the population model of :func:`product_latents`, whose final z-scoring
+    leaves mean 0 and variance 1). For ``X = gloss - quality ~ N(d, sigma^2)``, ``d = gloss - mu``:
+    ``E[exp(-a max(0, X))] = Phi(-d / sigma) + exp(-a d + a^2 sigma^2 / 2) Phi(d / sigma - a sigma)``, and
+    ``E[P(return)] = 1 - (1 - return_base) * E[exp(-return_rate * shortfall)]`` (0 with ``returns=False``).
+
+    Args:
+        cfg: Long-term parameters.
+        gloss: ``float (n,)`` the products' gloss (a linear direction of their photo features).
+        price_z: ``float (n,)`` their price z-scores.
+    """
+    gloss = np.asarray(gloss, dtype=np.float64)
+    d = gloss - cfg.quality_price * np.asarray(price_z, dtype=np.float64)
+    sigma = math.sqrt(max(1.0 - cfg.quality_price ** 2, 0.0))
+    if not cfg.returns or sigma == 0.0:
+        return return_probability(cfg, np.maximum(d, 0.0))
+    a = cfg.return_rate
+    kept = ndtr(-d / sigma) + np.exp(-a * d + 0.5 * (a * sigma) ** 2) * ndtr(d / sigma - a * sigma)
+    return 1.0 - (1.0 - cfg.return_base) * kept
+
+
 def glossed_purchase(p_buy: np.ndarray, gloss_shift: np.ndarray) -> np.ndarray:
     """``sigmoid(logit(p_buy) + gloss_shift)``: the purchase odds raised by the photo's gloss."""
     p = np.clip(p_buy, 1e-12, 1 - 1e-12)
@@ -278,6 +303,7 @@ class LongTermShopper:
         self.gloss, self.quality = product_latents(config, items, photo)
         self.shortfall = np.maximum(0.0, self.gloss - self.quality)
         self.p_return = return_probability(config, self.shortfall)
+        self.p_return_observable = expected_return_probability(config, self.gloss, items.price_z)
 
     def with_trust_fixed(self) -> "LongTermShopper":
         """A twin of this shopper population (same products, gloss and quality) whose trust never moves."""
@@ -417,8 +443,11 @@ def trust_value(cfg: LongTermConfig, trust: float, visits_left: int, visit_value
 
 
 def candidate_terms(sim: LongTermShopper, state: LongTermState, query: Query, candidates: np.ndarray,
-                    weights: RewardWeights, n_slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(immediate (K,), refund (K,), trust change (K,))`` of each candidate shown alone at the top (privileged).
+                    weights: RewardWeights, n_slots: int, observable: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(immediate (K,), refund (K,), trust change (K,))`` of each candidate shown alone at the top (privileged;
+    with ``observable``, ``r_j`` is the return probability expected from gloss and price,
+    :func:`expected_return_probability`, instead of the true one).
 
     For ``c_j = P(click)`` and ``b_j = P(buy | click)`` at the top slot, ``r_j = P(return)`` and ``g_j =
     purchase + revenue * price_j``:
@@ -439,7 +468,7 @@ def candidate_terms(sim: LongTermShopper, state: LongTermState, query: Query, ca
     click = sim.click_model.click_probs(alone)[:, 0]
     gain = weights.purchase + weights.revenue * sim.items.prices[rows].astype(np.float64)
     buy = click * p_buy
-    p_ret = sim.p_return[rows]
+    p_ret = (sim.p_return_observable if observable else sim.p_return)[rows]
     immediate = np.where(valid, click * weights.click + buy * gain, -np.inf)
     refund = np.where(valid, buy * p_ret * gain, 0.0)
     relevant = sim.inner.relevance(query.intent, candidates) >= 0.5
@@ -450,11 +479,13 @@ def candidate_terms(sim: LongTermShopper, state: LongTermState, query: Query, ca
 
 
 def planner_scores(sim: LongTermShopper, state: LongTermState, query: Query, candidates: np.ndarray,
-                   weights: RewardWeights, visit_value: float, n_slots: int) -> np.ndarray:
+                   weights: RewardWeights, visit_value: float, n_slots: int, observable: bool = False) -> np.ndarray:
     """``float (K,)`` privileged long-term value of each candidate shown alone at the top (``-inf`` for padding).
 
     ``immediate_j - refund_j + trust_value * trust change_j`` (:func:`candidate_terms`, :func:`trust_value`
-    with the visits that may follow this one).
+    with the visits that may follow this one). With ``observable``, the same planning on what a shop can
+    know: the shopper's :meth:`LongTermShopper.observable_state` (profile estimate, trust at its prior mean)
+    and returns expected from gloss and price (:func:`expected_return_probability`); the ``profile_planner``.
 
     Args:
         sim: The long-term shopper.
@@ -464,8 +495,11 @@ def planner_scores(sim: LongTermShopper, state: LongTermState, query: Query, can
         weights: The env's reward weights.
         visit_value: Reward of one visit at full engagement (:func:`estimate_visit_value`).
         n_slots: ``N``.
+        observable: Plan on the observable estimate instead of the hidden truth.
     """
-    immediate, refund, d_trust = candidate_terms(sim, state, query, candidates, weights, n_slots)
+    if observable:
+        state = sim.observable_state(state)
+    immediate, refund, d_trust = candidate_terms(sim, state, query, candidates, weights, n_slots, observable)
     lam = trust_value(sim.config, state.trust, sim.config.max_visits - 1 - state.visit, visit_value)
     return immediate - refund + lam * d_trust
 

@@ -19,7 +19,7 @@ from simulators.conformance import assert_conforms, default_items
 from simulators.items import ItemTable
 from simulators.longterm import (LongTermConfig, LongTermShopper, LongTermState, RewardWeights, candidate_terms,
                                  comeback_probability, engagement, estimate_visit_value, play, planner_scores,
-                                 return_probability, trust_value)
+                                 expected_return_probability, return_probability, trust_value)
 from simulators.protocols import Response
 from simulators.shopper import ShopperConfig
 
@@ -287,3 +287,37 @@ def test_the_planning_gain_disappears_with_the_dynamics_off(items):
     myopic, planner, _ = _compare(off, 40)
     assert np.array_equal(myopic, planner)  # same scores, same draws: the same relationships
     assert engagement(off.config, 0.5) < 1  # trust still scales engagement; it just never moves
+
+
+def test_expected_return_probability_is_the_mean_over_hidden_quality_given_gloss_and_price():
+    cfg = LongTermConfig()
+    rng = np.random.default_rng(5)
+    gloss, price_z = rng.normal(size=6), rng.normal(size=6)
+    quality = cfg.quality_price * price_z[:, None] + np.sqrt(1 - cfg.quality_price ** 2) * rng.normal(size=(6, 100_000))
+    monte_carlo = return_probability(cfg, np.maximum(0.0, gloss[:, None] - quality)).mean(axis=1)
+    np.testing.assert_allclose(expected_return_probability(cfg, gloss, price_z), monte_carlo, atol=2e-3)
+    exact = replace(cfg, quality_price=1.0)  # quality = price: nothing hidden, the true probability
+    np.testing.assert_allclose(expected_return_probability(exact, gloss, price_z),
+                               return_probability(exact, np.maximum(0.0, gloss - price_z)))
+    assert np.all(expected_return_probability(replace(cfg, returns=False), gloss, price_z) == 0.0)
+
+
+def test_observable_planner_reads_no_hidden_state(sim):
+    """Two shoppers who differ only in hidden traits (taste, trust) get the same observable plan, not the same
+    privileged one; the observable plan uses the expected, not the true, return probabilities."""
+    retrieve = _retriever(sim)
+    rng = np.random.default_rng(2)
+    state = sim.reset(rng)
+    query = sim.next_query(state, rng)
+    candidates = retrieve(query.text)
+    shift = np.linspace(-0.5, 0.5, len(state.shopper.taste)).astype(np.float32)
+    noise = state.shopper.profile_noise.copy()
+    noise[: len(shift)] -= shift  # the same profile (taste + noise), another taste: hidden traits differ
+    other = replace(state, trust=1.0 - state.trust,
+                    shopper=replace(state.shopper, taste=state.shopper.taste + shift, profile_noise=noise))
+    np.testing.assert_allclose(sim.profile(other), sim.profile(state), atol=1e-6)
+    weights = RewardWeights(1.0, 1.0, 0.02)
+    plan = lambda s, observable: planner_scores(sim, s, query, candidates, weights, 5.0, 10, observable)  # noqa: E731
+    np.testing.assert_allclose(plan(state, True), plan(other, True), rtol=1e-5)
+    assert not np.allclose(plan(state, False), plan(other, False))
+    assert not np.allclose(sim.p_return_observable, sim.p_return)
