@@ -13,9 +13,10 @@
    (:func:`experiments.evaluate.evaluate_agents`, ``--sessions`` per seed); each student's reward as a share of
    its own teacher's is the ratio of the per-seed means, with a Student-t interval over seeds (paired: same
    shoppers, same teacher).
-4. **Latency** of seed 0's teacher and students, batch 1 and batch 256, two ways: the network alone (the
-   scores from ready tensors, ``torch.inference_mode``) and SB3's ``predict`` from NumPy observations (what
-   ``shoprank evaluate`` calls: conversion, scores, the deterministic order). Models are timed in interleaved
+4. **Latency** of seed 0's teacher and students, batch 1 and batch 256, two ways: the scoring network alone
+   (its ``K`` scores from ready float tensors, ``torch.inference_mode``: what a server runs per query) and
+   SB3's ``predict`` from NumPy observations (what ``shoprank evaluate`` calls: conversion to tensors, SB3's
+   per-key observation preprocessing, the scores, the deterministic order). Models are timed in interleaved
    rounds on one torch thread; per-query figures are medians over rounds of CPU time of this process per call
    divided by the batch size (wall-clock medians beside them). Ratios are teacher / student, same run.
 
@@ -71,8 +72,8 @@ class DistillBenchConfig:
     students: tuple[str, ...] = ("mlp", "linear")
     rounds: int = 7
     calls: dict[int, int] = field(default_factory=lambda: {1: 300, 256: 20})
-    states: int = 10_000
-    rounds_of_gathering: int = 2
+    states: int = 30_000
+    rounds_of_gathering: int = 3
 
     def distill_config(self, student: str, seed: int) -> Any:
         """The :class:`agents.distill.DistillConfig` of ``student`` for ``seed``."""
@@ -158,10 +159,11 @@ def latency(cfg: DistillBenchConfig, log: Callable[[str], None]) -> dict[str, An
     env = ShopRankVectorEnv(num_envs=max(BATCHES), config=agents["teacher"].env_config)
     full, _ = env.reset(seed=seed)
 
+    k = env.single_action_space.shape[0]
+
     def network(policy, obs):
-        with torch.inference_mode():
-            features = policy.extract_features(obs, policy.pi_features_extractor)
-            return policy.action_net(policy.mlp_extractor.forward_actor(features))
+        with torch.inference_mode():  # the scoring network on ready float tensors: what a server runs per query
+            return policy.pi_features_extractor(obs)[:, :k]
 
     calls: dict[tuple[str, str, int], Callable[[], Any]] = {}
     for batch in BATCHES:
@@ -242,7 +244,9 @@ def to_markdown(report: dict) -> str:
     lines += ["", f"Top-1 agreement by chance: {100 * chance:.1f}%.", "",
               "Per-query latency, µs of CPU time (wall-clock in brackets), median of "
               f"{cfg['rounds']} interleaved rounds, one torch thread; seed {cfg['seeds'][0]}'s models; "
-              f"speed-up = teacher / student. Parameters (scoring network): "
+              f"speed-up = teacher / student. `network`: the scoring network's K scores from ready float tensors "
+              "(what a server runs per query); `predict`: SB3's `predict` from NumPy observations (conversion, SB3's "
+              "per-key preprocessing, the scores, the order). Parameters (scoring network): "
               + ", ".join(f"{k} {v:,}" for k, v in lat["parameters"].items()) + ".", "",
               "| path | batch | teacher | " + " | ".join(cfg["students"]) + " | " +
               " | ".join(f"{s} speed-up" for s in cfg["students"]) + " |",
