@@ -306,7 +306,7 @@ PPO_WARM = AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6, slot_credit
 
 PPO_LONGTERM = AgentConfig(slot_credit=True, slot_discount=0.0, return_credit=True, learning_rate=5e-4, n_epochs=10,
                            target_kl=None, hidden=32, layers=0, gamma=0.99, gae_lambda=0.95,
-                           pretrain_sessions=5000, pretrain_target="net_reward")
+                           pretrain_sessions=30_000, pretrain_target="net_reward")
 """``ppo_longterm``'s configuration (``ShopRank-v1``: a relationship spans ~10 queries over several visits)."""
 
 AGENT_PRESETS: dict[str, AgentPreset] = {
@@ -321,11 +321,11 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
                                "PPO on ShopRank-v0 from scratch (no logged sessions): Plackett-Luce slate policy, "
                                "per-slot credit, a slim candidate network"),
     "ppo_longterm": AgentPreset("ppo", PPO_LONGTERM,
-                                "PPO for ShopRank-v1: ppo_scratch's slim network, scores warm-started on 5,000 logged "
+                                "PPO for ShopRank-v1: ppo_scratch's slim network, scores warm-started on 30,000 logged "
                                 "relationships (each slot's reward net of refunds), then per-slot credit with "
                                 "discount 0.99 across the visits, each refund credited to the slot that sold it"),
     "ppo_longterm_pretrained": AgentPreset("ppo", PPO_LONGTERM,
-                                           "ppo_longterm's warm start alone (the same fit to 5,000 logged "
+                                           "ppo_longterm's warm start alone (the same fit to 30,000 logged "
                                            "relationships, no online step)", online=False),
     "maskable_ppo": AgentPreset("maskable_ppo", AgentConfig(pretrain_sessions=10_000, gamma=1.0, gae_lambda=1.0),
                                 "MaskablePPO on ShopRankSeq-v0, warm-started on 10k logged sessions"),
