@@ -60,12 +60,16 @@ class FeatureGroup:
         per_candidate: True for columns of the ``candidates`` block (permuted across candidates), False for a
             context block (shuffled across observations in the global view).
         carry: Blocks that travel with it when it is swapped for another observation's (``history_mask``).
+        discrete: Integer ids (the hashed ``attributes`` block): scrambled in the global view, but not
+            attributed by Shapley values or integrated gradients, which need a mean of, or a path between,
+            inputs that ids do not have.
     """
 
     name: str
     columns: tuple[tuple[str, tuple[int, ...] | None], ...]
     per_candidate: bool
     carry: tuple[str, ...] = ()
+    discrete: bool = False
 
     def mask(self, obs: Mapping[str, Any], key: str) -> np.ndarray | None:
         """``bool`` array of block ``key``'s shape (unbatched) that is True on this group's entries."""
@@ -123,6 +127,8 @@ def feature_groups(layout: FeatureLayout, fusion: Any = None) -> list[FeatureGro
     if extra:
         groups.append(FeatureGroup("attributes", (("candidates", extra),), True))
     present = {key for key, _ in layout.blocks}
+    if "attributes" in present:
+        groups.append(FeatureGroup("attribute ids", (("attributes", None),), True, discrete=True))
     for key in CONTEXT_BLOCKS:
         if key in present:
             groups.append(FeatureGroup(key, ((key, None),), False, ("history_mask",) if key == "history" else ()))

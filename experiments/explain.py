@@ -233,7 +233,8 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
     context, history, played = session_observation(agent, env, seed, history_queries)
     obs, candidates = with_query(context, world, env.unwrapped.core, query)
     layout = env.unwrapped.layout
-    groups = feature_groups(layout, world.fusion)
+    all_groups = feature_groups(layout, world.fusion)
+    groups = [g for g in all_groups if not g.discrete]
     positions, observations = slot_observations(agent, net, obs, config.slate_size)
     explain = METHODS[method]
     attributions, cache = [], {}
@@ -247,7 +248,12 @@ def explain_query(agent: Any, config: Any, world: Any, query: str, seed: int = 0
     if not any(g.name == "photo" for g in groups):
         notes.append(f"the fusion '{config.world.fusion}' mixes text and photo in every column of the product "
                      "vector, so they are attributed as one group, 'product vector'")
-    if "attributes" not in [g.name for g in groups]:
+    discrete = [g.name for g in all_groups if g.discrete]
+    if discrete:
+        notes.append(f"{', '.join(repr(n) for n in discrete)}: integer ids (hashed catalog attributes) are not split by "
+                     "Shapley values or integrated gradients (ids have no mean and no path between them); "
+                     "`explain --global` measures them by scrambling them across the candidates")
+    elif "attributes" not in [g.name for g in groups]:
         notes.append("the observation has no attribute features (category, colour, ...): no 'attributes' group")
     attention = attention_maps(net, observations[0])
     if not getattr(net, "attention", None):

@@ -165,6 +165,31 @@ def test_permuted_group_scrambles_only_its_columns(checkpoints):
     assert np.array_equal(context.scramble(other)["profile"], obs["profile"])  # the earlier shopper's profile
 
 
+def test_attribute_ids_are_scrambled_globally_and_left_out_of_local_attributions(tmp_path):
+    """With hashed attribute ids in the observation (``attribute_buckets``), ``explain --global`` scrambles the id
+    rows across candidates (group ``attribute ids``); Shapley values leave them out and say why."""
+    from experiments.explain import global_importance
+
+    config = EnvConfig(world=FAST_WORLD, max_queries=3, attribute_buckets=64)
+    train_agent("ppo", config, total_timesteps=128, seed=0, run_dir=tmp_path / "ppo", config=TINY)
+    agent = load_agent(tmp_path / "ppo" / "checkpoint")
+    env = gym.make("ShopRank-v0", config=config)
+    obs, _ = env.reset(seed=1)
+    world = get_world(FAST_WORLD)
+    groups = {g.name: g for g in feature_groups(env.unwrapped.layout, world.fusion)}
+    assert groups["attribute ids"].discrete and not groups["price"].discrete
+    out = PermutedGroupAgent(agent, groups["attribute ids"], seed=0).scramble(obs)
+    assert np.array_equal(out["candidates"], obs["candidates"])
+    ids, scrambled = obs["attributes"], out["attributes"]
+    assert sorted(map(tuple, scrambled.tolist())) == sorted(map(tuple, ids.tolist()))  # rows moved whole
+    assert not np.array_equal(scrambled, ids)
+    explained = explain_query(agent, config, world, QUERY, seed=0)
+    assert "attribute ids" not in explained.groups
+    assert any(note.startswith("'attribute ids': integer ids") for note in explained.notes)
+    importance, _ = global_importance(agent, config, world, seeds=[0], sessions=5, progress=False)
+    assert "attribute ids" in set(importance["group"])
+
+
 def test_global_importance_cli(checkpoints, tmp_path, capsys):
     out = tmp_path / "global"
     code = cli.main(["explain", "--global", "--checkpoint", str(checkpoints["ppo"]), "--seeds", "2", "--sessions", "3",
