@@ -88,6 +88,8 @@ class DistillBenchConfig:
         if self.teacher_preset not in AGENT_PRESETS or AGENT_PRESETS[self.teacher_preset].algo != "ppo":
             choices = sorted(n for n, p in AGENT_PRESETS.items() if p.algo == "ppo")
             raise ConfigError(f"unknown teacher preset {self.teacher_preset!r}; choose one of {choices}.")
+        for student in self.students:  # DistillConfig's own checks, before any teacher trains
+            self.distill_config(student, self.seeds[0])
 
 
 def teacher_path(cfg: DistillBenchConfig, seed: int, log: Callable[[str], None]) -> Path:

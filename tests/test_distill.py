@@ -95,10 +95,14 @@ def test_ranking_agreement_counts():
     assert swapped["top1"] == 0.0 and swapped["top_n_overlap"] == 1.0 and swapped["exact_top_n"] == 0.0
 
 
-def test_bench_distill_refuses_a_teacher_preset_that_is_not_ppo(capsys, tmp_path):
+def test_bench_distill_bad_input_is_one_line_before_anything_trains(capsys, tmp_path):
     code = cli.main(["bench", "distill", "--teacher-preset", "dqn", "--out", str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         "shoprank bench: error: unknown teacher preset 'dqn'; choose one of ['ppo', 'ppo_longterm', "
         "'ppo_longterm_pretrained', 'ppo_pretrained', 'ppo_scratch'].")
+    assert not (tmp_path / "out").exists()
+    code = cli.main(["bench", "distill", "--states", "0", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "shoprank bench: error: DistillConfig.states must be >= 1, got 0."
     assert not (tmp_path / "out").exists()
