@@ -201,14 +201,11 @@ def gather_states(teacher, actor, env_config, n_states: int, n_envs: int, seed: 
         ``(observations, teacher_scores)``: the blocks of :data:`STUDENT_KEYS` ``(M, ...)`` and ``float32 (M, K)``,
         ``M = n_states``.
     """
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
     from gymnasium.vector import AutoresetMode
 
-    import envs  # noqa: F401  (registers the ids)
+    from envs.vector_env import vector_env_of
 
-    vector_class = load_env_creator(gym.registry[env_id].vector_entry_point)
-    env = vector_class(num_envs=min(n_envs, n_states), config=env_config, autoreset_mode=AutoresetMode.SAME_STEP)
+    env = vector_env_of(env_id, min(n_envs, n_states), env_config, autoreset_mode=AutoresetMode.SAME_STEP)
     obs, _ = env.reset(seed=seed)
     kept: dict[str, list[np.ndarray]] = {key: [] for key in STUDENT_KEYS}
     labels: list[np.ndarray] = []

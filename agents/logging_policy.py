@@ -52,18 +52,18 @@ def derive_seed(seed: int, index: int, stream: int = 0) -> int:
 
 
 def shown_candidates(action: np.ndarray, mask: np.ndarray, n_shown: int) -> np.ndarray:
-    """Candidate indices the env shows for ``action``, top slot first (``int64 (n_shown,)``).
+    """Candidate indices the env shows for ``action``, top slot first (``int64 (..., n_shown)``).
 
     Mirrors ``ShopRankEnv.slate_from_scores``: valid candidates by descending score, ties in the
     retriever's order (stable sort); padding sorts last.
 
     Args:
-        action: ``(K,)`` scores.
-        mask: ``(K,)`` 1 for a real candidate.
+        action: ``(..., K)`` scores (one query's or a batch's, rows independent).
+        mask: ``(..., K)`` 1 for a real candidate.
         n_shown: Slate size ``N``.
     """
     keyed = np.where(np.asarray(mask) > 0, -np.asarray(action, dtype=np.float64), np.inf)
-    return np.argsort(keyed, kind="stable")[:n_shown]
+    return np.argsort(keyed, axis=-1, kind="stable")[..., :n_shown]
 
 
 @dataclass

@@ -73,30 +73,43 @@ LOG_OUTCOMES = (*PRETRAIN_TARGETS, "purchases")
 """Per-slot outcomes :func:`collect_logs` can return: the warm start's targets and each slot's purchase (0/1)."""
 
 
-def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str] = ("clicks",)
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str] = ("clicks",), n_envs: int = 1,
+                 progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """Log ``n_sessions`` sessions of a uniformly random ranking in a Box-action ShopRank env.
 
     Args:
-        env: ``ShopRank-v0`` or ``ShopRankStatic-v0`` (any wrapper).
-        n_sessions: Sessions to log.
+        env: ``ShopRank-v0``, ``ShopRankStatic-v0`` or ``ShopRank-v1`` (any wrapper).
+        n_sessions: Sessions (``ShopRank-v1``: relationships) to log.
         seed: Training seed (logging uses its own seed streams).
         outcomes: Per-slot outcomes to return, from :data:`LOG_OUTCOMES`: ``"clicks"`` / ``"purchases"`` (1
             where clicked / bought), ``"reward"`` (``info["position_rewards"]``) or ``"net_reward"`` (the
             reward minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0).
+        n_envs: Sessions logged at once. ``1``: ``env`` itself, session ``i`` reset with
+            ``derive_seed(seed, i, stream=1)``. ``> 1``: the vector env registered for ``env``'s id, built
+            with its config and world, ``n_envs`` sessions stepped in arrays from one generator seeded with
+            ``derive_seed(seed, 0, stream=4)`` (the same shopper distribution, other draws; far fewer Python
+            calls per logged query).
+        progress: Progress bar over logged sessions.
 
     Returns:
         ``(observations {key: (M, ...)}, shown (M, N) candidate indices, {outcome: (M, N) float32})`` with one
-        row per shown slate.
+        row per shown slate, sessions in the order they started, each session's slates in order.
+
+    Raises:
+        ConfigError: an unknown outcome, ``n_envs < 1``, or ``n_envs > 1`` for an env without a registered id.
     """
     unknown = [name for name in outcomes if name not in LOG_OUTCOMES]
     if unknown:
         raise ConfigError(f"target must be one of {sorted(LOG_OUTCOMES)}, got {unknown[0]!r}.")
+    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+        raise ConfigError(f"n_envs must be an int >= 1, got {n_envs!r}.")
+    if n_envs > 1 and n_sessions > 1:
+        return _collect_logs_batched(env, n_sessions, seed, outcomes, int(n_envs), progress)
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
     obs_rows, shown_rows = [], []
     rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
     k = env.action_space.shape[0]
-    for i in range(n_sessions):
+    for i in tqdm(range(n_sessions), desc="logging sessions", disable=not progress):
         obs, _ = env.reset(seed=derive_seed(seed, i, stream=1))
         done = False
         while not done:
@@ -120,13 +133,78 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
     return observations, np.stack(shown_rows), {name: np.stack(out) for name, out in rows.items()}
 
 
-def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks"
+_VECTOR_OUTCOME_KEYS = {"clicks": "clicked", "purchases": "purchased"}
+"""Outcome -> the vector env's ``bool (B, N)`` info key."""
+
+
+def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str], n_envs: int,
+                          progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """:func:`collect_logs` with ``n_envs > 1``: ``n_envs`` sessions of ``env``'s vector env at once.
+
+    Sessions are numbered in the order they start; rows of sessions numbered ``>= n_sessions`` (started while
+    the last ones finish) are dropped, so every logged session is whole and no session length is favoured.
+    """
+    from gymnasium.vector import AutoresetMode
+
+    from envs.vector_env import vector_env_of
+
+    if env.spec is None:
+        raise ConfigError("collect_logs(n_envs > 1) builds the vector env registered for the env's id: make the env "
+                          "with gymnasium.make (or pass n_envs=1).")
+    base = env.unwrapped
+    b = min(n_envs, n_sessions)
+    vec = vector_env_of(env.spec.id, b, base.config, world=base.world, autoreset_mode=AutoresetMode.SAME_STEP)
+    rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
+    obs, _ = vec.reset(seed=derive_seed(seed, 0, stream=4))
+    k, n = vec.single_action_space.shape[0], vec.config.slate_size
+    session = np.arange(b)  # number of the session each row runs
+    started, finished = b, 0
+    obs_rows, shown_rows, session_rows = [], [], []
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
+    history: list[list[int]] = [[] for _ in range(n_sessions)]  # each logged session's global row numbers
+    net = "net_reward" in rows
+    refunds: list[tuple[int, int, float]] = []  # (row, slot, refund) in the order the returns happened
+    total = 0
+    with tqdm(total=n_sessions, desc="logging sessions", disable=not progress) as bar:
+        while finished < n_sessions:
+            action = rng.uniform(-1.0, 1.0, size=(b, k)).astype(np.float32)
+            next_obs, _, terminated, truncated, info = vec.step(action)
+            keep = np.flatnonzero(session < n_sessions)
+            for name, out in rows.items():
+                source = info[_VECTOR_OUTCOME_KEYS[name]] if name in _VECTOR_OUTCOME_KEYS else info["position_rewards"]
+                out.append(np.asarray(source[keep], dtype=np.float32))
+            obs_rows.append({key: value[keep] for key, value in obs.items()})
+            shown_rows.append(shown_candidates(action[keep], obs["mask"][keep], n))
+            session_rows.append(session[keep])
+            for j, row in enumerate(keep):
+                history[session[row]].append(total + j)
+            if net:
+                returned = np.asarray(info["returned_slots"])  # (B, W, 3), rows of -1 = none
+                for row in keep:
+                    for ago, slot, refund in returned[row][returned[row, :, 0] >= 0]:
+                        refunds.append((history[session[row]][-1 - int(ago)], int(slot), float(refund)))
+            total += len(keep)
+            done = np.flatnonzero(terminated | truncated)
+            finished += int(np.count_nonzero(session[done] < n_sessions))
+            bar.update(int(np.count_nonzero(session[done] < n_sessions)))
+            session[done] = started + np.arange(len(done))
+            started += len(done)
+            obs = next_obs
+    logged = {name: np.concatenate(out) for name, out in rows.items()}
+    for row, slot, refund in refunds:
+        logged["net_reward"][row, slot] = max(float(logged["net_reward"][row, slot]) - refund, 0.0)
+    order = np.argsort(np.concatenate(session_rows), kind="stable")
+    observations = {key: np.concatenate([o[key] for o in obs_rows])[order] for key in obs_rows[0]}
+    return observations, np.concatenate(shown_rows)[order], {name: out[order] for name, out in logged.items()}
+
+
+def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks", n_envs: int = 1
                        ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """:func:`collect_logs` with one outcome: ``(observations, shown (M, N), outcome (M, N))``; ``target`` is
     ``"clicks"``, ``"reward"`` or ``"net_reward"`` (see there)."""
     if target not in _LOSSES:
         raise ConfigError(f"target must be one of {sorted(_LOSSES)}, got {target!r}.")
-    observations, shown, outcomes = collect_logs(env, n_sessions, seed, (target,))
+    observations, shown, outcomes = collect_logs(env, n_sessions, seed, (target,), n_envs=n_envs)
     return observations, shown, outcomes[target]
 
 

@@ -266,6 +266,19 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
         def env_is_wrapped(self, wrapper_class, indices=None):
             return [False] * len(list(self._get_indices(indices)))
 
+    vec = vector_env_of(env_id, num_envs, config, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+    extra = tuple(getattr(vec, "extra_info", ()))
+    return ShopRankSB3VecEnv(vec)
+
+
+def vector_env_of(env_id: str, num_envs: int, config: EnvConfig | None = None, **kwargs: Any) -> ShopRankVectorEnv:
+    """The ``vector_entry_point`` registered for ``env_id`` (e.g. ``ShopRank-v1``'s ``ShopRankVisitsVectorEnv``)
+    with ``num_envs`` sessions, built with ``config`` (``None``: the id's registered config) and ``kwargs``
+    (``world``, ``autoreset_mode``, ...).
+
+    Raises:
+        ConfigError: ``env_id`` is not registered or has no vector entry point.
+    """
     import envs  # noqa: F401  (registers the ids)
 
     spec = gym.registry.get(env_id)
@@ -275,9 +288,7 @@ def sb3_vec_env(num_envs: int = 4, config: EnvConfig | None = None, seed: int | 
     vector_class = load_env_creator(spec.vector_entry_point)
     if config is None:
         config = spec.kwargs.get("config")
-    vec = vector_class(num_envs=num_envs, config=config, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
-    extra = tuple(getattr(vec, "extra_info", ()))
-    return ShopRankSB3VecEnv(vec)
+    return vector_class(num_envs=num_envs, config=config, **kwargs)
 
 
 def make_vector_env(num_envs: int = 1, config: EnvConfig | None = None, **kwargs: Any) -> ShopRankVectorEnv:
@@ -285,5 +296,5 @@ def make_vector_env(num_envs: int = 1, config: EnvConfig | None = None, **kwargs
     return ShopRankVectorEnv(num_envs=num_envs, config=config, **kwargs)
 
 
-__all__ = ["ShopRankVectorEnv", "make_vector_env", "sb3_vec_env"]
+__all__ = ["ShopRankVectorEnv", "make_vector_env", "sb3_vec_env", "vector_env_of"]
 _ = gym  # gymnasium is the API this module implements
