@@ -19,7 +19,6 @@ import numpy as np
 
 from encoders.errors import SimulatorError
 from simulators.protocols import PrivilegedSimulator, Query, UserSimulator
-from simulators.shopper import DefaultShopper
 
 
 @dataclass
@@ -122,6 +121,18 @@ class LoopState:
     queries: list
 
 
+def slate_free_utility(sim: Any) -> bool:
+    """Whether ``sim.utility(state, intent, rows)`` scores any candidates in one call: its class (or a base)
+    declares ``utility_is_slate_free`` and the class's ``utility``, ``item_probabilities`` and
+    ``expected_response`` are still the declaring class's own (a subclass that overrides the probabilities
+    keeps the generic per-chunk path through ``expected_response``)."""
+    cls = type(sim)
+    owner = next((c for c in cls.__mro__ if vars(c).get("utility_is_slate_free") is True), None)
+    return owner is not None and all(
+        getattr(cls, name, None) is getattr(owner, name, None) is not None
+        for name in ("utility", "item_probabilities", "expected_response"))
+
+
 class LoopShopper:
     """Any ``UserSimulator`` over ``B`` sessions: one call per session, each result checked.
 
@@ -137,12 +148,7 @@ class LoopShopper:
         self.name = type(sim).__name__
         self.profile_dim = int(sim.profile_dim)
         self.privileged = isinstance(sim, PrivilegedSimulator)  # protocol isinstance is slow: once
-        # DefaultShopper's utility does not depend on the rest of the slate: one call scores all K
-        # candidates (a subclass that overrides the probabilities keeps the generic per-chunk path).
-        self._fast_utility = (
-            getattr(type(sim), "expected_response", None) is DefaultShopper.expected_response
-            and getattr(type(sim), "item_probabilities", None) is DefaultShopper.item_probabilities
-            and getattr(type(sim), "utility", None) is DefaultShopper.utility)
+        self._fast_utility = slate_free_utility(sim)
 
     def _call(self, method: str, *args: Any) -> Any:
         try:

@@ -359,6 +359,14 @@ class LongTermShopper:
         p_buy = glossed_purchase(purchase_probability(sc, rel, vis, price, over), shift)
         return np.where(valid, attract, 0.0), np.where(valid, p_buy, 0.0), np.where(valid, util, 0.0)
 
+    def utility(self, state: LongTermState, intent: Intent, rows: np.ndarray) -> np.ndarray:
+        """``float (len(rows),)`` true utility of each product (0 for ``-1``): the default shopper's, which gloss and
+        trust leave alone (``item_probabilities``' third output without its click and purchase terms)."""
+        return self.inner.utility(state.shopper, intent, rows)
+
+    utility_is_slate_free = True
+    """As :attr:`DefaultShopper.utility_is_slate_free`."""
+
     # The default shopper's response maths, over this shopper's item probabilities (gloss and trust in them):
     # marginal click / purchase probabilities per slot (purchases before returns) and true utilities ...
     expected_response = DefaultShopper.expected_response

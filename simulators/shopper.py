@@ -342,6 +342,11 @@ class DefaultShopper:
         n_slots: Slate size ``N`` (for the default click model).
     """
 
+    utility_is_slate_free = True
+    """``utility(state, intent, rows)`` equals ``expected_response``'s utilities for any rows (a product's utility
+    does not depend on the rest of the slate): :class:`~simulators.batch.LoopShopper` scores all ``K`` candidates
+    in one call, unless a subclass overrides one of the three methods."""
+
     def __init__(self, items: ItemTable, config: ShopperConfig = ShopperConfig(),
                  click_model: ClickModel | None = None, n_slots: int = 10) -> None:
         self.items = items

@@ -321,3 +321,24 @@ def test_observable_planner_reads_no_hidden_state(sim):
     np.testing.assert_allclose(plan(state, True), plan(other, True), rtol=1e-5)
     assert not np.allclose(plan(state, False), plan(other, False))
     assert not np.allclose(sim.p_return_observable, sim.p_return)
+
+
+def test_utility_scores_all_candidates_in_one_call_as_the_slate_response_does(sim):
+    from simulators.batch import LoopShopper, slate_free_utility
+
+    rng = np.random.default_rng(4)
+    state = sim.reset(rng)
+    query = sim.next_query(state, rng)
+    candidates = rng.choice(len(sim.items.prices), size=2 * N, replace=False)
+    candidates[3] = -1
+    chunked = np.concatenate([sim.expected_response(state, query, candidates[i:i + N]).utility
+                              for i in range(0, len(candidates), N)])
+    assert np.array_equal(sim.utility(state, query.intent, candidates), chunked)
+    assert slate_free_utility(sim) and LoopShopper(sim, N, lambda texts: None)._fast_utility
+
+    class Overridden(LongTermShopper):  # other probabilities: the generic per-chunk path
+        def item_probabilities(self, state, intent, slate, boredom=True):
+            return super().item_probabilities(state, intent, slate, boredom)
+
+    assert not slate_free_utility(Overridden(sim.items, n_slots=N))
+    assert not slate_free_utility(object())
