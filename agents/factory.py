@@ -92,10 +92,8 @@ class AgentConfig:
         pretrain_sessions: Sessions logged with a uniformly random ranking that the policy is fitted to
             before RL starts (:mod:`agents.pretrain`): PPO's scores to ``pretrain_target``, DQN's
             Q-values to each slot's reward-to-go; 0 = learn from scratch.
-        pretrain_target: What the warm start fits: ``"reward"`` (each slot's reward, Poisson),
-            ``"net_reward"`` (net of refunds, ``ShopRank-v1``), ``"net_return"`` (the net reward plus the
-            ``gamma``-discounted net reward of the rest of the session or relationship) or ``"clicks"``
-            (logistic); see :mod:`agents.pretrain`.
+        pretrain_target: What the warm start fits: ``"reward"`` (each slot's reward, Poisson) or
+            ``"clicks"`` (logistic); see :mod:`agents.pretrain`.
         pretrain_epochs: Passes over the logged sessions.
         pretrain_envs: Logged sessions stepped at once (:func:`agents.pretrain.collect_logs`'s ``n_envs``): 1 =
             the single env, one session after another; more = the env id's vector env, the same shopper
@@ -264,7 +262,7 @@ def fit_policy_scores(policy, env, env_config: EnvConfig, config: AgentConfig, p
     module alike (:func:`experiments.rllib_backend.train_rllib`). Returns the loss per epoch."""
     targets = (config.pretrain_target, *(("clicks", "purchases") if config.aux_heads else ()))
     observations, shown, outcomes = collect_logs(env, config.pretrain_sessions, seed, targets,
-                                                 n_envs=config.pretrain_envs, progress=progress, discount=config.gamma)
+                                                 n_envs=config.pretrain_envs, progress=progress)
     aux = (outcomes["clicks"], outcomes["purchases"], config.aux_loss_weight) if config.aux_heads else None
     extractor = policy.pi_features_extractor
     if extractor.has_placed:  # the sequential policy scores the first slot of an empty slate

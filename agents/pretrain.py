@@ -62,13 +62,11 @@ def _logistic_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
-_LOSSES = {"reward": _poisson_loss, "net_reward": _poisson_loss, "net_return": _poisson_loss,
-           "clicks": _logistic_loss}
+_LOSSES = {"reward": _poisson_loss, "net_reward": _poisson_loss, "clicks": _logistic_loss}
 PRETRAIN_TARGETS = tuple(sorted(_LOSSES))
 """What a warm start can fit: each slot's ``"reward"``, its ``"net_reward"`` (``ShopRank-v1``: the reward minus
-the refund of a purchase returned later, known from the order history, ``info["returned_slots"]``), its
-``"net_return"`` (the net reward plus the discounted net reward of the rest of the session or relationship,
-:func:`with_future`) or its ``"clicks"``."""
+the refund of a purchase returned later, known from the order history, ``info["returned_slots"]``) or its
+``"clicks"``."""
 
 
 LOG_OUTCOMES = (*PRETRAIN_TARGETS, "purchases")
@@ -76,8 +74,7 @@ LOG_OUTCOMES = (*PRETRAIN_TARGETS, "purchases")
 
 
 def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str] = ("clicks",), n_envs: int = 1,
-                 progress: bool = False, discount: float = 1.0
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+                 progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """Log ``n_sessions`` sessions of a uniformly random ranking in a Box-action ShopRank env.
 
     Args:
@@ -86,75 +83,30 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
         seed: Training seed (logging uses its own seed streams).
         outcomes: Per-slot outcomes to return, from :data:`LOG_OUTCOMES`: ``"clicks"`` / ``"purchases"`` (1
             where clicked / bought), ``"reward"`` (``info["position_rewards"]``) or ``"net_reward"`` (the
-            reward minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0) or
-            ``"net_return"`` (``"net_reward"`` plus the ``discount``-ed net reward of the session's later
-            queries, :func:`with_future`).
+            reward minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0).
         n_envs: Sessions logged at once. ``1``: ``env`` itself, session ``i`` reset with
             ``derive_seed(seed, i, stream=1)``. ``> 1``: the vector env registered for ``env``'s id, built
             with its config and world, ``n_envs`` sessions stepped in arrays from one generator seeded with
             ``derive_seed(seed, 0, stream=4)`` (the same shopper distribution, other draws; far fewer Python
             calls per logged query).
         progress: Progress bar over logged sessions.
-        discount: Per-query discount of ``"net_return"``'s future, in ``[0, 1]``.
 
     Returns:
         ``(observations {key: (M, ...)}, shown (M, N) candidate indices, {outcome: (M, N) float32})`` with one
         row per shown slate, sessions in the order they started, each session's slates in order.
 
     Raises:
-        ConfigError: an unknown outcome, ``n_envs < 1``, a ``discount`` outside ``[0, 1]``, or ``n_envs > 1``
-            for an env without a registered id.
+        ConfigError: an unknown outcome, ``n_envs < 1``, or ``n_envs > 1`` for an env without a registered id.
     """
     unknown = [name for name in outcomes if name not in LOG_OUTCOMES]
     if unknown:
         raise ConfigError(f"target must be one of {sorted(LOG_OUTCOMES)}, got {unknown[0]!r}.")
     if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
         raise ConfigError(f"n_envs must be an int >= 1, got {n_envs!r}.")
-    if not 0.0 <= discount <= 1.0:
-        raise ConfigError(f"discount must be in [0, 1], got {discount!r}.")
-    logged_names = tuple(dict.fromkeys(name for name in (*outcomes, *(("net_reward",) if "net_return" in outcomes else ()))
-                                       if name != "net_return"))
-    collect = _collect_logs_batched if n_envs > 1 and n_sessions > 1 else _collect_logs_single
-    observations, shown, logged, sessions = collect(env, n_sessions, seed, logged_names, int(n_envs), progress)
-    if "net_return" in outcomes:
-        logged["net_return"] = with_future(logged["net_reward"], sessions, discount)
-    return observations, shown, {name: logged[name] for name in outcomes}
-
-
-def with_future(rewards: np.ndarray, sessions: np.ndarray, discount: float) -> np.ndarray:
-    """Each slot's reward plus the discounted reward of its session's later queries.
-
-    ``out[i, n] = rewards[i, n] + sum_{j > i, same session} discount ** (j - i) * rewards[j].sum()``: under a
-    uniformly random logging policy, the product in slot ``n`` is drawn independently of the rest of the slate,
-    so the expected future given that product is the rest's constant plus the product's own effect on what
-    follows (``ShopRank-v1``: kept purchases and relevant results raise trust, and trust brings the shopper
-    back); fitting it is a Monte-Carlo estimate of each product's long-term value, net of refunds.
-
-    Args:
-        rewards: ``float (M, N)`` per-slot rewards, each session's rows contiguous and in order.
-        sessions: ``int (M,)`` session number of each row.
-        discount: Per-query discount.
-
-    Returns:
-        ``float32 (M, N)``.
-    """
-    totals = np.asarray(rewards, dtype=np.float64).sum(axis=1)
-    future = np.zeros(len(totals))
-    last = np.append(np.asarray(sessions)[1:] != np.asarray(sessions)[:-1], True)  # a session's last row
-    running = 0.0
-    for i in range(len(totals) - 1, -1, -1):
-        if last[i]:
-            running = 0.0
-        future[i] = discount * running
-        running = totals[i] + discount * running
-    return (np.asarray(rewards, dtype=np.float64) + future[:, None]).astype(np.float32)
-
-
-def _collect_logs_single(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str], n_envs: int,
-                         progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """:func:`collect_logs` with ``n_envs = 1``; also returns each row's session number ``int64 (M,)``."""
+    if n_envs > 1 and n_sessions > 1:
+        return _collect_logs_batched(env, n_sessions, seed, outcomes, int(n_envs), progress)
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
-    obs_rows, shown_rows, session_rows = [], [], []
+    obs_rows, shown_rows = [], []
     rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
     k = env.action_space.shape[0]
     for i in tqdm(range(n_sessions), desc="logging sessions", disable=not progress):
@@ -171,7 +123,6 @@ def _collect_logs_single(env: gym.Env, n_sessions: int, seed: int, outcomes: Seq
                     out.append(np.asarray(info["position_rewards"], dtype=np.float32).copy())
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
-            session_rows.append(i)
             if "net_reward" in rows:
                 net = rows["net_reward"]
                 for ago, slot, refund in np.asarray(info.get("returned_slots", np.zeros((0, 3)))).reshape(-1, 3):
@@ -179,8 +130,7 @@ def _collect_logs_single(env: gym.Env, n_sessions: int, seed: int, outcomes: Seq
                     row[int(slot)] = max(float(row[int(slot)] - refund), 0.0)
             obs, done = next_obs, terminated or truncated
     observations = {key: np.stack([o[key] for o in obs_rows]) for key in obs_rows[0]}
-    return (observations, np.stack(shown_rows), {name: np.stack(out) for name, out in rows.items()},
-            np.asarray(session_rows, dtype=np.int64))
+    return observations, np.stack(shown_rows), {name: np.stack(out) for name, out in rows.items()}
 
 
 _VECTOR_OUTCOME_KEYS = {"clicks": "clicked", "purchases": "purchased"}
@@ -188,9 +138,8 @@ _VECTOR_OUTCOME_KEYS = {"clicks": "clicked", "purchases": "purchased"}
 
 
 def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[str], n_envs: int,
-                          progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """:func:`collect_logs` with ``n_envs > 1``: ``n_envs`` sessions of ``env``'s vector env at once (also returns
-    each row's session number).
+                          progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """:func:`collect_logs` with ``n_envs > 1``: ``n_envs`` sessions of ``env``'s vector env at once.
 
     Sessions are numbered in the order they start; rows of sessions numbered ``>= n_sessions`` (started while
     the last ones finish) are dropped, so every logged session is whole and no session length is favoured.
@@ -244,11 +193,9 @@ def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Se
     logged = {name: np.concatenate(out) for name, out in rows.items()}
     for row, slot, refund in refunds:
         logged["net_reward"][row, slot] = max(float(logged["net_reward"][row, slot]) - refund, 0.0)
-    sessions = np.concatenate(session_rows)
-    order = np.argsort(sessions, kind="stable")
+    order = np.argsort(np.concatenate(session_rows), kind="stable")
     observations = {key: np.concatenate([o[key] for o in obs_rows])[order] for key in obs_rows[0]}
-    return (observations, np.concatenate(shown_rows)[order], {name: out[order] for name, out in logged.items()},
-            sessions[order])
+    return observations, np.concatenate(shown_rows)[order], {name: out[order] for name, out in logged.items()}
 
 
 def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks", n_envs: int = 1

@@ -88,32 +88,3 @@ def test_bad_batched_logging_settings_are_refused_with_clear_messages(session_en
     with pytest.raises(ConfigError) as err:
         AgentConfig(pretrain_envs=0)
     assert str(err.value) == "AgentConfig.pretrain_envs must be > 0, got 0."
-
-
-def test_with_future_adds_each_sessions_discounted_later_rewards_only():
-    from agents.pretrain import with_future
-
-    rewards = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
-    sessions = np.array([0, 0, 0, 1, 1])
-    out = with_future(rewards, sessions, 0.5)
-    future = np.array([0.5 * 2 + 0.25 * 3, 0.5 * 3, 0.0, 0.5 * 2, 0.0])
-    assert np.allclose(out, rewards + future[:, None]) and out.dtype == np.float32
-    assert np.array_equal(with_future(rewards, sessions, 0.0), rewards.astype(np.float32))
-
-
-def test_net_return_logs_are_net_rewards_plus_the_relationships_discounted_future():
-    returny = gym.make("ShopRank-v1", config=RETURNY)
-    for n_envs in (1, 3):
-        obs, _, out = collect_logs(returny, 5, seed=2, outcomes=("net_reward", "net_return"), n_envs=n_envs,
-                                   discount=0.9)
-        extra = out["net_return"] - out["net_reward"]
-        assert np.allclose(extra, extra[:, :1], atol=1e-5)  # one future per query, the same for every slot
-        layout = returny.unwrapped.layout
-        first = (obs["session"][:, layout.session_column("visit")] == 0) & \
-            (obs["session"][:, layout.session_column("visit_queries")] == 0)
-        last = np.append(np.flatnonzero(first)[1:] - 1, len(first) - 1)  # each relationship's last query
-        assert first.sum() == 5 and np.allclose(extra[last], 0.0)
-        assert (extra >= 0).all() and extra.max() > 0
-    with pytest.raises(ConfigError) as err:
-        collect_logs(returny, 2, seed=0, outcomes=("net_return",), discount=1.5)
-    assert str(err.value) == "discount must be in [0, 1], got 1.5."
