@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from encoders.errors import ConfigError
 from agents.aux_heads import aux_loss
 from agents.logging_policy import derive_seed, shown_candidates
-from envs.slot_flags import OUTCOME_POSITION_KEYS, slot_flags
+from envs.slot_flags import OUTCOME_POSITION_KEYS, slot_flags, slot_rewards_row
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
                 if name in OUTCOME_POSITION_KEYS:
                     out.append(slot_flags(info, name, n))
                 else:
-                    out.append(np.asarray(info["position_rewards"], dtype=np.float32).copy())
+                    out.append(slot_rewards_row(info, n))
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
             if "net_reward" in rows:

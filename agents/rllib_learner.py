@@ -13,7 +13,7 @@ Needs the ``distributed`` extra (importing it without Ray raises
   1. :class:`SlotRewardsFromInfos`, a learner connector piece right after ``AddOneTsToEpisodesAndTruncate``,
      reads each step's ``info["position_rewards"]`` from the episodes (step ``t``'s info is the one that came
      with observation ``t + 1``) into a ``slot_rewards (B, N)`` column
-     (:func:`agents.slate_ppo.slot_rewards_row`, as SB3's buffer does);
+     (:func:`envs.slot_flags.slot_rewards_row`, as SB3's buffer does);
   2. :class:`SlotCreditAdvantages`, appended after RLlib's ``GeneralAdvantageEstimation``, turns the GAE
      value targets, the critic's values and those rewards into ``slot_advantages (B, N)`` over the whole
      train batch (:func:`agents.slate_ppo.slot_advantages`, the function SB3's buffer calls; RLlib's
@@ -38,7 +38,8 @@ from __future__ import annotations
 from typing import Any
 
 from agents.rllib_module import PlackettLuceActionDist, ShopRankRLModule  # noqa: F401  (raises without Ray)
-from agents.slate_ppo import slot_advantages, slot_rewards_row
+from agents.slate_ppo import slot_advantages
+from envs.slot_flags import slot_rewards_row
 
 import torch
 from ray.rllib.algorithms.ppo.ppo import LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY, LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY

@@ -37,7 +37,7 @@ How it plugs into SB3 without rewriting ``PPO.train``:
 * :class:`SlotCreditPPO` overrides one hook, ``_update_info_buffer`` (called once per rollout step with
   the step's ``infos``), to hand ``position_rewards`` to the buffer.
 
-The maths lives in two pure functions, :func:`slot_rewards_row` and :func:`slot_advantages`, which RLlib's
+The maths lives in two pure functions, :func:`envs.slot_flags.slot_rewards_row` and :func:`slot_advantages`, which RLlib's
 learner (:mod:`agents.rllib_learner`) calls too: one definition of per-slot credit for both frameworks.
 
 **Auxiliary labels** (``aux_labels=True``, multi-task heads, :mod:`agents.aux_heads`): the same hook stores
@@ -57,23 +57,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 
 from agents.aux_heads import AUX_LABEL_KEYS
-from envs.slot_flags import slot_flags
-
-
-def slot_rewards_row(info: dict[str, Any], n_slots: int) -> np.ndarray:
-    """``float32 (N,)`` what each slot of one step earned: ``info["position_rewards"]``, cut or zero-padded to
-    ``n_slots``.
-
-    Raises:
-        KeyError: ``info`` has no ``position_rewards``.
-    """
-    if "position_rewards" not in info:
-        raise KeyError("per-slot credit needs info['position_rewards'] on every step (ShopRank-v0 and "
-                       "its vector env provide it).")
-    shares = np.asarray(info["position_rewards"], dtype=np.float32)[:n_slots]
-    row = np.zeros(n_slots, dtype=np.float32)
-    row[: len(shares)] = shares
-    return row
+from envs.slot_flags import slot_flags, slot_rewards_row
 
 
 def slot_advantages(slot_rewards: np.ndarray, advantages: np.ndarray, values: np.ndarray,

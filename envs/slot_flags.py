@@ -1,5 +1,6 @@
-"""Per-slot outcome flags from a step's ``info``: the one reader of ``info["clicked_positions"]`` and
-``info["purchased_positions"]`` that logging, the warm start and the auxiliary heads share."""
+"""Per-slot outcomes from a step's ``info``: the one reader of ``info["clicked_positions"]``,
+``info["purchased_positions"]`` and ``info["position_rewards"]`` that logging, the warm start, per-slot credit
+(SB3 and RLlib) and the auxiliary heads share."""
 
 from __future__ import annotations
 
@@ -33,4 +34,20 @@ def slot_flags(info: Mapping[str, Any], outcome: str, n_slots: int, dtype: Any =
     return flags
 
 
-__all__ = ["OUTCOME_POSITION_KEYS", "slot_flags"]
+def slot_rewards_row(info: Mapping[str, Any], n_slots: int) -> np.ndarray:
+    """``float32 (n_slots,)`` what each slot of one step earned: ``info["position_rewards"]``, cut or zero-padded to
+    ``n_slots``.
+
+    Raises:
+        KeyError: ``info`` has no ``position_rewards``.
+    """
+    if "position_rewards" not in info:
+        raise KeyError("per-slot credit needs info['position_rewards'] on every step (ShopRank-v0 and "
+                       "its vector env provide it).")
+    shares = np.asarray(info["position_rewards"], dtype=np.float32)[:n_slots]
+    row = np.zeros(n_slots, dtype=np.float32)
+    row[: len(shares)] = shares
+    return row
+
+
+__all__ = ["OUTCOME_POSITION_KEYS", "slot_flags", "slot_rewards_row"]
