@@ -9,6 +9,8 @@ evaluation without running code) live in :mod:`agents.checkpoint`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from encoders.atomic_files import atomic_path
 from encoders.errors import ConfigError
 from agents.callbacks import HeldOutEvalCallback, HParamsCallback, ShopMetricsCallback
 from agents.extractor import CandidateSetExtractor
@@ -30,7 +33,7 @@ from agents.pretrain import (PRETRAIN_TARGETS, PretrainConfig, collect_click_log
                              pretrain_scores, seed_replay_buffer)
 from agents.policies import (CandidateDQNPolicy, CandidateScorePolicy, MaskableCandidateScorePolicy, MaskablePPO,
                              MaskedDQN)
-from envs.config import EnvConfig
+from envs.config import EnvConfig, config_to_dict
 
 
 SLATE_POLICIES: dict[str, Callable[["AgentConfig", int], dict[str, Any]]] = {
@@ -241,11 +244,14 @@ def _dqn(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
 @dataclass(frozen=True)
 class AlgoSpec:
     """How to build one algorithm: its constructor, which env family it acts in, and how it is warm-started
-    from logged sessions (``warm_start(model, env, env_config, config, pretrain, seed, progress) -> losses``)."""
+    from logged sessions (``warm_start(model, env, env_config, config, pretrain, seed, progress) -> losses``).
+    ``weights_only_warm_start``: the warm start changes nothing but the policy's weights, so a saved copy of
+    them can stand in for it (:func:`warm_start`'s ``cache``; DQN's also fills its replay buffer)."""
 
     build: Callable[..., Any]
     sequential: bool
     warm_start: Callable[..., list[float]]
+    weights_only_warm_start: bool = False
 
 
 def _warm_start_scores(model, env, env_config: EnvConfig, config: AgentConfig, pretrain: PretrainConfig, seed: int,
@@ -289,8 +295,8 @@ def _warm_start_q_values(model, env, env_config: EnvConfig, config: AgentConfig,
 
 
 ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec(_ppo, sequential=False, warm_start=_warm_start_scores),
-    "maskable_ppo": AlgoSpec(_maskable_ppo, sequential=True, warm_start=_warm_start_scores),
+    "ppo": AlgoSpec(_ppo, sequential=False, warm_start=_warm_start_scores, weights_only_warm_start=True),
+    "maskable_ppo": AlgoSpec(_maskable_ppo, sequential=True, warm_start=_warm_start_scores, weights_only_warm_start=True),
     "dqn": AlgoSpec(_dqn, sequential=True, warm_start=_warm_start_q_values),
 }
 """RL algorithms by name (the names used in ``shoprank train/compare`` and in ``summary.csv``)."""
@@ -397,11 +403,41 @@ def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentCon
 
 
 def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool,
-               env_id: str = "ShopRank-v0") -> list[float]:
+               env_id: str = "ShopRank-v0", cache: Path | None = None) -> list[float]:
     """Fit the policy to ``config.pretrain_sessions`` logged sessions of ``env_id`` before RL (see
-    :mod:`agents.pretrain`); what is fitted is the algorithm's ``AlgoSpec.warm_start``. Returns the loss per epoch."""
+    :mod:`agents.pretrain`); what is fitted is the algorithm's ``AlgoSpec.warm_start``.
+
+    With a ``cache`` folder and an algorithm whose warm start only sets weights (PPO, MaskablePPO), the fitted
+    policy weights are kept there under a key of everything that decides them (:func:`warm_start_key`): a
+    second agent with the same algorithm, configs, env and seed (``ppo_pretrained`` and ``ppo`` in one
+    ``compare``) loads them instead of logging and fitting again, and continues exactly as if it had fitted
+    them itself (the warm start draws from its own seeded generators only). Loading is tensors only.
+
+    Returns:
+        The loss per epoch (empty when the weights came from the cache).
+    """
+    spec = algo_spec(name)
+    path = None
+    if cache is not None and spec.weights_only_warm_start:
+        path = Path(cache) / f"{warm_start_key(name, env_config, config, seed, env_id)}.pt"
+        if path.is_file():
+            model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return []
     env = make_env(env_config, sequential=False, env_id=env_id)
-    return algo_spec(name).warm_start(model, env, env_config, config, pretrain_config(config), seed, progress)
+    losses = spec.warm_start(model, env, env_config, config, pretrain_config(config), seed, progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(model.policy.state_dict(), tmp)
+    return losses
+
+
+def warm_start_key(name: str, env_config: EnvConfig, config: AgentConfig, seed: int, env_id: str) -> str:
+    """A 20-hex-digit digest of the algorithm, env id, seed, env config and agent config: equal keys, equal warm
+    starts. Online-only fields are part of it too (conservative: a hit is never a different fit)."""
+    blob = json.dumps({"algo": name, "env_id": env_id, "seed": int(seed), "env": config_to_dict(env_config),
+                       "agent": asdict(config)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def pretrain_config(config: AgentConfig) -> PretrainConfig:
@@ -413,7 +449,7 @@ def pretrain_config(config: AgentConfig) -> PretrainConfig:
 def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: int = 0, run_dir: Path | None = None,
                 config: AgentConfig = AgentConfig(), progress: bool = False, callbacks: list | None = None,
                 eval_every: int = 0, eval_sessions: int = 100, env_id: str = "ShopRank-v0",
-                resume: Path | None = None):
+                resume: Path | None = None, warm_cache: Path | None = None):
     """Train algorithm ``name`` and (with ``run_dir``) save TensorBoard events and a checkpoint.
 
     Args:
@@ -433,6 +469,7 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
             train in its twin, :data:`envs.SEQUENTIAL_IDS`).
         resume: A checkpoint folder with a training state (:func:`agents.checkpoint.resume_folder`): continue
             that run up to ``total_timesteps`` in all (no warm start; SB3's ``reset_num_timesteps=False``).
+        warm_cache: A folder where warm-started weights are kept and looked up (:func:`warm_start`'s ``cache``).
 
     Returns:
         The trained SB3 model (its ``predict`` serves evaluation).
@@ -445,7 +482,7 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
 
         restore_training_state(model, resume)
     elif config.pretrain_sessions > 0:
-        warm_start(model, name, env_config, config, seed, progress, env_id=env_id)
+        warm_start(model, name, env_config, config, seed, progress, env_id=env_id, cache=warm_cache)
     extra = [HParamsCallback({"algo": name, "seed": seed, **asdict(config)})]
     curve = None
     if eval_every > 0:

@@ -121,6 +121,11 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
                               "(checked before any training; nothing was trained)") from exc
 
 
+WARM_STARTS = "_warm_starts"
+"""Folder of a compare run's ``train/`` where warm-started weights are shared between agents with the same warm
+start and seed (``ppo_pretrained`` and ``ppo``; :func:`agents.factory.warm_start`)."""
+
+
 def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
                agent_overrides: Sequence[str] = (), curve_points: int = 10, curve_sessions: int = CURVE_SESSIONS,
                progress: bool = False, env_id: str = "ShopRank-v0") -> AgentFactory:
@@ -130,7 +135,9 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
     anything trains). A preset with ``online=False`` (the warm start alone) takes no online step. Each
     run writes its learning curve (``curve_points`` held-out evaluations of ``curve_sessions`` sessions;
     0 = none). With ``progress``, training shows its own bar (steps, reward so far, ETA) under the evaluation's.
-    Training runs in ``env_id`` (the compared env; its sequential twin for sequential algorithms)."""
+    Training runs in ``env_id`` (the compared env; its sequential twin for sequential algorithms). Agents with
+    the same algorithm, configs and seed fit their warm start once (``run_root/_warm_starts``), so the warm
+    start alone and the warm start + online RL share it exactly."""
     from agents.callbacks import TrainingProgressBar
     from agents.factory import AGENT_PRESETS, train_agent
     from experiments.config import apply_overrides
@@ -146,7 +153,8 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
         every = max(steps // curve_points, 1) if curve_points > 0 else 0
         bar = TrainingProgressBar(steps, f"train {name} seed {seed}", position=1, disable=not progress)
         return train_agent(preset.algo, env_config, steps, seed, run_dir, config=config, eval_every=every,
-                           eval_sessions=curve_sessions, callbacks=[bar], env_id=env_id)
+                           eval_sessions=curve_sessions, callbacks=[bar], env_id=env_id,
+                           warm_cache=run_root / WARM_STARTS)
 
     return build
 

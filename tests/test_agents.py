@@ -218,3 +218,32 @@ def test_dqn_warm_start_fits_logged_slot_rewards_and_syncs_the_target():
     with pytest.raises(ValueError, match=re.escape("the replay buffer holds 100 transitions; 600 logged ones do not "
                                                    "fit after the 0 it has (raise AgentConfig.buffer_size).")):
         warm_start(build_agent("dqn", config, small, seed=0, n_envs=1), "dqn", config, small, seed=0, progress=False)
+
+
+def test_a_cached_warm_start_continues_exactly_like_a_fitted_one(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from agents.factory import warm_start_key
+
+    env_config = static_config(world=FAST_WORLD)
+    cfg = dc_replace(TINY, pretrain_sessions=40, pretrain_epochs=2, slot_credit=True)
+
+    def trained(cache):
+        model = train_agent("ppo", env_config, 64, seed=3, config=cfg, env_id="ShopRankStatic-v0", warm_cache=cache)
+        return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+    fitted = trained(None)
+    first = trained(tmp_path)  # fits and keeps its weights
+    saved = list(tmp_path.glob("*.pt"))
+    assert [p.stem for p in saved] == [warm_start_key("ppo", env_config, cfg, 3, "ShopRankStatic-v0")]
+    stamp = saved[0].stat().st_mtime_ns
+    second = trained(tmp_path)  # loads them
+    assert saved[0].stat().st_mtime_ns == stamp
+    for key in fitted:
+        assert torch.equal(fitted[key], first[key]) and torch.equal(fitted[key], second[key]), key
+    assert warm_start_key("ppo", env_config, cfg, 4, "ShopRankStatic-v0") != saved[0].stem
+    assert warm_start_key("ppo", env_config, dc_replace(cfg, pretrain_sessions=41), 3, "ShopRankStatic-v0") != saved[0].stem
+    # DQN's warm start also fills its replay buffer: never served from the cache
+    dqn_cfg = dc_replace(TINY, pretrain_sessions=10, pretrain_epochs=1, gamma=0.0, seed_buffer=True, n_envs=1)
+    train_agent("dqn", env_config, 32, seed=3, config=dqn_cfg, env_id="ShopRankStatic-v0", warm_cache=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
