@@ -5,6 +5,8 @@
 ``shoprank bench recovery`` — click-model parameter recovery;
 ``shoprank bench ceiling`` — the observable ceiling (share of the privileged oracle any observation-only
 ranker can reach, per profile noise);
+``shoprank bench imitation`` — can the ``ppo`` network rank like ``profile_oracle`` when fitted to its expected
+rewards (no label noise): the share of ``profile_oracle`` within the network's and the observation's reach;
 ``shoprank bench lookahead`` — does the session env reward looking ahead (myopic oracle vs purchase-averse
 lookahead oracles);
 ``shoprank bench train [--quick]`` — PPO training throughput of the from-scratch agent vs SB3 PPO on CartPole
@@ -28,7 +30,7 @@ import sys
 from pathlib import Path
 
 SUITES = {"env": "benchmarks.bench_env", "retrieval": "benchmarks.bench_retrieval", "recovery": "benchmarks.recovery",
-          "ceiling": "benchmarks.ceiling", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope",
+          "ceiling": "benchmarks.ceiling", "imitation": "benchmarks.imitation", "lookahead": "benchmarks.lookahead", "ope": "benchmarks.bench_ope",
           "train": "benchmarks.bench_train", "rllib": "benchmarks.bench_rllib",
           "distill": "benchmarks.bench_distill", "reward-front": "benchmarks.reward_front"}
 
