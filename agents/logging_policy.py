@@ -7,13 +7,13 @@ logging policy), grouped by query so a ranker (LambdaMART) can train on them.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import gymnasium as gym
 import numpy as np
 
+from encoders.blas import blas_threads
 from encoders.errors import ConfigError
 
 FeatureFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
@@ -25,21 +25,6 @@ class Policy(Protocol):
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]: ...
-
-
-def blas_threads(n: int | None = 1) -> ContextManager:
-    """Limit BLAS threads inside a ``with`` block (``None`` = no limit).
-
-    The bandits do many small ``(K, d) x (d, d)`` products per step; on a busy 2-core machine a
-    multi-threaded BLAS makes them ~10x slower. Uses ``threadpoolctl`` when installed, else does nothing.
-    """
-    if n is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=int(n), user_api="blas")
 
 
 def derive_seed(seed: int, index: int, stream: int = 0) -> int:

@@ -12,6 +12,9 @@ One command (``python -m benchmarks.bench_env [--quick]``, or ``shoprank bench``
   (``AgentConfig``: 4 envs in a ``DummyVecEnv``, ``n_steps=256``, ``batch_size=64``, ``n_epochs=4``) on
   ``CartPole-v1`` with ``MlpPolicy``, on ShopRank with our candidate-set policy, and on ShopRank with SB3's
   ``MultiInputPolicy`` (the like-for-like architecture ratio);
+* **warm-start logging**: sessions logged per CPU-second by :func:`agents.pretrain.collect_logs` with the single
+  env (``n_envs=1``) and the env id's vector env (``n_envs=64``), ``ShopRankStatic-v0`` and ``ShopRank-v0``,
+  interleaved (``--only logging``; not in the default sections);
 * **encoding**: products/s of the text encoders (MiniLM, hashing) and image encoders (pixel statistics,
   the contrastive CNN when :mod:`encoders.image_contrastive` is present; photo rendering timed apart);
 * **large catalog** (``--large N``, off by default): world build time per phase, peak memory and env
@@ -64,7 +67,8 @@ class EnvBenchConfig:
         ppo_repeats: PPO repeats.
         encode_products: Products encoded per encoder repeat.
         large: Catalog size of the large-catalog run (0 = skip).
-        sections: Which sections to run.
+        sections: Which sections to run (``"logging"`` too, on request).
+        logged_sessions: Sessions per warm-start logging repeat (static env; half as many in ``ShopRank-v0``).
         text_encoder: Text encoder of the env benchmarks' world.
         torch_threads: Torch intra-op threads for the whole run (all torch work alike). 1 by default: SB3's
             small networks gain nothing from more, and on a loaded 2-core machine two spinning threads made
@@ -81,6 +85,7 @@ class EnvBenchConfig:
     ppo_repeats: int = 3
     encode_products: int = 2000
     large: int = 0
+    logged_sessions: int = 2000
     sections: tuple[str, ...] = ("single", "vector", "ppo", "encoding")
     text_encoder: str = "hashing"
     torch_threads: int = 1
@@ -88,7 +93,7 @@ class EnvBenchConfig:
     @classmethod
     def quick_config(cls, **overrides: Any) -> "EnvBenchConfig":
         return cls(**{"quick": True, "repeats": 3, "min_time": 0.3, "ppo_timesteps": 1024, "ppo_repeats": 1,
-                      "encode_products": 500, **overrides})
+                      "encode_products": 500, "logged_sessions": 500, **overrides})
 
 
 TARGETS = {
@@ -223,6 +228,34 @@ def bench_vector(cfg: EnvBenchConfig, log=print) -> dict:
         del env
         gc.collect()
     return {"rows": rows, "best_scorings_per_cpu_s": max(r["candidate_scorings_per_cpu_s"] for r in rows)}
+
+
+def bench_logging(cfg: EnvBenchConfig, log=print) -> dict:
+    """Warm-start logging: sessions logged per CPU-second with the single env and with the vector env (64 at once)."""
+    from dataclasses import replace
+
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from agents.pretrain import collect_logs
+
+    env_cfg = _env_config(cfg)
+    out: dict[str, Any] = {}
+    for env_id, config, n in (("ShopRankStatic-v0", replace(env_cfg, max_queries=1), cfg.logged_sessions),
+                              ("ShopRank-v0", env_cfg, max(cfg.logged_sessions // 2, 2))):
+        env = gym.make(env_id, config=config)
+        rates: dict[str, list[float]] = {"single": [], "vector": []}
+        for repeat in range(cfg.repeats):  # interleaved
+            for name, n_envs in (("single", 1), ("vector", 64)):
+                c0 = time.process_time()
+                _, shown, _ = collect_logs(env, n, seed=repeat, outcomes=("reward",), n_envs=n_envs)
+                rates[name].append(n / max(time.process_time() - c0, 1e-9))
+        row = {name: statistics.median(r) for name, r in rates.items()}
+        row.update(sessions=n, queries_per_session=len(shown) / n, ratio=row["vector"] / row["single"])
+        out[env_id] = row
+        log(f"[logging/{env_id}] single {row['single']:,.0f} vs vector(64) {row['vector']:,.0f} sessions per CPU-s "
+            f"-> {row['ratio']:.1f}x")
+    return out
 
 
 def NullVecEnv(observation_space, action_space, observation: dict):
@@ -554,6 +587,16 @@ def to_markdown(report: dict) -> str:
                       f"{share('env_share_multiinput_vector_env')} of `learn()`'s CPU time under MultiInputPolicy "
                       f"and {share('env_share_ours_vector_env')} under ours; the zero-cost ceiling is "
                       f"{p['ratio_null_multiinput']:.2f}x and {p['ratio_null_ours']:.2f}x CartPole.", ""]
+    if "logging" in report:
+        lines += ["## Warm-start logging (`collect_logs`)", "",
+                  "Logged sessions per CPU-second, uniformly random ranking, medians of interleaved repeats.", "",
+                  "| env | sessions per repeat | queries per session | single env | vector env (64 at once) | ratio |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for env_id, r in report["logging"].items():
+            if isinstance(r, dict):
+                lines.append(f"| {env_id} | {r['sessions']:,} | {r['queries_per_session']:.1f} | {r['single']:,.0f} | "
+                             f"{r['vector']:,.0f} | {r['ratio']:.1f}x |")
+        lines.append("")
     if "encoding" in report:
         e = report["encoding"]
         lines += ["## Encoding throughput", "", f"{e['n_products']} synthetic products.", "",
@@ -601,14 +644,15 @@ def run(cfg: EnvBenchConfig, log=print, previous: dict | None = None) -> dict:
 def _run(cfg: EnvBenchConfig, log=print, previous: dict | None = None) -> dict:
     report: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg)}
     if previous is not None:  # keep the sections not rerun (each with when it was measured)
-        kept = [name for name in ("single", "vector", "ppo", "encoding") if name in previous
+        kept = [name for name in ("single", "vector", "ppo", "logging", "encoding") if name in previous
                 and name not in cfg.sections]
         report.update({name: previous[name] for name in kept})
         report["measured"] = {name: previous.get("measured", {}).get(name, {
             "time": "before this record was kept", "load": previous["machine"]["load_average_1min"]})
             for name in kept}
     report.setdefault("measured", {})
-    sections = {"single": bench_single, "vector": bench_vector, "ppo": bench_ppo, "encoding": bench_encoding}
+    sections = {"single": bench_single, "vector": bench_vector, "ppo": bench_ppo, "logging": bench_logging,
+                "encoding": bench_encoding}
     for name in cfg.sections:
         if name not in sections:
             raise ConfigError(f"unknown section {name!r}; choose from {sorted(sections)}")
@@ -635,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.bench_env [--quick] [--only vector ppo [--update]] [--large 1000000]``."""
     parser = argparse.ArgumentParser(prog="bench_env", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short timings, fewer repeats (~1-2 min)")
-    parser.add_argument("--only", nargs="+", choices=["single", "vector", "ppo", "encoding"],
+    parser.add_argument("--only", nargs="+", choices=["single", "vector", "ppo", "logging", "encoding"],
                         help="run only these sections")
     parser.add_argument("--large", type=int, default=0, metavar="N",
                         help="also build an N-product catalog world and step the envs on it (e.g. 1000000)")

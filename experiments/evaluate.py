@@ -32,7 +32,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from encoders.errors import ConfigError
-from agents.logging_policy import blas_threads, derive_seed
+from agents.logging_policy import derive_seed
+from encoders.blas import blas_threads
 from experiments.metrics import SESSION_METRICS, SessionAccumulator, Truth, catalog_coverage
 
 SUMMARY_COLUMNS = ["agent", "metric", "mean", "ci95_low", "ci95_high", "n"]
