@@ -244,7 +244,8 @@ def _dqn(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
 @dataclass(frozen=True)
 class AlgoSpec:
     """How to build one algorithm: its constructor, which env family it acts in, and how it is warm-started
-    from logged sessions (``warm_start(model, env, env_config, config, pretrain, seed, progress) -> losses``).
+    from logged sessions (``warm_start(model, env, env_config, config, pretrain, seed, progress) -> losses``; the
+    module-level :func:`warm_start` wraps it with the cache and the timing).
     ``weights_only_warm_start``: the warm start changes nothing but the policy's weights, so a saved copy of
     them can stand in for it (:func:`warm_start`'s ``cache``; DQN's also fills its replay buffer)."""
 
@@ -414,22 +415,28 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
     them itself (the warm start draws from its own seeded generators only). Loading is tensors only.
 
     Returns:
-        The loss per epoch (empty when the weights came from the cache).
+        ``(losses, seconds)``: the loss per epoch (empty when the weights came from the cache) and the wall
+        seconds the fit took (a cached fit's own, recorded beside its weights, so that learning curves over
+        wall time still include the warm start).
     """
     spec = algo_spec(name)
     path = None
     if cache is not None and spec.weights_only_warm_start:
         path = Path(cache) / f"{warm_start_key(name, env_config, config, seed, env_id)}.pt"
-        if path.is_file():
+        if path.is_file() and path.with_suffix(".json").is_file():
             model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return []
+            return [], float(json.loads(path.with_suffix(".json").read_text())["fit_seconds"])
+    started = time.perf_counter()
     env = make_env(env_config, sequential=False, env_id=env_id)
     losses = spec.warm_start(model, env, env_config, config, pretrain_config(config), seed, progress)
+    seconds = time.perf_counter() - started
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(model.policy.state_dict(), tmp)
-    return losses
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({"fit_seconds": seconds}))
+    return losses, seconds
 
 
 def warm_start_key(name: str, env_config: EnvConfig, config: AgentConfig, seed: int, env_id: str) -> str:
@@ -477,17 +484,20 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
     started = time.perf_counter()
     model = build_agent(name, env_config, config, seed, tensorboard_log=tb, env_id=env_id)
+    credited = 0.0
     if resume is not None:
         from agents.checkpoint import restore_training_state  # the checkpoint module builds policies through this one
 
         restore_training_state(model, resume)
     elif config.pretrain_sessions > 0:
-        warm_start(model, name, env_config, config, seed, progress, env_id=env_id, cache=warm_cache)
+        before = time.perf_counter()
+        _, fit_seconds = warm_start(model, name, env_config, config, seed, progress, env_id=env_id, cache=warm_cache)
+        credited = fit_seconds - (time.perf_counter() - before)  # > 0: a cached fit's own time
     extra = [HParamsCallback({"algo": name, "seed": seed, **asdict(config)})]
     curve = None
     if eval_every > 0:
         curve = HeldOutEvalCallback(make_env(env_config, algo_spec(name).sequential, env_id=env_id), eval_sessions, eval_every,
-                                    seed, wall_offset=time.perf_counter() - started)
+                                    seed, wall_offset=time.perf_counter() - started + credited)
         extra.append(curve)
     model.learning_curve = curve.curve if curve is not None else []  # grows as it trains (periodic checkpoints)
     model.learn(total_timesteps=total_timesteps - model.num_timesteps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import gymnasium as gym
@@ -201,7 +202,8 @@ def test_dqn_warm_start_fits_logged_slot_rewards_and_syncs_the_target():
     cfg = dc_replace(TINY, pretrain_sessions=60, pretrain_epochs=3, gamma=0.0, slot_credit=True, seed_buffer=True,
                      buffer_size=1000)
     model = build_agent("dqn", config, cfg, seed=0, n_envs=1)
-    losses = warm_start(model, "dqn", config, cfg, seed=0, progress=False)
+    losses, seconds = warm_start(model, "dqn", config, cfg, seed=0, progress=False)
+    assert seconds > 0
     assert len(losses) == 3 and losses[-1] < losses[0]
     for a, b in zip(model.policy.q_net.parameters(), model.policy.q_net_target.parameters()):
         assert torch.equal(a, b)
@@ -236,6 +238,7 @@ def test_a_cached_warm_start_continues_exactly_like_a_fitted_one(tmp_path):
     first = trained(tmp_path)  # fits and keeps its weights
     saved = list(tmp_path.glob("*.pt"))
     assert [p.stem for p in saved] == [warm_start_key("ppo", env_config, cfg, 3, "ShopRankStatic-v0")]
+    assert json.loads(saved[0].with_suffix(".json").read_text())["fit_seconds"] > 0  # credited to wall-time curves
     stamp = saved[0].stat().st_mtime_ns
     second = trained(tmp_path)  # loads them
     assert saved[0].stat().st_mtime_ns == stamp

@@ -162,7 +162,7 @@ def test_the_warm_start_is_sb3_ppo_warm_start():
     assert not all(torch.equal(initial[k], v) for k, v in policy.state_dict().items())  # the fit moved the weights
     model = build_agent("ppo", TINY, agent, seed=3, n_envs=1)
     model.policy.load_state_dict(initial)
-    assert warm_start(model, "ppo", TINY, agent, seed=3, progress=False) == losses
+    assert warm_start(model, "ppo", TINY, agent, seed=3, progress=False)[0] == losses
     for key, value in model.policy.state_dict().items():
         torch.testing.assert_close(policy.state_dict()[key], value)
 
