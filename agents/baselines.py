@@ -18,6 +18,7 @@ one score per candidate and returns it as an action. Actions are **rank-coded**:
 | ``profile_oracle`` | the same for the shopper estimated from the observation alone (the simulator's ``observable_state``): the ceiling of an observation-only myopic ranker | no |
 | ``planner`` | privileged long-term value in ``ShopRank-v1`` (``env.unwrapped.planner_scores()``: immediate value - expected refund + value of the trust change) | no |
 | ``profile_planner`` | the same planning on what a shop can know (profile estimate, prior trust, returns expected from gloss and price) | no |
+| ``profile_net`` | ``profile_planner`` without the value of trust: expected reward net of the expected refund (a return-aware myopic ranker) | no |
 
 Online bandits learn from clicks: after each step the evaluator calls ``update(obs, action, info)`` with
 the observation the action was chosen for; each shown candidate is one sample with reward 1 if clicked
@@ -331,6 +332,19 @@ class ProfilePlannerBaseline(PlannerBaseline):
         return np.asarray(self.env.planner_scores(observable=True), dtype=np.float64)
 
 
+class ProfileNetBaseline(PlannerBaseline):
+    """``profile_planner`` without the value of trust (``env.unwrapped.planner_scores(observable=True,
+    value_trust=False)``): each candidate's expected immediate reward minus its expected refund, for the shopper
+    the observation shows. A return-aware *myopic* ranker: its gain over ``profile_oracle`` is what avoiding
+    returns is worth, and ``profile_planner``'s gain over it is what valuing trust adds.
+    """
+
+    name = "profile_net"
+
+    def scores(self, obs: Obs) -> np.ndarray:
+        return np.asarray(self.env.planner_scores(observable=True, value_trust=False), dtype=np.float64)
+
+
 # ----------------------------------------------------------------------------------------------------
 # popularity
 # ----------------------------------------------------------------------------------------------------
@@ -616,7 +630,8 @@ class LambdaMARTBaseline(Baseline):
 # ----------------------------------------------------------------------------------------------------
 BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (
     RandomBaseline, RetrieverBaseline, PopularityBaseline, PriceBaseline, LinUCBBaseline, ThompsonBaseline,
-    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline, PlannerBaseline, ProfilePlannerBaseline)}
+    LambdaMARTBaseline, OracleBaseline, ProfileOracleBaseline, PlannerBaseline, ProfilePlannerBaseline,
+    ProfileNetBaseline)}
 """Baseline classes by name (the agent names used in summaries)."""
 
 
@@ -653,6 +668,7 @@ _FACTORIES: dict[str, BaselineFactory] = {
     "profile_oracle": lambda env, seed, cfg: ProfileOracleBaseline(env),
     "planner": lambda env, seed, cfg: PlannerBaseline(env),
     "profile_planner": lambda env, seed, cfg: ProfilePlannerBaseline(env),
+    "profile_net": lambda env, seed, cfg: ProfileNetBaseline(env),
 }
 
 
@@ -723,7 +739,7 @@ def read_baseline_meta(path: str | Path) -> dict[str, Any]:
 
 __all__ = ["BASELINES", "Baseline", "BaselineConfig", "LambdaMARTBaseline", "LambdaMARTConfig", "LinUCBBaseline",
            "OracleBaseline", "PlannerBaseline", "PopularityBaseline", "PriceBaseline", "ProfileOracleBaseline",
-           "ProfilePlannerBaseline", "RandomBaseline",
+           "ProfileNetBaseline", "ProfilePlannerBaseline", "RandomBaseline",
            "RetrieverBaseline",
            "ThompsonBaseline", "baseline_factory", "candidate_features", "is_baseline_checkpoint",
            "load_baseline", "make_baseline", "read_baseline_meta", "scores_to_action"]

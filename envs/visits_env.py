@@ -138,17 +138,18 @@ class VisitEnvCore(EnvCore):
         state = user.observable_state(self.state(b)) if observable else self.state(b)
         return candidate_terms(user, state, query, candidates, self._weights(), self.config.slate_size)[0]
 
-    def planner_scores(self, b: int, query: Any, candidates: np.ndarray, observable: bool = False) -> np.ndarray:
+    def planner_scores(self, b: int, query: Any, candidates: np.ndarray, observable: bool = False,
+                       value_trust: bool = True) -> np.ndarray:
         """``float (K,)`` :func:`simulators.longterm.planner_scores` of session ``b`` (privileged, or with
-        ``observable`` planned on what the shop can know); the value of a visit is estimated once per core
-        (:func:`simulators.longterm.estimate_visit_value`)."""
+        ``observable`` planned on what the shop can know; ``value_trust=False`` leaves out the trust term); the
+        value of a visit is estimated once per core (:func:`simulators.longterm.estimate_visit_value`)."""
         cfg, weights = self.config, self._weights()
         user = self.sim.user_simulator
         if self.visit_value is None:
             self.visit_value = estimate_visit_value(
                 user, lambda text: self.world.search(text, cfg.n_candidates)[0], weights, cfg.slate_size)
         return planner_scores(user, self.state(b), query, candidates, weights, self.visit_value, cfg.slate_size,
-                              observable)
+                              observable, value_trust)
 
 
 class VisitSessionCore(SessionCore):
@@ -177,10 +178,11 @@ class _Visits:
             info.update(self.core.core.relationship_info(0))
         return obs, reward, terminated, truncated, info
 
-    def planner_scores(self, observable: bool = False) -> np.ndarray:
+    def planner_scores(self, observable: bool = False, value_trust: bool = True) -> np.ndarray:
         """Privileged long-term value of each candidate (``float (K,)``, ``-inf`` for padding): the ``planner``;
-        with ``observable``, planned on what the shop can know (the ``profile_planner``)."""
-        return self.core.core.planner_scores(0, self.core.query, self.core.candidates, observable)
+        with ``observable``, planned on what the shop can know (the ``profile_planner``); ``value_trust=False``
+        leaves out the value of trust (``profile_net``: expected reward net of the expected refund)."""
+        return self.core.core.planner_scores(0, self.core.query, self.core.candidates, observable, value_trust)
 
 
 _HISTORY = """
@@ -222,9 +224,9 @@ class ShopRankVisitsEnv(_Visits, ShopRankEnv):
 class ShopRankSeqVisitsEnv(_Visits, ShopRankSeqEnv):
     __doc__ = (ShopRankSeqEnv.__doc__ or "").split("## Version History")[0] + _V1 + _HISTORY
 
-    def planner_scores(self, observable: bool = False) -> np.ndarray:
+    def planner_scores(self, observable: bool = False, value_trust: bool = True) -> np.ndarray:
         """As :meth:`ShopRankVisitsEnv.planner_scores`, with candidates already placed at ``-inf``."""
-        values = super().planner_scores(observable)
+        values = super().planner_scores(observable, value_trust)
         values[self._order] = -np.inf
         return values
 

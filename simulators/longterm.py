@@ -487,7 +487,8 @@ def candidate_terms(sim: LongTermShopper, state: LongTermState, query: Query, ca
 
 
 def planner_scores(sim: LongTermShopper, state: LongTermState, query: Query, candidates: np.ndarray,
-                   weights: RewardWeights, visit_value: float, n_slots: int, observable: bool = False) -> np.ndarray:
+                   weights: RewardWeights, visit_value: float, n_slots: int, observable: bool = False,
+                   value_trust: bool = True) -> np.ndarray:
     """``float (K,)`` privileged long-term value of each candidate shown alone at the top (``-inf`` for padding).
 
     ``immediate_j - refund_j + trust_value * trust change_j`` (:func:`candidate_terms`, :func:`trust_value`
@@ -504,11 +505,14 @@ def planner_scores(sim: LongTermShopper, state: LongTermState, query: Query, can
         visit_value: Reward of one visit at full engagement (:func:`estimate_visit_value`).
         n_slots: ``N``.
         observable: Plan on the observable estimate instead of the hidden truth.
+        value_trust: ``False``: leave out the trust term, i.e. rank by the expected reward net of the expected
+            refund (what a return-aware myopic ranker values; the ``profile_net`` baseline).
     """
     if observable:
         state = sim.observable_state(state)
     immediate, refund, d_trust = candidate_terms(sim, state, query, candidates, weights, n_slots, observable)
-    lam = trust_value(sim.config, state.trust, sim.config.max_visits - 1 - state.visit, visit_value)
+    lam = trust_value(sim.config, state.trust, sim.config.max_visits - 1 - state.visit, visit_value) if value_trust \
+        else 0.0
     return immediate - refund + lam * d_trust
 
 

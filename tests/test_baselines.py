@@ -52,11 +52,11 @@ def sessions(env):
 def test_registry_names():
     assert sorted(BASELINES) == sorted(
         ["random", "retriever", "popularity", "price", "linucb", "thompson", "lambdamart", "oracle",
-         "profile_oracle", "planner", "profile_planner"])
+         "profile_oracle", "planner", "profile_planner", "profile_net"])
     assert all(cls.name == name for name, cls in BASELINES.items())
 
 
-@pytest.mark.parametrize("name", sorted(set(BASELINES) - {"planner", "profile_planner"}))  # ShopRank-v1 only (test_longterm_env)
+@pytest.mark.parametrize("name", sorted(set(BASELINES) - {"planner", "profile_planner", "profile_net"}))  # ShopRank-v1 only (test_longterm_env)
 def test_predict_shapes_and_rank_coding(env, name):
     agent = make_baseline(name, env, seed=0, config=FAST)
     observation, _ = env.reset(seed=7)
@@ -140,7 +140,7 @@ def test_save_load_gives_identical_actions(env, tmp_path, name):
 def test_bad_inputs_exact_messages(env, obs, tmp_path):
     with pytest.raises(ValueError, match=re.escape(
             "unknown baseline 'greedy'; choose from ['lambdamart', 'linucb', 'oracle', 'planner', 'popularity', 'price', "
-            "'profile_oracle', 'profile_planner', 'random', 'retriever', 'thompson'].")):
+            "'profile_net', 'profile_oracle', 'profile_planner', 'random', 'retriever', 'thompson'].")):
         make_baseline("greedy", env)
     with pytest.raises(KeyError, match=re.escape(
             "RetrieverBaseline.predict: observation is missing keys ['mask']; a ShopRank observation has "

@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.logger import KVWriter, Logger
 
 import envs  # noqa: F401  (registers the ids)
-from agents.baselines import OracleBaseline, PlannerBaseline, ProfilePlannerBaseline, make_baseline
+from agents.baselines import OracleBaseline, PlannerBaseline, ProfileNetBaseline, ProfilePlannerBaseline, make_baseline
 from agents.callbacks import ShopMetricsCallback
 from envs import WorldConfig
 from envs.visits_env import ShopRankVisitsVectorEnv, v1_config
@@ -154,6 +154,21 @@ def test_planner_beats_the_myopic_oracle_on_v1(env):
     assert planner.sum() > 1.1 * oracle.sum()  # same shoppers (common seeds); the full measurement is in the README
     observable = totals(ProfilePlannerBaseline(env))
     assert observable.sum() > 1.05 * oracle.sum()  # planning on what a shop can see already beats the myopic truth
+
+
+def test_profile_net_is_the_profile_planner_without_the_value_of_trust(env):
+    from simulators.longterm import candidate_terms
+
+    env.reset(seed=6)
+    core = env.unwrapped.core.core
+    net = ProfileNetBaseline(env).scores(None)
+    assert np.array_equal(net, env.unwrapped.planner_scores(observable=True, value_trust=False))
+    user, state = core.sim.user_simulator, core.state(0)
+    query, candidates = env.unwrapped.core.query, env.unwrapped.core.candidates
+    immediate, refund, _ = candidate_terms(user, user.observable_state(state), query, candidates, core._weights(),
+                                           env.unwrapped.config.slate_size, observable=True)
+    np.testing.assert_allclose(net, immediate - refund)  # the trust term is gone, the refund stays
+    assert not np.allclose(net, env.unwrapped.planner_scores(observable=True))  # trust's value changes the scores
 
 
 def test_tensorboard_logs_returns_trust_and_visits():
