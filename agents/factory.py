@@ -100,7 +100,9 @@ class AgentConfig:
         pretrain_epochs: Passes over the logged sessions.
         pretrain_envs: Logged sessions stepped at once (:func:`agents.pretrain.collect_logs`'s ``n_envs``): 1 =
             the single env, one session after another; more = the env id's vector env, the same shopper
-            distribution drawn in one stream, about ten times fewer CPU-seconds per logged query at 64.
+            distribution drawn in one stream (at 64: 7.3x the logged sessions per CPU-second on the static env,
+            5.8x on ``ShopRank-v0``, ``shoprank bench env --only logging``; none yet on ``ShopRank-v1``, whose
+            shopper runs one session per call).
         seed_buffer: DQN with a warm start: also put the logged transitions in the replay buffer, so online
             learning keeps fitting them (``buffer_size`` must hold them: ``N`` per logged slate).
         network: The candidate network, a key of :data:`NETWORKS` (``"candidate_set"``: the attention
@@ -404,7 +406,7 @@ def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentCon
 
 
 def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, seed: int, progress: bool,
-               env_id: str = "ShopRank-v0", cache: Path | None = None) -> list[float]:
+               env_id: str = "ShopRank-v0", cache: Path | None = None) -> tuple[list[float], float]:
     """Fit the policy to ``config.pretrain_sessions`` logged sessions of ``env_id`` before RL (see
     :mod:`agents.pretrain`); what is fitted is the algorithm's ``AlgoSpec.warm_start``.
 

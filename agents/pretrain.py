@@ -108,6 +108,7 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
     obs_rows, shown_rows = [], []
     rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
+    refunds: list[tuple[int, int, float]] = []  # (row, slot, refund) in the order the returns happened
     k = env.action_space.shape[0]
     for i in tqdm(range(n_sessions), desc="logging sessions", disable=not progress):
         obs, _ = env.reset(seed=derive_seed(seed, i, stream=1))
@@ -124,13 +125,23 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
             if "net_reward" in rows:
-                net = rows["net_reward"]
                 for ago, slot, refund in np.asarray(info.get("returned_slots", np.zeros((0, 3)))).reshape(-1, 3):
-                    row = net[len(net) - 1 - int(ago)]
-                    row[int(slot)] = max(float(row[int(slot)] - refund), 0.0)
+                    refunds.append((len(obs_rows) - 1 - int(ago), int(slot), float(refund)))
             obs, done = next_obs, terminated or truncated
     observations = {key: np.stack([o[key] for o in obs_rows]) for key in obs_rows[0]}
-    return observations, np.stack(shown_rows), {name: np.stack(out) for name, out in rows.items()}
+    logged = {name: np.stack(out) for name, out in rows.items()}
+    _take_back_refunds(logged, refunds)
+    return observations, np.stack(shown_rows), logged
+
+
+def _take_back_refunds(logged: dict[str, np.ndarray], refunds: list[tuple[int, int, float]]) -> None:
+    """Subtract each ``(row, slot, refund)`` from ``logged["net_reward"]`` in place, in order, floored at 0 (when
+    ``"net_reward"`` was logged)."""
+    if "net_reward" not in logged:
+        return
+    net = logged["net_reward"]
+    for row, slot, refund in refunds:
+        net[row, slot] = max(float(net[row, slot]) - refund, 0.0)
 
 
 _VECTOR_OUTCOME_KEYS = {"clicks": "clicked", "purchases": "purchased"}
@@ -161,7 +172,7 @@ def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Se
     started, finished = b, 0
     obs_rows, shown_rows, session_rows = [], [], []
     rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
-    history: list[list[int]] = [[] for _ in range(n_sessions)]  # each logged session's global row numbers
+    current: list[list[int]] = [[] for _ in range(b)]  # logged row numbers of the session each vector row runs
     net = "net_reward" in rows
     refunds: list[tuple[int, int, float]] = []  # (row, slot, refund) in the order the returns happened
     total = 0
@@ -177,22 +188,24 @@ def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Se
             shown_rows.append(shown_candidates(action[keep], obs["mask"][keep], n))
             session_rows.append(session[keep])
             for j, row in enumerate(keep):
-                history[session[row]].append(total + j)
+                current[row].append(total + j)
             if net:
                 returned = np.asarray(info["returned_slots"])  # (B, W, 3), rows of -1 = none
                 for row in keep:
                     for ago, slot, refund in returned[row][returned[row, :, 0] >= 0]:
-                        refunds.append((history[session[row]][-1 - int(ago)], int(slot), float(refund)))
+                        refunds.append((current[row][-1 - int(ago)], int(slot), float(refund)))
             total += len(keep)
             done = np.flatnonzero(terminated | truncated)
-            finished += int(np.count_nonzero(session[done] < n_sessions))
-            bar.update(int(np.count_nonzero(session[done] < n_sessions)))
+            ended = int(np.count_nonzero(session[done] < n_sessions))
+            finished += ended
+            bar.update(ended)
+            for row in done:
+                current[row] = []
             session[done] = started + np.arange(len(done))
             started += len(done)
             obs = next_obs
     logged = {name: np.concatenate(out) for name, out in rows.items()}
-    for row, slot, refund in refunds:
-        logged["net_reward"][row, slot] = max(float(logged["net_reward"][row, slot]) - refund, 0.0)
+    _take_back_refunds(logged, refunds)
     order = np.argsort(np.concatenate(session_rows), kind="stable")
     observations = {key: np.concatenate([o[key] for o in obs_rows])[order] for key in obs_rows[0]}
     return observations, np.concatenate(shown_rows)[order], {name: out[order] for name, out in logged.items()}
