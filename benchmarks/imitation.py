@@ -33,7 +33,7 @@ from agents.factory import AGENT_PRESETS, build_agent
 from agents.logging_policy import derive_seed
 from agents.pretrain import PretrainConfig, pretrain_scores
 from benchmarks.machine import machine_info
-from benchmarks.study_io import parse_numbers, write_study  # noqa: F401  (write_study: tests)
+from benchmarks.study_io import parse_numbers, write_study
 from experiments.evaluate import evaluate_agents, make_env, reward_shares
 
 RESULTS = Path(__file__).resolve().parent / "results"
