@@ -95,8 +95,10 @@ class AgentConfig:
         pretrain_sessions: Sessions logged with a uniformly random ranking that the policy is fitted to
             before RL starts (:mod:`agents.pretrain`): PPO's scores to ``pretrain_target``, DQN's
             Q-values to each slot's reward-to-go; 0 = learn from scratch.
-        pretrain_target: What the warm start fits: ``"reward"`` (each slot's reward, Poisson) or
-            ``"clicks"`` (logistic); see :mod:`agents.pretrain`.
+        pretrain_target: What the warm start fits: ``"reward"`` (each slot's reward, Poisson), ``"clicks"``
+            (logistic), ``"net_reward"`` (``ShopRank-v1``: the reward net of refunds, Poisson) or
+            ``"trust_reward"`` (``ShopRank-v1``: the net reward less a return's later cost estimated from the same
+            logs, squared error); see :mod:`agents.pretrain`.
         pretrain_epochs: Passes over the logged sessions.
         pretrain_envs: Logged sessions stepped at once (:func:`agents.pretrain.collect_logs`'s ``n_envs``): 1 =
             the single env, one session after another; more = the env id's vector env, the same shopper
@@ -322,7 +324,7 @@ PPO_WARM = AgentConfig(pretrain_sessions=100_000, pretrain_epochs=6, slot_credit
 
 PPO_LONGTERM = AgentConfig(slot_credit=True, slot_discount=0.0, return_credit=True, learning_rate=5e-4, n_epochs=10,
                            target_kl=None, hidden=32, layers=0, gamma=0.99, gae_lambda=0.95,
-                           pretrain_sessions=30_000, pretrain_target="net_reward")
+                           pretrain_sessions=30_000, pretrain_target="trust_reward")
 """``ppo_longterm``'s configuration (``ShopRank-v1``: a relationship spans ~10 queries over several visits)."""
 
 AGENT_PRESETS: dict[str, AgentPreset] = {
@@ -338,7 +340,8 @@ AGENT_PRESETS: dict[str, AgentPreset] = {
                                "per-slot credit, a slim candidate network"),
     "ppo_longterm": AgentPreset("ppo", PPO_LONGTERM,
                                 "PPO for ShopRank-v1: ppo_scratch's slim network, scores warm-started on 30,000 logged "
-                                "relationships (each slot's reward net of refunds), then per-slot credit with "
+                                "relationships (each slot's reward net of refunds, less a return's later cost estimated "
+                                "from the same logs), then per-slot credit with "
                                 "discount 0.99 across the visits, each refund credited to the slot that sold it"),
     "ppo_longterm_pretrained": AgentPreset("ppo", PPO_LONGTERM,
                                            "ppo_longterm's warm start alone (the same fit to 30,000 logged "

@@ -16,6 +16,7 @@ stream (``derive_seed(..., stream=1)``), so they never replay evaluation shopper
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -28,6 +29,8 @@ from encoders.errors import ConfigError
 from agents.aux_heads import aux_loss
 from agents.logging_policy import derive_seed, shown_candidates
 from envs.slot_flags import OUTCOME_POSITION_KEYS, slot_flags, slot_rewards_row
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,20 +56,35 @@ class PretrainConfig:
             raise ConfigError(f"PretrainConfig.target must be one of {sorted(_LOSSES)}, got {self.target!r}.")
 
 
-def _poisson_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Poisson negative log-likelihood with a log link (constant terms dropped), weighted mean."""
+def _poisson_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+                  ) -> torch.Tensor:
+    """Poisson negative log-likelihood of ``E[target] = exp(score + b_slot)`` (constant terms dropped), weighted mean."""
+    logits = scores + slot_bias
     return ((torch.exp(logits) - target * logits) * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def _logistic_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
+def _logistic_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+                   ) -> torch.Tensor:
+    """Logistic loss of ``P(target) = sigmoid(score + b_slot)``."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(scores + slot_bias, target, weight=weight)
 
 
-_LOSSES = {"reward": _poisson_loss, "net_reward": _poisson_loss, "clicks": _logistic_loss}
+def _squared_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+                  ) -> torch.Tensor:
+    """Squared error of ``E[target] = score * exp(b_slot)``, weighted mean: an identity link for signed targets
+    whose slot factor still multiplies, so ranking by ``score`` ranks by expected target at every slot."""
+    error = scores * torch.exp(slot_bias) - target
+    return (error * error * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+_LOSSES = {"reward": _poisson_loss, "net_reward": _poisson_loss, "clicks": _logistic_loss,
+           "trust_reward": _squared_loss}
 PRETRAIN_TARGETS = tuple(sorted(_LOSSES))
 """What a warm start can fit: each slot's ``"reward"``, its ``"net_reward"`` (``ShopRank-v1``: the reward minus
 the refund of a purchase returned later, known from the order history, ``info["returned_slots"]``) or its
-``"clicks"``."""
+``"clicks"``, or its ``"trust_reward"`` (``ShopRank-v1``: the net reward minus, where the purchase was
+returned, what a return costs the rest of the relationship, estimated from the same logs by
+:func:`agents.return_cost.estimate_return_cost`; signed, fitted by squared error)."""
 
 
 LOG_OUTCOMES = (*PRETRAIN_TARGETS, "purchases")
@@ -83,7 +101,10 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
         seed: Training seed (logging uses its own seed streams).
         outcomes: Per-slot outcomes to return, from :data:`LOG_OUTCOMES`: ``"clicks"`` / ``"purchases"`` (1
             where clicked / bought), ``"reward"`` (``info["position_rewards"]``) or ``"net_reward"`` (the
-            reward minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0).
+            reward minus each refund, at the slate and slot of ``info["returned_slots"]``, floored at 0) or
+            ``"trust_reward"`` (``net_reward`` minus the estimated later cost of a return where the slot's
+            purchase was returned, :func:`agents.return_cost.estimate_return_cost`; the estimate is kept as
+            ``env.unwrapped.last_return_cost`` and logged at INFO level).
         n_envs: Sessions logged at once. ``1``: ``env`` itself, session ``i`` reset with
             ``derive_seed(seed, i, stream=1)``. ``> 1``: the vector env registered for ``env``'s id, built
             with its config and world, ``n_envs`` sessions stepped in arrays from one generator seeded with
@@ -106,8 +127,8 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
     if n_envs > 1 and n_sessions > 1:
         return _collect_logs_batched(env, n_sessions, seed, outcomes, int(n_envs), progress)
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
-    obs_rows, shown_rows = [], []
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
+    obs_rows, shown_rows, session_rows = [], [], []
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in _logged_outcomes(outcomes)}
     refunds: list[tuple[int, int, float]] = []  # (row, slot, refund) in the order the returns happened
     k = env.action_space.shape[0]
     for i in tqdm(range(n_sessions), desc="logging sessions", disable=not progress):
@@ -124,6 +145,7 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
                     out.append(slot_rewards_row(info, n))
             obs_rows.append(obs)
             shown_rows.append(shown_candidates(action, obs["mask"], n))
+            session_rows.append(i)
             if "net_reward" in rows:
                 for ago, slot, refund in np.asarray(info.get("returned_slots", np.zeros((0, 3)))).reshape(-1, 3):
                     refunds.append((len(obs_rows) - 1 - int(ago), int(slot), float(refund)))
@@ -131,7 +153,39 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
     observations = {key: np.stack([o[key] for o in obs_rows]) for key in obs_rows[0]}
     logged = {name: np.stack(out) for name, out in rows.items()}
     _take_back_refunds(logged, refunds)
-    return observations, np.stack(shown_rows), logged
+    return observations, np.stack(shown_rows), _finish_outcomes(env, outcomes, logged, refunds, observations,
+                                                                np.asarray(session_rows))
+
+
+def _logged_outcomes(outcomes: Sequence[str]) -> tuple[str, ...]:
+    """What has to be logged to return ``outcomes`` (``"trust_reward"`` is computed from the net reward, the
+    purchases and the clicks)."""
+    extra = ("net_reward", "purchases", "clicks") if "trust_reward" in outcomes else ()
+    return tuple(dict.fromkeys([name for name in outcomes if name != "trust_reward"] + list(extra)))
+
+
+def _finish_outcomes(env: gym.Env, outcomes: Sequence[str], logged: dict[str, np.ndarray],
+                     refunds: list[tuple[int, int, float]], observations: dict[str, np.ndarray], session: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """Add ``"trust_reward"`` when asked (see :data:`PRETRAIN_TARGETS`) and return exactly ``outcomes``."""
+    if "trust_reward" in outcomes:
+        from agents.return_cost import estimate_return_cost
+
+        returned = np.zeros_like(logged["net_reward"])
+        for row, slot, _ in refunds:
+            returned[row, slot] = 1.0
+        layout = env.unwrapped.layout
+        if "visit" not in layout.session:
+            raise ConfigError(f"target 'trust_reward' needs an env whose observation has a visit index "
+                              f"(ShopRank-v1); this one's session features are {list(layout.session)}.")
+        visit = observations["session"][:, layout.session_column("visit")]
+        cost = estimate_return_cost(session, visit, logged["net_reward"].sum(axis=1), returned,
+                                    logged["purchases"], logged["clicks"])
+        logged["trust_reward"] = (logged["net_reward"] - np.float32(cost.cost) * returned).astype(np.float32)
+        env.unwrapped.last_return_cost = cost  # what the warm start used, for reports and tests
+        _LOG.info("trust_reward: a return costs %.3f later reward (regression coefficient %.3f +- %.3f, %d visits)",
+                  cost.cost, cost.coefficient, cost.stderr, cost.visits)
+    return {name: logged[name] for name in outcomes}
 
 
 def _take_back_refunds(logged: dict[str, np.ndarray], refunds: list[tuple[int, int, float]]) -> None:
@@ -171,7 +225,7 @@ def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Se
     session = np.arange(b)  # number of the session each row runs
     started, finished = b, 0
     obs_rows, shown_rows, session_rows = [], [], []
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in outcomes}
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in _logged_outcomes(outcomes)}
     current: list[list[int]] = [[] for _ in range(b)]  # logged row numbers of the session each vector row runs
     net = "net_reward" in rows
     refunds: list[tuple[int, int, float]] = []  # (row, slot, refund) in the order the returns happened
@@ -206,9 +260,14 @@ def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Se
             obs = next_obs
     logged = {name: np.concatenate(out) for name, out in rows.items()}
     _take_back_refunds(logged, refunds)
-    order = np.argsort(np.concatenate(session_rows), kind="stable")
+    sessions = np.concatenate(session_rows)
+    order = np.argsort(sessions, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
     observations = {key: np.concatenate([o[key] for o in obs_rows])[order] for key in obs_rows[0]}
-    return observations, np.concatenate(shown_rows)[order], {name: out[order] for name, out in logged.items()}
+    refunds = [(int(position[row]), slot, refund) for row, slot, refund in refunds]
+    return observations, np.concatenate(shown_rows)[order], _finish_outcomes(
+        env, outcomes, {name: out[order] for name, out in logged.items()}, refunds, observations, sessions[order])
 
 
 def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks", n_envs: int = 1
@@ -257,7 +316,7 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
     losses = []
     m = len(shown)
     loss_fn = _LOSSES[config.target]
-    if config.target == "reward" and bool((clicks_t < 0).any()):
+    if loss_fn is _poisson_loss and bool((clicks_t < 0).any()):
         raise ConfigError("target='reward' needs non-negative slot rewards (a Poisson fit); use target='clicks' "
                          "with a RewardSpec that has negative weights.")
     for _ in tqdm(range(config.epochs), desc=f"pretraining on logged {config.target}", disable=not progress):
@@ -266,8 +325,7 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
         for start in range(0, m, config.batch_size):
             idx = order[start:start + config.batch_size]
             scores = extractor({key: value[idx] for key, value in obs_t.items()})[:, :n_candidates]
-            logits = torch.gather(scores, 1, shown_t[idx]) + slot_bias
-            loss = loss_fn(logits, clicks_t[idx], valid_t[idx].float())
+            loss = loss_fn(torch.gather(scores, 1, shown_t[idx]), slot_bias, clicks_t[idx], valid_t[idx].float())
             if aux_t is not None:
                 n_slots = shown_t.shape[1]
                 loss = loss + aux_labels[2] * aux_loss(extractor.last_aux, extractor.aux_slot_bias[:, :n_slots],

@@ -402,7 +402,7 @@ def fine_tune(checkpoint: Path, logs: Path, run_dir: Path, seed: int = 0, epochs
     return record
 
 
-LOSS_NAMES = {"reward": "Poisson", "net_reward": "Poisson", "clicks": "logistic"}
+LOSS_NAMES = {"reward": "Poisson", "net_reward": "Poisson", "clicks": "logistic", "trust_reward": "squared error"}
 """The loss of each warm-start target, as ``--init-from`` reports it."""
 
 

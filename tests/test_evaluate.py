@@ -166,7 +166,7 @@ def test_compare_cli_baselines_only(tmp_path, capsys):
     assert "unknown agent(s) ['foo']; choose from" in capsys.readouterr().err
     code = compare.main(["--agents", "retriever,ppo", "--agent-set", "pretrain_target=bogus", "--out", str(out)])
     assert code == 2
-    assert ("shoprank compare: error: AgentConfig.pretrain_target must be one of ['clicks', 'net_reward', 'reward'], got 'bogus'."
+    assert ("shoprank compare: error: AgentConfig.pretrain_target must be one of ['clicks', 'net_reward', 'reward', 'trust_reward'], got 'bogus'."
             in capsys.readouterr().err)
 
 
