@@ -21,8 +21,6 @@ Writes ``benchmarks/results/ceiling.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,7 +31,7 @@ import pandas as pd
 import envs
 from agents.baselines import Baseline, OracleBaseline, ProfileOracleBaseline, RetrieverBaseline
 from benchmarks.machine import machine_info
-from benchmarks.study_io import parse_numbers, write_study
+from benchmarks.study_io import check_counts, command_footer, parse_numbers, study_command, study_parser, write_study
 from envs import WorldConfig
 from experiments.evaluate import evaluate_agents, reward_shares, summarize
 from simulators.shopper import DefaultShopper, ShopperConfig
@@ -161,24 +159,20 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
                  for a in names]
         default = " (default)" if noise == ShopperConfig().profile_noise else ""
         lines.append(f"| {noise:g}{default} | " + " | ".join(cells) + " |")
-    lines += ["", "Command: `" + meta["command"] + "`", ""]
+    lines += command_footer(meta)
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="shoprank bench ceiling", description=__doc__.split("\n\n")[0])
+    p = study_parser("shoprank bench ceiling", __doc__.split("\n\n")[0], RESULTS, sessions=1000)
     p.add_argument("--noise", default="0,0.25,0.5,1", help="comma-separated profile_noise values")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--sessions", type=int, default=1000, help="sessions per seed")
     p.add_argument("--draws", type=int, default=128, help="posterior draws per query")
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     noises = parse_numbers(p, args.noise, "--noise", minimum=0, inclusive=True)
-    if args.seeds < 2 or args.sessions < 1 or args.draws < 1:
-        p.error("--seeds must be >= 2 (for a CI), --sessions and --draws >= 1")
+    check_counts(p, args, "draws")
     table = study(noises, list(range(args.seeds)), args.sessions, args.draws)
     meta = {"machine": machine_info(), "seeds": args.seeds, "sessions": args.sessions, "draws": args.draws,
-            "command": "python -m benchmarks.ceiling " + " ".join(sys.argv[1:] if argv is None else argv)}
+            "command": study_command("python -m benchmarks.ceiling", argv)}
     write_study(args.out, "ceiling", meta, table, to_markdown(table, meta))
     return 0
 

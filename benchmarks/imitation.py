@@ -17,8 +17,6 @@ Writes ``benchmarks/results/imitation.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -33,7 +31,7 @@ from agents.factory import AGENT_PRESETS, build_agent
 from agents.logging_policy import derive_seed
 from agents.pretrain import PretrainConfig, pretrain_scores
 from benchmarks.machine import machine_info
-from benchmarks.study_io import parse_numbers, write_study
+from benchmarks.study_io import check_counts, command_footer, parse_numbers, study_command, study_parser, write_study
 from experiments.evaluate import evaluate_agents, make_env, reward_shares
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -124,26 +122,23 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
     for _, r in table.iterrows():
         lines.append(f"| {int(r.states):,} | {r.imitation_share:.1%} [{r.imitation_low:.1%}, {r.imitation_high:.1%}] | "
                      f"{r.retriever_share:.1%} | {r.final_loss:.4f} | {r.fit_cpu_s:.0f} |")
-    lines += ["", "Command: `" + meta["command"] + "`", ""]
+    lines += command_footer(meta)
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="shoprank bench imitation", description=__doc__.split("\n\n")[0])
+    p = study_parser("shoprank bench imitation", __doc__.split("\n\n")[0], RESULTS,
+                     sessions_help="held-out sessions per seed")
     p.add_argument("--states", default="10000,50000", help="comma-separated counts of labelled states")
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--sessions", type=int, default=200, help="held-out sessions per seed")
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     counts = parse_numbers(p, args.states, "--states", minimum=1, inclusive=True)
     if any(c != int(c) for c in counts):
         p.error(f"--states must be whole numbers, got {args.states!r}")
-    if args.seeds < 2 or args.sessions < 1 or args.epochs < 1:
-        p.error("--seeds must be >= 2 (for a CI), --sessions and --epochs >= 1")
+    check_counts(p, args, "epochs")
     table = study([int(c) for c in counts], args.epochs, list(range(args.seeds)), args.sessions)
     meta = {"machine": machine_info(), "seeds": args.seeds, "sessions": args.sessions, "epochs": args.epochs,
-            "command": "python -m benchmarks.imitation " + " ".join(sys.argv[1:] if argv is None else argv)}
+            "command": study_command("python -m benchmarks.imitation", argv)}
     write_study(args.out, "imitation", meta, table, to_markdown(table, meta))
     return 0
 

@@ -18,8 +18,6 @@ Writes ``benchmarks/results/lookahead.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,7 +28,7 @@ import envs  # noqa: F401  (registers the ids)
 from agents.baselines import Baseline, OracleBaseline
 from benchmarks.ceiling import top_slot_probabilities, unbored_shopper
 from benchmarks.machine import machine_info
-from benchmarks.study_io import parse_numbers, write_study
+from benchmarks.study_io import check_counts, command_footer, parse_numbers, study_command, study_parser, write_study
 from envs import EnvConfig, WorldConfig
 from experiments.evaluate import evaluate_agents, reward_shares, summarize
 
@@ -99,23 +97,19 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
         lines.append(f"| {r['agent']} | {cell('reward')} | {r['share_of_oracle']:.1%} "
                      f"[{r['share_low']:.1%}, {r['share_high']:.1%}] | {cell('purchases')} | {cell('clicks')} | "
                      f"{cell('session_length')} |")
-    lines += ["", "Command: `" + meta["command"] + "`", ""]
+    lines += command_footer(meta)
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="shoprank bench lookahead", description=__doc__.split("\n\n")[0])
+    p = study_parser("shoprank bench lookahead", __doc__.split("\n\n")[0], RESULTS)
     p.add_argument("--values", default="3,6,12", help="comma-separated V values (> 0)")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--sessions", type=int, default=200, help="sessions per seed")
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     values = parse_numbers(p, args.values, "--values", minimum=0, inclusive=False)
-    if args.seeds < 2 or args.sessions < 1:
-        p.error("--seeds must be >= 2 (for a CI) and --sessions >= 1")
+    check_counts(p, args)
     table = study(values, list(range(args.seeds)), args.sessions)
     meta = {"machine": machine_info(), "seeds": args.seeds, "sessions": args.sessions, "values": values,
-            "command": "python -m benchmarks.lookahead " + " ".join(sys.argv[1:] if argv is None else argv)}
+            "command": study_command("python -m benchmarks.lookahead", argv)}
     write_study(args.out, "lookahead", meta, table, to_markdown(table, meta))
     return 0
 

@@ -15,8 +15,6 @@ Writes ``benchmarks/results/reward_front.{json,md}`` and the plot ``docs/figures
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -31,7 +29,7 @@ import pandas as pd  # noqa: E402
 import envs  # noqa: E402,F401  (registers the ids)
 from agents.baselines import baseline_factory  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-from benchmarks.study_io import write_study  # noqa: E402
+from benchmarks.study_io import check_counts, command_footer, study_command, study_parser, write_study  # noqa: E402
 from envs.config import EnvConfig  # noqa: E402
 from envs.reward import RewardSpec  # noqa: E402
 from experiments.evaluate import evaluate_agents, make_env, summarize  # noqa: E402
@@ -146,30 +144,26 @@ def to_markdown(table: pd.DataFrame, meta: dict) -> str:
         front = "yes" if r["pareto"] else ("—" if r["ranker"] == REFERENCE else "no")
         lines.append(f"| {r['ranker']} | {r['weights']} | {cell('clicks')} | {cell('purchases')} | "
                      f"{cell('revenue', '.1f')} | {front} |")
-    lines += ["", "Command: `" + meta["command"] + "`", ""]
+    lines += command_footer(meta)
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="shoprank bench reward-front", description=__doc__.split("\n\n")[0])
+    p = study_parser("shoprank bench reward-front", __doc__.split("\n\n")[0], RESULTS)
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="comma-separated click:purchase:revenue weightings")
     p.add_argument("--env", default="ShopRank-v0", help="registered env id")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--sessions", type=int, default=200, help="sessions per seed")
-    p.add_argument("--out", type=Path, default=RESULTS, help="folder of reward_front.{json,md}")
     p.add_argument("--plot", type=Path, default=FIGURE, help="PNG of the front")
     args = p.parse_args(argv)
     try:
         specs = parse_weights(args.weights)
     except ValueError as exc:
         p.error(str(exc))
-    if args.seeds < 2 or args.sessions < 1:
-        p.error("--seeds must be >= 2 (for a CI) and --sessions >= 1")
+    check_counts(p, args)
     table = study(specs, args.env, list(range(args.seeds)), args.sessions)
     plot(table, args.plot, f"{args.env}: clicks vs revenue per session, {args.seeds} seeds × {args.sessions} sessions")
     meta = {"machine": machine_info(), "env": args.env, "seeds": args.seeds, "sessions": args.sessions,
             "weights": [label(s) for s in specs], "plot": str(args.plot),
-            "command": "shoprank bench reward-front " + " ".join(sys.argv[2:] if argv is None else argv)}
+            "command": study_command("shoprank bench reward-front", argv, skip=2)}
     write_study(args.out, "reward_front", meta, table, to_markdown(table, meta))
     return 0
 
