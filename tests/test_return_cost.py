@@ -11,7 +11,10 @@ from agents.pretrain import PretrainConfig, collect_logs, pretrain_scores
 from agents.return_cost import estimate_return_cost
 from encoders.errors import ConfigError
 
-from tests.test_longterm_env import RETURNY  # most purchases come back
+from envs.visits_env import v1_config
+from simulators.longterm import LongTermConfig
+
+from tests.test_longterm_env import RETURNY, WORLD  # RETURNY: most purchases come back
 
 
 def _synthetic_logs(cost: float, n_relationships: int, seed: int):
@@ -103,3 +106,17 @@ def test_the_squared_fit_ranks_by_a_signed_target():
         scores = extractor({key: torch.as_tensor(v) for key, v in observations.items()})[:, :k].numpy()
     valid = observations["mask"] > 0
     assert scores[valid & (price > 0.5)].mean() < -0.5 < 0.5 < scores[valid & (price < -0.5)].mean()
+
+
+@pytest.mark.parametrize("trust", [True, False])
+def test_returns_cost_later_reward_only_where_trust_carries_them(trust):
+    """On the real long-term shopper: with trust on, a return costs the rest of the relationship (the
+    coefficient is several standard errors below zero); with trust off nothing links a return to later visits."""
+    config = v1_config(world=WORLD, longterm=LongTermConfig(trust=trust))
+    env = gym.make("ShopRank-v1", config=config)
+    collect_logs(env, 400, seed=0, outcomes=("trust_reward",))
+    cost = env.unwrapped.last_return_cost
+    if trust:
+        assert cost.coefficient < -3 * cost.stderr and cost.cost > 2.0
+    else:
+        assert abs(cost.coefficient) < 3 * cost.stderr
