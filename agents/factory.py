@@ -444,11 +444,19 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
     return losses, seconds
 
 
+ONLINE_ONLY_FIELDS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef",
+                      "clip_range", "target_kl")
+"""``AgentConfig`` fields that only act once online training starts (PPO's optimiser and rollout settings): they
+neither build the network nor enter the warm start, so :func:`warm_start_key` leaves them out and agents that
+differ only in them share a cached warm start (``tests/test_agents.py`` checks the weights are bit-identical)."""
+
+
 def warm_start_key(name: str, env_config: EnvConfig, config: AgentConfig, seed: int, env_id: str) -> str:
-    """A 20-hex-digit digest of the algorithm, env id, seed, env config and agent config: equal keys, equal warm
-    starts. Online-only fields are part of it too (conservative: a hit is never a different fit)."""
+    """A 20-hex-digit digest of the algorithm, env id, seed, env config and agent config (without
+    :data:`ONLINE_ONLY_FIELDS`): equal keys, equal warm starts."""
+    agent = {key: value for key, value in asdict(config).items() if key not in ONLINE_ONLY_FIELDS}
     blob = json.dumps({"algo": name, "env_id": env_id, "seed": int(seed), "env": config_to_dict(env_config),
-                       "agent": asdict(config)}, sort_keys=True, default=str)
+                       "agent": agent}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -225,7 +225,7 @@ def test_dqn_warm_start_fits_logged_slot_rewards_and_syncs_the_target():
 def test_a_cached_warm_start_continues_exactly_like_a_fitted_one(tmp_path):
     from dataclasses import replace as dc_replace
 
-    from agents.factory import warm_start_key
+    from agents.factory import build_agent, warm_start, warm_start_key
 
     env_config = static_config(world=FAST_WORLD)
     cfg = dc_replace(TINY, pretrain_sessions=40, pretrain_epochs=2, slot_credit=True)
@@ -235,6 +235,9 @@ def test_a_cached_warm_start_continues_exactly_like_a_fitted_one(tmp_path):
         return {k: v.clone() for k, v in model.policy.state_dict().items()}
 
     fitted = trained(None)
+    model = build_agent("ppo", env_config, cfg, seed=3, env_id="ShopRankStatic-v0")
+    warm_start(model, "ppo", env_config, cfg, 3, False, env_id="ShopRankStatic-v0")
+    first_fit = {k: v.clone() for k, v in model.policy.state_dict().items()}  # the warm start alone
     first = trained(tmp_path)  # fits and keeps its weights
     saved = list(tmp_path.glob("*.pt"))
     assert [p.stem for p in saved] == [warm_start_key("ppo", env_config, cfg, 3, "ShopRankStatic-v0")]
@@ -246,6 +249,14 @@ def test_a_cached_warm_start_continues_exactly_like_a_fitted_one(tmp_path):
         assert torch.equal(fitted[key], first[key]) and torch.equal(fitted[key], second[key]), key
     assert warm_start_key("ppo", env_config, cfg, 4, "ShopRankStatic-v0") != saved[0].stem
     assert warm_start_key("ppo", env_config, dc_replace(cfg, pretrain_sessions=41), 3, "ShopRankStatic-v0") != saved[0].stem
+    # online-only settings neither build the network nor enter the fit: the same warm start, the same key
+    online = dc_replace(cfg, learning_rate=1e-5, n_steps=16, batch_size=16, n_epochs=1, gamma=0.5, gae_lambda=0.5,
+                        ent_coef=0.01, clip_range=0.1, target_kl=0.5)
+    assert warm_start_key("ppo", env_config, online, 3, "ShopRankStatic-v0") == saved[0].stem
+    model = build_agent("ppo", env_config, online, seed=3, env_id="ShopRankStatic-v0")
+    warm_start(model, "ppo", env_config, online, 3, False, env_id="ShopRankStatic-v0")
+    for key, value in model.policy.state_dict().items():
+        assert torch.equal(value, first_fit[key]), key
     # DQN's warm start also fills its replay buffer: never served from the cache
     dqn_cfg = dc_replace(TINY, pretrain_sessions=10, pretrain_epochs=1, gamma=0.0, seed_buffer=True, n_envs=1)
     train_agent("dqn", env_config, 32, seed=3, config=dqn_cfg, env_id="ShopRankStatic-v0", warm_cache=tmp_path)
