@@ -77,24 +77,16 @@ def estimate_return_cost(session: np.ndarray, visit: np.ndarray, slate_reward: n
     new_visit[1:] = (session[1:] != session[:-1]) | (visit[1:] != visit[:-1])
     visit_id = np.cumsum(new_visit) - 1  # (M,) number of each slate's visit, in log order
     n_visits = int(visit_id[-1]) + 1 if m else 0
-    per_visit = lambda values: np.bincount(visit_id, weights=np.asarray(values, dtype=np.float64), minlength=n_visits)
+
+    def per_visit(values: np.ndarray) -> np.ndarray:  # (M,) -> (V,) sums over each visit's slates
+        return np.bincount(visit_id, weights=np.asarray(values, dtype=np.float64), minlength=n_visits)
+
     reward = per_visit(slate_reward)
     returns = per_visit(np.asarray(returned).sum(axis=1))
     kept = per_visit(np.asarray(purchased).sum(axis=1)) - returns
     clicks = per_visit(np.asarray(clicked).sum(axis=1))
     queries = per_visit(np.ones(m))
-    visit_session = session[new_visit]
-    index_in_session = np.zeros(n_visits, dtype=np.int64)
-    for v in range(1, n_visits):
-        index_in_session[v] = index_in_session[v - 1] + 1 if visit_session[v] == visit_session[v - 1] else 0
-    # future[v] = reward of the later visits of v's relationship
-    future = np.zeros(n_visits)
-    running = 0.0
-    for v in range(n_visits - 1, -1, -1):
-        if v == n_visits - 1 or visit_session[v + 1] != visit_session[v]:
-            running = 0.0
-        future[v] = running
-        running += reward[v]
+    index_in_session, future = _visit_index_and_future(session[new_visit], reward)
     levels = int(index_in_session.max()) + 1 if n_visits else 1
     dummies = (index_in_session[:, None] == np.arange(levels)[None, :]).astype(np.float64)
     x = np.column_stack([returns, kept, clicks, queries, dummies])
@@ -108,3 +100,15 @@ def estimate_return_cost(session: np.ndarray, visit: np.ndarray, slate_reward: n
     coefficient = float(beta[0])
     return ReturnCost(cost=max(-coefficient, 0.0), coefficient=coefficient, stderr=float(np.sqrt(cov[0, 0])),
                       visits=n_visits)
+
+
+def _visit_index_and_future(visit_session: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index (V,), future (V,))``: each visit's index within its relationship and the reward of that
+    relationship's later visits, for visits listed in order with ``visit_session (V,)`` their relationship."""
+    starts = np.ones(len(visit_session), dtype=bool)
+    starts[1:] = visit_session[1:] != visit_session[:-1]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], len(visit_session)] - 1
+    running = np.cumsum(reward)
+    return np.arange(len(visit_session)) - first[group], running[last][group] - running
