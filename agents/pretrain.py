@@ -124,6 +124,9 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
         raise ConfigError(f"target must be one of {sorted(LOG_OUTCOMES)}, got {unknown[0]!r}.")
     if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
         raise ConfigError(f"n_envs must be an int >= 1, got {n_envs!r}.")
+    if "trust_reward" in outcomes and "visit" not in env.unwrapped.layout.session:
+        raise ConfigError(f"target 'trust_reward' needs an env whose observation has a visit index (ShopRank-v1); "
+                          f"this one's session features are {list(env.unwrapped.layout.session)}.")
     if n_envs > 1 and n_sessions > 1:
         return _collect_logs_batched(env, n_sessions, seed, outcomes, int(n_envs), progress)
     rng = np.random.default_rng(derive_seed(seed, 0, stream=2))
@@ -153,32 +156,25 @@ def collect_logs(env: gym.Env, n_sessions: int, seed: int, outcomes: Sequence[st
     observations = {key: np.stack([o[key] for o in obs_rows]) for key in obs_rows[0]}
     logged = {name: np.stack(out) for name, out in rows.items()}
     _take_back_refunds(logged, refunds)
-    return observations, np.stack(shown_rows), _finish_outcomes(env, outcomes, logged, refunds, observations,
+    return observations, np.stack(shown_rows), _finish_outcomes(env, outcomes, logged, observations,
                                                                 np.asarray(session_rows))
 
 
 def _logged_outcomes(outcomes: Sequence[str]) -> tuple[str, ...]:
     """What has to be logged to return ``outcomes`` (``"trust_reward"`` is computed from the net reward, the
-    purchases and the clicks)."""
+    purchases, the clicks and the returned slots, which :func:`_take_back_refunds` fills in)."""
     extra = ("net_reward", "purchases", "clicks") if "trust_reward" in outcomes else ()
     return tuple(dict.fromkeys([name for name in outcomes if name != "trust_reward"] + list(extra)))
 
 
 def _finish_outcomes(env: gym.Env, outcomes: Sequence[str], logged: dict[str, np.ndarray],
-                     refunds: list[tuple[int, int, float]], observations: dict[str, np.ndarray], session: np.ndarray
-                     ) -> dict[str, np.ndarray]:
+                     observations: dict[str, np.ndarray], session: np.ndarray) -> dict[str, np.ndarray]:
     """Add ``"trust_reward"`` when asked (see :data:`PRETRAIN_TARGETS`) and return exactly ``outcomes``."""
     if "trust_reward" in outcomes:
         from agents.return_cost import estimate_return_cost
 
-        returned = np.zeros_like(logged["net_reward"])
-        for row, slot, _ in refunds:
-            returned[row, slot] = 1.0
-        layout = env.unwrapped.layout
-        if "visit" not in layout.session:
-            raise ConfigError(f"target 'trust_reward' needs an env whose observation has a visit index "
-                              f"(ShopRank-v1); this one's session features are {list(layout.session)}.")
-        visit = observations["session"][:, layout.session_column("visit")]
+        returned = logged["returned"]
+        visit = observations["session"][:, env.unwrapped.layout.session_column("visit")]
         cost = estimate_return_cost(session, visit, logged["net_reward"].sum(axis=1), returned,
                                     logged["purchases"], logged["clicks"])
         logged["trust_reward"] = (logged["net_reward"] - np.float32(cost.cost) * returned).astype(np.float32)
@@ -189,13 +185,15 @@ def _finish_outcomes(env: gym.Env, outcomes: Sequence[str], logged: dict[str, np
 
 
 def _take_back_refunds(logged: dict[str, np.ndarray], refunds: list[tuple[int, int, float]]) -> None:
-    """Subtract each ``(row, slot, refund)`` from ``logged["net_reward"]`` in place, in order, floored at 0 (when
-    ``"net_reward"`` was logged)."""
+    """Subtract each ``(row, slot, refund)`` from ``logged["net_reward"]`` in place, in order, floored at 0, and
+    mark the slot in ``logged["returned"]`` (``float32 (M, N)``, added here; when ``"net_reward"`` was logged)."""
     if "net_reward" not in logged:
         return
     net = logged["net_reward"]
+    returned = logged["returned"] = np.zeros_like(net)
     for row, slot, refund in refunds:
         net[row, slot] = max(float(net[row, slot]) - refund, 0.0)
+        returned[row, slot] = 1.0
 
 
 _VECTOR_OUTCOME_KEYS = {"clicks": "clicked", "purchases": "purchased"}
@@ -262,12 +260,9 @@ def _collect_logs_batched(env: gym.Env, n_sessions: int, seed: int, outcomes: Se
     _take_back_refunds(logged, refunds)
     sessions = np.concatenate(session_rows)
     order = np.argsort(sessions, kind="stable")
-    position = np.empty_like(order)
-    position[order] = np.arange(len(order))
     observations = {key: np.concatenate([o[key] for o in obs_rows])[order] for key in obs_rows[0]}
-    refunds = [(int(position[row]), slot, refund) for row, slot, refund in refunds]
     return observations, np.concatenate(shown_rows)[order], _finish_outcomes(
-        env, outcomes, {name: out[order] for name, out in logged.items()}, refunds, observations, sessions[order])
+        env, outcomes, {name: out[order] for name, out in logged.items()}, observations, sessions[order])
 
 
 def collect_click_logs(env: gym.Env, n_sessions: int, seed: int, target: str = "clicks", n_envs: int = 1
