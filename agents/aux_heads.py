@@ -1,4 +1,4 @@
-"""Auxiliary click / purchase losses for the candidate network's multi-task heads.
+"""Auxiliary losses added to PPO's: the multi-task heads' click / purchase losses, and the online score fit.
 
 With ``AgentConfig.aux_heads``, :class:`~agents.extractor.CandidateSetExtractor` predicts a click logit and a
 purchase logit for every candidate (``last_aux (B, K, 2)``) from the same embeddings its scores come from.
@@ -17,6 +17,11 @@ policy). The loss is used in two places:
   with ``aux_labels=True``) and hands them to the policy with the minibatch; the policy adds
   ``aux_loss_weight * L_aux`` to PPO's loss (:func:`with_loss_gradient`), so one backward pass and one
   optimiser step train the policy, value and auxiliary objectives jointly, without touching ``PPO.train``.
+
+**Online score fit** (``AgentConfig.score_fit_weight``): the same route carries a second auxiliary loss, on the
+scores themselves rather than on extra heads: the warm start's Poisson fit of each slot's reward
+(:func:`profiled_poisson_loss`, its slot biases profiled out in closed form), applied to the slates the policy
+shows online (minibatch key :data:`SCORE_FIT_KEY`).
 """
 
 from __future__ import annotations
@@ -96,3 +101,36 @@ def with_loss_gradient(carrier: torch.Tensor, loss: torch.Tensor) -> torch.Tenso
         loss: Scalar auxiliary loss (already weighted).
     """
     return _AddLossGradient.apply(carrier, loss)
+
+
+SCORE_FIT_KEY = "fit_rewards"
+"""Minibatch observation key of each slot's reward ``float32 (B, N)`` for the online score fit
+(:func:`profiled_poisson_loss`), added by the rollout buffer and removed by the policy before its forward pass."""
+
+
+def profiled_poisson_loss(scores: torch.Tensor, rewards: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """The warm start's Poisson loss of the shown slots (``E[r_n] = exp(score[o_n] + b_n)``,
+    :func:`agents.pretrain._poisson_loss`), with each slot's bias ``b_n`` profiled out in closed form.
+
+    For fixed scores, the bias that minimises the loss on this batch is ``b_n = log(sum_t r_{t,n} / sum_t
+    exp(s_{t,n}))``; with it held fixed (detached), the gradient with respect to the scores is the profile
+    likelihood's (envelope theorem: the loss is flat in ``b`` at its optimum). So online PPO can keep fitting
+    its scores to each rollout's per-slot rewards with no extra parameter, and a warm start that did not keep
+    its fitted biases continues unchanged.
+
+    Args:
+        scores: ``float (B, N)`` the policy's score of the candidate shown in each slot.
+        rewards: ``float (B, N)`` what each slot earned (non-negative).
+        filled: ``bool (B, N)`` slots that hold a real candidate.
+
+    Returns:
+        Scalar: the weighted mean Poisson loss (constant terms dropped; 0 when no slot is filled).
+    """
+    weight = filled.float()
+    scores = torch.where(filled, scores, torch.zeros_like(scores))
+    with torch.no_grad():
+        earned = (rewards * weight).sum(dim=0).clamp(min=1e-8)
+        exposure = (torch.exp(scores) * weight).sum(dim=0).clamp(min=1e-8)
+        bias = torch.log(earned) - torch.log(exposure)                                            # (N,)
+    logits = scores + bias
+    return ((torch.exp(logits) - rewards * logits) * weight).sum() / weight.sum().clamp(min=1.0)

@@ -115,6 +115,10 @@ class AgentConfig:
             sessions and, in PPO, of every rollout (an auxiliary loss added to PPO's). Needs
             ``network="candidate_set"``. MaskablePPO uses them in its warm start only; DQN ignores them.
         aux_loss_weight: Weight of the auxiliary loss against the warm start's / PPO's loss (>= 0, finite).
+        score_fit_weight: PPO's online score fit (>= 0, finite; 0 = off): each rollout's per-slot rewards are
+            also fitted by the warm start's Poisson loss of the policy's own scores, added to PPO's loss with
+            this weight (:func:`agents.aux_heads.profiled_poisson_loss`). Needs the Plackett-Luce slate policy
+            and ``pretrain_target="reward"``.
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
@@ -158,6 +162,7 @@ class AgentConfig:
     network: str = "candidate_set"
     aux_heads: bool = False
     aux_loss_weight: float = 1.0
+    score_fit_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "hidden", "heads", "n_envs",
@@ -176,6 +181,12 @@ class AgentConfig:
             raise ConfigError(f"AgentConfig.network must be one of {list(NETWORKS)}, got {self.network!r}.")
         if not 0.0 <= self.aux_loss_weight < float("inf"):
             raise ConfigError(f"AgentConfig.aux_loss_weight must be finite and >= 0, got {self.aux_loss_weight}.")
+        if not 0.0 <= self.score_fit_weight < float("inf"):
+            raise ConfigError(f"AgentConfig.score_fit_weight must be finite and >= 0, got {self.score_fit_weight}.")
+        if self.score_fit_weight > 0 and (self.slate_policy != "plackett_luce" or self.pretrain_target != "reward"):
+            raise ConfigError("AgentConfig.score_fit_weight > 0 needs slate_policy='plackett_luce' and "
+                              f"pretrain_target='reward' (it fits the scores to each slot's reward), got "
+                              f"slate_policy={self.slate_policy!r}, pretrain_target={self.pretrain_target!r}.")
         if self.aux_heads and self.network != "candidate_set":
             raise ConfigError(f"AgentConfig.aux_heads needs network='candidate_set' (the students have no auxiliary "
                               f"heads), got network={self.network!r}.")
@@ -203,17 +214,19 @@ def ppo_policy_kwargs(config: AgentConfig, slate_size: int) -> dict[str, Any]:
     :mod:`agents.rllib_module`)."""
     return {**_extractor_kwargs(config), **SLATE_POLICIES[config.slate_policy](config, slate_size),
             "share_features_extractor": config.share_extractor, "detach_critic": config.share_extractor,
-            "aux_loss_weight": config.aux_loss_weight if config.aux_heads else 0.0}
+            "aux_loss_weight": config.aux_loss_weight if config.aux_heads else 0.0,
+            "score_fit_weight": config.score_fit_weight}
 
 
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     slate_size = int(env.get_attr("config")[0].slate_size)
     per_slot = config.slot_credit and config.slate_policy == "plackett_luce"
-    slot_buffer = per_slot or config.aux_heads
+    score_fit = config.score_fit_weight > 0
+    slot_buffer = per_slot or config.aux_heads or score_fit
     buffer = ({"rollout_buffer_class": SlotCreditRolloutBuffer,
                "rollout_buffer_kwargs": {"n_slots": slate_size, "slot_discount": config.slot_discount,
                                          "return_credit": config.return_credit, "credit": per_slot,
-                                         "aux_labels": config.aux_heads}}
+                                         "aux_labels": config.aux_heads, "score_fit": score_fit}}
               if slot_buffer else {})
     return (SlotCreditPPO if slot_buffer else PPO)(
                CandidateScorePolicy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
@@ -445,7 +458,7 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
 
 
 ONLINE_ONLY_FIELDS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef",
-                      "clip_range", "target_kl")
+                      "clip_range", "target_kl", "score_fit_weight")
 """``AgentConfig`` fields that only act once online training starts (PPO's optimiser and rollout settings): they
 neither build the network nor enter the warm start, so :func:`warm_start_key` leaves them out and agents that
 differ only in them share a cached warm start (``tests/test_agents.py`` checks the weights are bit-identical)."""

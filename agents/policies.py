@@ -17,7 +17,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
-from agents.aux_heads import AUX_LABEL_KEYS, aux_loss, shown_slots, with_loss_gradient
+from agents.aux_heads import AUX_LABEL_KEYS, SCORE_FIT_KEY, aux_loss, profiled_poisson_loss, shown_slots, with_loss_gradient
 from agents.distributions import PlackettLuceDistribution
 
 
@@ -66,30 +66,43 @@ class _ScoreHeadMixin:
         aux_loss_weight: Weight of the auxiliary click / purchase loss (:mod:`agents.aux_heads`) added to the
             algorithm's loss when a minibatch carries per-slot labels (keys :data:`~agents.aux_heads.AUX_LABEL_KEYS`)
             and the extractor has auxiliary heads; each minibatch's unweighted loss is appended to ``aux_losses``.
+        score_fit_weight: Weight of the online score fit: when a minibatch carries each slot's reward (key
+            :data:`~agents.aux_heads.SCORE_FIT_KEY`), the warm start's Poisson loss of the shown candidates' scores
+            (:func:`~agents.aux_heads.profiled_poisson_loss`) is added to the algorithm's loss; each minibatch's
+            unweighted loss is appended to ``score_fit_losses``.
     """
 
     def __init__(self, *args, slate_size: int | None = None, slot_credit: bool = False, detach_critic: bool = False,
-                 aux_loss_weight: float = 0.0, **kwargs) -> None:
+                 aux_loss_weight: float = 0.0, score_fit_weight: float = 0.0, **kwargs) -> None:
         self.slate_size = slate_size
         self.slot_credit = slot_credit
         self.detach_critic = detach_critic
         self.aux_loss_weight = aux_loss_weight
         self.aux_losses: list[float] = []
+        self.score_fit_weight = score_fit_weight
+        self.score_fit_losses: list[float] = []
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict:
         return {**super()._get_constructor_parameters(), "slate_size": self.slate_size,
                 "slot_credit": self.slot_credit, "detach_critic": self.detach_critic,
-                "aux_loss_weight": self.aux_loss_weight}
+                "aux_loss_weight": self.aux_loss_weight, "score_fit_weight": self.score_fit_weight}
 
     def evaluate_actions(self, obs: dict[str, torch.Tensor], actions: torch.Tensor, *args, **kwargs):
         """SB3's ``evaluate_actions`` (values, log-probabilities, entropy); when ``obs`` carries per-slot labels,
         the log-probabilities also carry ``aux_loss_weight`` times the auxiliary loss of this forward pass
-        (:func:`~agents.aux_heads.with_loss_gradient`: same values, the loss's gradient added)."""
+        (:func:`~agents.aux_heads.with_loss_gradient`: same values, the loss's gradient added); likewise
+        ``score_fit_weight`` times the online score fit's loss when it carries each slot's reward."""
         labels = [obs[key] for key in AUX_LABEL_KEYS if key in obs]
-        if labels:
-            obs = {key: value for key, value in obs.items() if key not in AUX_LABEL_KEYS}
+        fit_rewards = obs.get(SCORE_FIT_KEY)
+        obs = {key: value for key, value in obs.items() if key not in (*AUX_LABEL_KEYS, SCORE_FIT_KEY)}
         values, log_prob, entropy = super().evaluate_actions(obs, actions, *args, **kwargs)
+        if fit_rewards is not None:
+            shown, filled = shown_slots(actions, obs["mask"], fit_rewards.shape[1])
+            loss = profiled_poisson_loss(self.action_dist.scores.gather(1, shown), fit_rewards, filled)
+            self.score_fit_losses.append(float(loss.detach()))
+            if self.score_fit_weight > 0:
+                log_prob = with_loss_gradient(log_prob, self.score_fit_weight * loss)
         extractor = self.pi_features_extractor
         if labels and getattr(extractor, "last_aux", None) is not None:
             clicks, purchases = labels

@@ -141,6 +141,9 @@ def check_config(config: AgentConfig) -> None:
     if config.aux_heads:
         raise ConfigError("the RLlib module does not implement the auxiliary heads' loss (AgentConfig.aux_heads=True): "
                           "train it with aux_heads=False.")
+    if config.score_fit_weight > 0:
+        raise ConfigError("the RLlib module does not implement the online score fit (AgentConfig.score_fit_weight > 0): "
+                          "train it with score_fit_weight=0.")
 
 
 def build_sb3_policy(observation_space, action_space, config: AgentConfig, slate_size: int,

@@ -45,6 +45,11 @@ each step's per-slot clicks and purchases (``info["clicked_positions"]`` / ``inf
 and the minibatches carry them to the policy as extra observation keys (:data:`~agents.aux_heads.AUX_LABEL_KEYS`),
 which adds the auxiliary loss to PPO's. ``credit=False`` keeps SB3's whole-slate advantages and log-probabilities
 (labels only), so the auxiliary heads work with or without per-slot credit.
+
+**Online score fit** (``score_fit=True``, ``AgentConfig.score_fit_weight``): the same hook stores each step's
+per-slot rewards as a label (:data:`~agents.aux_heads.SCORE_FIT_KEY`), and the policy adds the warm start's
+Poisson loss of its own scores on them (:func:`~agents.aux_heads.profiled_poisson_loss`) to PPO's: what the
+warm start learnt from randomly ranked logs keeps being fitted on the slates the policy itself shows.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 
-from agents.aux_heads import AUX_LABEL_KEYS
+from agents.aux_heads import AUX_LABEL_KEYS, SCORE_FIT_KEY
 from envs.slot_flags import slot_flags, slot_rewards_row
 
 
@@ -99,16 +104,19 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         return_credit: Move refunds to the slot that sold the product (``ShopRank-v1``).
         credit: Per-slot advantages and log-probabilities (False: SB3's per-step ones, e.g. labels only).
         aux_labels: Store per-slot click / purchase labels and add them to the minibatches' observations.
+        score_fit: Store each slot's reward and add it to the minibatches' observations (key
+            :data:`~agents.aux_heads.SCORE_FIT_KEY`) for the policy's online score fit.
         Other args: as ``DictRolloutBuffer``.
     """
 
     def __init__(self, *args: Any, n_slots: int, slot_discount: float = 1.0, return_credit: bool = False,
-                 credit: bool = True, aux_labels: bool = False, **kwargs: Any) -> None:
+                 credit: bool = True, aux_labels: bool = False, score_fit: bool = False, **kwargs: Any) -> None:
         self.n_slots = n_slots
         self.slot_discount = slot_discount
         self.return_credit = return_credit
         self.credit = credit
         self.aux_labels = aux_labels
+        self.score_fit = score_fit
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -121,6 +129,8 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         if self.aux_labels:
             self.slot_labels = np.zeros((len(AUX_LABEL_KEYS), self.buffer_size, self.n_envs, self.n_slots),
                                         dtype=np.float32)
+        if self.score_fit:
+            self.fit_rewards = np.zeros((self.buffer_size, self.n_envs, self.n_slots), dtype=np.float32)
 
     def record_step(self, infos: list[dict[str, Any]]) -> None:
         """Store what this buffer uses of the ``infos`` of the step about to be added (``self.pos``)."""
@@ -128,6 +138,9 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
             self.record_slot_rewards(infos)
         if self.aux_labels:
             self.record_slot_labels(infos)
+        if self.score_fit:
+            for env_index, info in enumerate(infos):
+                self.fit_rewards[self.pos, env_index, :] = slot_rewards_row(info, self.n_slots)
 
     def record_slot_labels(self, infos: list[dict[str, Any]]) -> None:
         """Store each env's clicked and purchased slots (``info["clicked_positions"]``, ``info["purchased_positions"]``)."""
@@ -172,6 +185,8 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
             self.slot_advantages = self.swap_and_flatten(self.slot_advantages)
             if self.aux_labels:
                 self.flat_labels = np.stack([self.swap_and_flatten(labels) for labels in self.slot_labels])
+            if self.score_fit:
+                self.flat_fit_rewards = self.swap_and_flatten(self.fit_rewards)
         return super().get(batch_size)
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> DictRolloutBufferSamples:
@@ -179,6 +194,9 @@ class SlotCreditRolloutBuffer(DictRolloutBuffer):
         if self.aux_labels:
             labels = {key: self.to_torch(self.flat_labels[head, batch_inds]) for head, key in enumerate(AUX_LABEL_KEYS)}
             samples = samples._replace(observations={**samples.observations, **labels})
+        if self.score_fit:
+            samples = samples._replace(observations={**samples.observations,
+                                                     SCORE_FIT_KEY: self.to_torch(self.flat_fit_rewards[batch_inds])})
         if not self.credit:
             return samples
         return samples._replace(old_log_prob=self.to_torch(self.log_probs[batch_inds]),
@@ -190,7 +208,8 @@ class SlotCreditPPO(PPO):
 
     Build it with ``rollout_buffer_class=SlotCreditRolloutBuffer``, ``rollout_buffer_kwargs={"n_slots": N}``
     and a policy whose distribution returns per-slot log-probabilities (with ``credit=True``). With auxiliary
-    labels, the policy's mean auxiliary loss of each update is logged as ``train/aux_loss``.
+    labels, the policy's mean auxiliary loss of each update is logged as ``train/aux_loss``; with the online score
+    fit, its mean loss as ``train/score_fit_loss``.
     """
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
@@ -200,7 +219,8 @@ class SlotCreditPPO(PPO):
 
     def train(self) -> None:
         super().train()
-        losses = getattr(self.policy, "aux_losses", None)
-        if losses:
-            self.logger.record("train/aux_loss", float(np.mean(losses)))
-            losses.clear()
+        for name, attribute in (("aux_loss", "aux_losses"), ("score_fit_loss", "score_fit_losses")):
+            losses = getattr(self.policy, attribute, None)
+            if losses:
+                self.logger.record(f"train/{name}", float(np.mean(losses)))
+                losses.clear()
