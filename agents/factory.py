@@ -432,6 +432,10 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
     ``compare``) loads them instead of logging and fitting again, and continues exactly as if it had fitted
     them itself (the warm start draws from its own seeded generators only). Loading is tensors only.
 
+    What the fit found is kept as ``model.warm_start_report`` (``fit_seconds``, ``cached``, ``loss_per_epoch``
+    and, for a ``trust_reward`` fit, ``return_cost``: the estimated later cost of a return,
+    :class:`agents.return_cost.ReturnCost` as a dict); a cached fit's report is the one saved with its weights.
+
     Returns:
         ``(losses, seconds)``: the loss per epoch (empty when the weights came from the cache) and the wall
         seconds the fit took (a cached fit's own, recorded beside its weights, so that learning curves over
@@ -443,17 +447,24 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
         path = Path(cache) / f"{warm_start_key(name, env_config, config, seed, env_id)}.pt"
         if path.is_file() and path.with_suffix(".json").is_file():
             model.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return [], float(json.loads(path.with_suffix(".json").read_text())["fit_seconds"])
+            saved = json.loads(path.with_suffix(".json").read_text())
+            model.warm_start_report = {**saved, "cached": True}
+            return [], float(saved["fit_seconds"])
     started = time.perf_counter()
     env = make_env(env_config, sequential=False, env_id=env_id)
     losses = spec.warm_start(model, env, env_config, config, pretrain_config(config), seed, progress)
     seconds = time.perf_counter() - started
+    cost = getattr(env.unwrapped, "last_return_cost", None)
+    report = {"fit_seconds": seconds, "loss_per_epoch": [float(loss) for loss in losses],
+              **({"return_cost": {key: getattr(value, "item", lambda: value)()
+                                   for key, value in asdict(cost).items()}} if cost is not None else {})}
+    model.warm_start_report = {**report, "cached": False}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(model.policy.state_dict(), tmp)
         with atomic_path(path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps({"fit_seconds": seconds}))
+            tmp.write_text(json.dumps(report))
     return losses, seconds
 
 

@@ -101,8 +101,15 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True, resume: Pat
                       {"algo": config.algo, "total_timesteps": int(model.num_timesteps),
                        "steps_asked": config.total_timesteps, "seed": config.seed, "wall_seconds": round(seconds, 1),
                        "steps_per_second": round(model.num_timesteps / seconds, 1),
-                       **resumed})
+                       **resumed, **warm_start_record(model)})
     return model
+
+
+def warm_start_record(model) -> dict:
+    """``{"warm_start": ...}``: what the model's warm start found (``agents.factory.warm_start``'s report: fit
+    seconds, loss per epoch, and a ``trust_reward`` fit's estimated return cost), or ``{}`` without one."""
+    report = getattr(model, "warm_start_report", None)
+    return {"warm_start": report} if report else {}
 
 
 def earlier_curve(path: Path) -> list[dict[str, float]] | None:

@@ -1,5 +1,7 @@
 """The later cost of a return, estimated from logged relationships, and the ``trust_reward`` warm-start target."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -120,3 +122,27 @@ def test_returns_cost_later_reward_only_where_trust_carries_them(trust):
         assert cost.coefficient < -3 * cost.stderr and cost.cost > 2.0
     else:
         assert abs(cost.coefficient) < 3 * cost.stderr
+
+
+def test_the_warm_start_reports_its_return_cost_and_the_cache_keeps_it(tmp_path):
+    """``train_agent``'s trust_reward warm start keeps what it estimated (``model.warm_start_report``, written to
+    ``train.json`` by ``shoprank train``); a second agent loading the cached fit reports the same estimate."""
+    from agents.factory import AgentConfig, train_agent
+    from experiments.train import warm_start_record
+
+    config = RETURNY
+    agent = AgentConfig(n_steps=16, batch_size=16, n_epochs=1, hidden=16, heads=2, n_envs=1, layers=0,
+                        slot_credit=True, pretrain_sessions=120, pretrain_epochs=1, pretrain_target="trust_reward")
+    fitted = train_agent("ppo", config, 16, seed=0, config=agent, env_id="ShopRank-v1", warm_cache=tmp_path)
+    report = fitted.warm_start_report
+    assert not report["cached"] and report["fit_seconds"] > 0 and len(report["loss_per_epoch"]) == 1
+    cost = report["return_cost"]
+    assert set(cost) == {"cost", "coefficient", "stderr", "visits"} and cost["visits"] > 0
+    assert cost["cost"] == max(-cost["coefficient"], 0.0)
+    loaded = train_agent("ppo", config, 16, seed=0, config=agent, env_id="ShopRank-v1", warm_cache=tmp_path)
+    assert loaded.warm_start_report["cached"] and loaded.warm_start_report["return_cost"] == cost
+    assert warm_start_record(loaded)["warm_start"]["return_cost"] == cost
+    json.dumps(warm_start_record(fitted))                                   # train.json can hold it
+    assert "return_cost" not in train_agent("ppo", config, 16, seed=0, env_id="ShopRank-v1",
+                                            config=AgentConfig(**{**agent.__dict__, "pretrain_target": "net_reward"})
+                                            ).warm_start_report
