@@ -130,7 +130,7 @@ def profiled_poisson_loss(scores: torch.Tensor, rewards: torch.Tensor, filled: t
     scores = torch.where(filled, scores, torch.zeros_like(scores))
     with torch.no_grad():
         earned = (rewards * weight).sum(dim=0).clamp(min=1e-8)
-        exposure = (torch.exp(scores) * weight).sum(dim=0).clamp(min=1e-8)
-        bias = torch.log(earned) - torch.log(exposure)                                            # (N,)
+        log_exposure = torch.logsumexp(scores.masked_fill(~filled, -float("inf")), dim=0)      # stable at any level
+        bias = torch.where(filled.any(dim=0), torch.log(earned) - log_exposure, torch.zeros_like(earned))   # (N,)
     logits = scores + bias
     return ((torch.exp(logits) - rewards * logits) * weight).sum() / weight.sum().clamp(min=1.0)

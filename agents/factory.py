@@ -219,7 +219,13 @@ def ppo_policy_kwargs(config: AgentConfig, slate_size: int) -> dict[str, Any]:
 
 
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
-    slate_size = int(env.get_attr("config")[0].slate_size)
+    env_config = env.get_attr("config")[0]
+    slate_size = int(env_config.slate_size)
+    reward = env_config.reward
+    if config.score_fit_weight > 0 and min(reward.click, reward.purchase, reward.revenue) < 0:
+        raise ConfigError(f"AgentConfig.score_fit_weight > 0 needs non-negative slot rewards (a Poisson fit), got "
+                          f"RewardSpec(click={reward.click}, purchase={reward.purchase}, revenue={reward.revenue}); "
+                          f"use score_fit_weight=0 with negative reward weights.")
     per_slot = config.slot_credit and config.slate_policy == "plackett_luce"
     score_fit = config.score_fit_weight > 0
     slot_buffer = per_slot or config.aux_heads or score_fit
@@ -409,6 +415,9 @@ def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentCon
     for sequential algorithms): one batched vector env (``env_id``'s ``vector_entry_point``;
     ``config.batched_env``, per-query algorithms) or a ``DummyVecEnv`` of single envs."""
     spec = algo_spec(name)
+    if config.score_fit_weight > 0 and name != "ppo":
+        raise ConfigError(f"AgentConfig.score_fit_weight > 0 is PPO's online score fit; algorithm {name!r} does not "
+                          f"use it (set score_fit_weight=0).")
     torch.set_num_threads(config.torch_threads)
     n = n_envs or config.n_envs
     if config.batched_env and not spec.sequential:
@@ -434,7 +443,8 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
 
     What the fit found is kept as ``model.warm_start_report`` (``fit_seconds``, ``cached``, ``loss_per_epoch``
     and, for a ``trust_reward`` fit, ``return_cost``: the estimated later cost of a return,
-    :class:`agents.return_cost.ReturnCost` as a dict); a cached fit's report is the one saved with its weights.
+    :class:`agents.return_cost.ReturnCost` as a dict); a cached fit's report is the one saved with its weights
+    (``fit_seconds`` only, for a fit cached before reports were kept).
 
     Returns:
         ``(losses, seconds)``: the loss per epoch (empty when the weights came from the cache) and the wall

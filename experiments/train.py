@@ -83,6 +83,9 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True, resume: Pat
     callbacks = [bar]
     earlier = earlier_curve(run_dir / CURVE_FILE) if resume is not None else None
     resumed = {"resumed_at": resumed_at(resume)} if resume is not None else {}  # before the checkpoint is replaced
+    earlier_warm_start = ({key: value for key, value in json.loads((run_dir / "train.json").read_text()).items()
+                           if key == "warm_start"}
+                          if resume is not None and (run_dir / "train.json").is_file() else {})  # a resumed run fits none
     if checkpoint_every > 0:
         callbacks.append(PeriodicCheckpoint(checkpoint_every, config.algo, config.env, config.agent, run_dir,
                                             earlier))
@@ -101,7 +104,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True, resume: Pat
                       {"algo": config.algo, "total_timesteps": int(model.num_timesteps),
                        "steps_asked": config.total_timesteps, "seed": config.seed, "wall_seconds": round(seconds, 1),
                        "steps_per_second": round(model.num_timesteps / seconds, 1),
-                       **resumed, **warm_start_record(model)})
+                       **resumed, **(warm_start_record(model) or earlier_warm_start)})
     return model
 
 

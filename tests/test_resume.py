@@ -179,3 +179,15 @@ def json_agent_config(run_dir: Path):
     from agents.checkpoint import read_checkpoint
 
     return read_checkpoint(run_dir / "checkpoint").agent_config
+
+
+def test_resuming_a_finished_run_keeps_its_warm_start_record(tmp_path):
+    """``train.json`` records the warm start; a run resumed for more steps fits none and keeps that record."""
+    run = tmp_path / "run"
+    warm = [*TINY, "--set", "agent.pretrain_sessions=20", "--set", "agent.pretrain_epochs=1"]
+    assert main([*warm, "--steps", "32", "--run-dir", str(run)]) == 0
+    first = json.loads((run / "train.json").read_text())["warm_start"]
+    assert not first["cached"] and first["fit_seconds"] > 0 and len(first["loss_per_epoch"]) == 1
+    assert main(["--resume", str(run), "--steps", "64", "--no-progress"]) == 0
+    record = json.loads((run / "train.json").read_text())
+    assert (record["total_timesteps"], record["resumed_at"]) == (64, 32) and record["warm_start"] == first

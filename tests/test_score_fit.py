@@ -16,7 +16,7 @@ from agents.factory import ONLINE_ONLY_FIELDS, AgentConfig, build_agent, train_a
 from agents.rllib_module import check_config
 from agents.slate_ppo import SlotCreditPPO
 from encoders.errors import ConfigError
-from envs import WorldConfig, static_config
+from envs import RewardSpec, WorldConfig, static_config
 
 FAST_WORLD = WorldConfig(text_encoder="hashing", n_products=300)
 TINY = AgentConfig(n_steps=32, batch_size=32, n_epochs=1, hidden=16, heads=2, n_envs=2, layers=0)
@@ -37,7 +37,16 @@ def test_config_messages():
             "the RLlib module does not implement the online score fit (AgentConfig.score_fit_weight > 0): train it "
             "with score_fit_weight=0.")):
         check_config(AgentConfig(score_fit_weight=0.5))
-    assert "score_fit_weight" in ONLINE_ONLY_FIELDS      # it does not change the warm start
+    assert "score_fit_weight" in ONLINE_ONLY_FIELDS      # it does not change the warm start (tests/test_agents.py)
+    with pytest.raises(ConfigError, match=re.escape(
+            "AgentConfig.score_fit_weight > 0 is PPO's online score fit; algorithm 'dqn' does not use it "
+            "(set score_fit_weight=0).")):
+        build_agent("dqn", static_config(world=FAST_WORLD), AgentConfig(score_fit_weight=1.0))
+    negative = static_config(world=FAST_WORLD, reward=RewardSpec(click=-0.5))
+    with pytest.raises(ConfigError, match=re.escape(
+            "AgentConfig.score_fit_weight > 0 needs non-negative slot rewards (a Poisson fit), got RewardSpec(click=-0.5, "
+            "purchase=1.0, revenue=0.02); use score_fit_weight=0 with negative reward weights.")):
+        build_agent("ppo", negative, AgentConfig(score_fit_weight=1.0, n_envs=1))
 
 
 def test_profiled_loss_equals_the_poisson_loss_at_the_best_slot_bias():
@@ -74,6 +83,27 @@ def test_profiled_loss_equals_the_poisson_loss_at_the_best_slot_bias():
     assert torch.equal(s.grad[:5, 2], torch.zeros(5))                     # empty slots take no gradient
 
 
+def test_profiled_loss_is_stable_at_any_score_level():
+    """The loss ignores a shift of all scores (the bias absorbs it), so nothing pins their level: far from 0 the
+    loss and its gradient must stay what they are near 0."""
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(32, 4, generator=generator)
+    rewards = torch.poisson(torch.exp(scores), generator=generator)
+    filled = torch.ones(32, 4, dtype=torch.bool)
+    filled[:3, 3] = False
+    base = scores.clone().requires_grad_(True)
+    reference = profiled_poisson_loss(base, rewards, filled)
+    reference.backward()
+    for shift in (-40.0, 95.0):
+        shifted = (scores + shift).requires_grad_(True)
+        loss = profiled_poisson_loss(shifted, rewards, filled)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.allclose(shifted.grad, base.grad, atol=1e-5)
+        assert loss.item() == pytest.approx(reference.item(), abs=1e-4)        # s + b does not move
+    empty = profiled_poisson_loss(scores, rewards, torch.zeros_like(filled))
+    assert empty.item() == 0.0
+
+
 def test_profiled_loss_ignores_masked_scores_and_is_finite():
     scores = torch.tensor([[0.3, -1e9], [0.1, -1e9]])
     rewards = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
@@ -94,6 +124,9 @@ def test_ppo_minibatches_carry_slot_rewards():
     batch = next(model.rollout_buffer.get(64))
     rewards = batch.observations[SCORE_FIT_KEY]
     assert rewards.shape == (64, config.slate_size) and float(rewards.sum()) > 0
+    # each step's slot rewards are that step's (ShopRankStatic-v0: the reward is their sum), env by env
+    buffer = model.rollout_buffer
+    assert np.allclose(buffer.fit_rewards.sum(axis=-1), buffer.rewards, atol=1e-4)
     assert model.policy.score_fit_losses == []                           # logged and cleared after each update
     with torch.no_grad():
         model.policy.evaluate_actions(batch.observations, batch.actions)
@@ -119,7 +152,7 @@ def test_the_online_fit_predicts_held_out_slot_rewards_better():
     assert losses[2.0] < losses[0.0] - 0.01, losses
 
 
-def test_score_fit_weight_zero_leaves_training_unchanged(tmp_path):
+def test_the_fit_changes_training_is_logged_and_saved(tmp_path):
     config = static_config(world=FAST_WORLD)
     agent = AgentConfig(**{**TINY.__dict__, "slot_credit": True, "slot_discount": 0.0})
     plain = train_agent("ppo", config, total_timesteps=128, seed=3, config=agent)
