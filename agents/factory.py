@@ -221,8 +221,8 @@ def ppo_policy_kwargs(config: AgentConfig, slate_size: int) -> dict[str, Any]:
 def _ppo(env, config: AgentConfig, seed: int, tensorboard_log: str | None):
     env_config = env.get_attr("config")[0]
     slate_size = int(env_config.slate_size)
-    reward = env_config.reward
-    if config.score_fit_weight > 0 and min(reward.click, reward.purchase, reward.revenue) < 0:
+    reward = env_config.reward if config.score_fit_weight > 0 else None
+    if reward is not None and min(reward.click, reward.purchase, reward.revenue) < 0:
         raise ConfigError(f"AgentConfig.score_fit_weight > 0 needs non-negative slot rewards (a Poisson fit), got "
                           f"RewardSpec(click={reward.click}, purchase={reward.purchase}, revenue={reward.revenue}); "
                           f"use score_fit_weight=0 with negative reward weights.")
