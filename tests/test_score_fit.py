@@ -13,7 +13,6 @@ import envs  # noqa: F401
 from agents.aux_heads import SCORE_FIT_KEY, profiled_poisson_loss
 from agents.pretrain import collect_logs
 from agents.factory import ONLINE_ONLY_FIELDS, AgentConfig, build_agent, train_agent
-from agents.rllib_module import check_config
 from agents.slate_ppo import SlotCreditPPO
 from encoders.errors import ConfigError
 from envs import RewardSpec, WorldConfig, static_config
@@ -33,10 +32,6 @@ def test_config_messages():
         AgentConfig(score_fit_weight=1.0, slate_policy="gaussian")
     with pytest.raises(ConfigError, match=re.escape("got slate_policy='plackett_luce', pretrain_target='clicks'.")):
         AgentConfig(score_fit_weight=1.0, pretrain_target="clicks")
-    with pytest.raises(ConfigError, match=re.escape(
-            "the RLlib module does not implement the online score fit (AgentConfig.score_fit_weight > 0): train it "
-            "with score_fit_weight=0.")):
-        check_config(AgentConfig(score_fit_weight=0.5))
     assert "score_fit_weight" in ONLINE_ONLY_FIELDS      # it does not change the warm start (tests/test_agents.py)
     with pytest.raises(ConfigError, match=re.escape(
             "AgentConfig.score_fit_weight > 0 is PPO's online score fit; algorithm 'dqn' does not use it "
@@ -47,6 +42,16 @@ def test_config_messages():
             "AgentConfig.score_fit_weight > 0 needs non-negative slot rewards (a Poisson fit), got RewardSpec(click=-0.5, "
             "purchase=1.0, revenue=0.02); use score_fit_weight=0 with negative reward weights.")):
         build_agent("ppo", negative, AgentConfig(score_fit_weight=1.0, n_envs=1))
+
+
+def test_the_rllib_module_refuses_the_fit():
+    pytest.importorskip("ray", reason="the RLlib module needs the distributed extra")
+    from agents.rllib_module import check_config
+
+    with pytest.raises(ConfigError, match=re.escape(
+            "the RLlib module does not implement the online score fit (AgentConfig.score_fit_weight > 0): train it "
+            "with score_fit_weight=0.")):
+        check_config(AgentConfig(score_fit_weight=0.5))
 
 
 def test_profiled_loss_equals_the_poisson_loss_at_the_best_slot_bias():
