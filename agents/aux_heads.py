@@ -103,6 +103,14 @@ def with_loss_gradient(carrier: torch.Tensor, loss: torch.Tensor) -> torch.Tenso
     return _AddLossGradient.apply(carrier, loss)
 
 
+def poisson_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+                 ) -> torch.Tensor:
+    """Poisson negative log-likelihood of ``E[target] = exp(score + b_slot)`` (constant terms dropped), weighted mean:
+    the warm start's fit of each slot's reward (:mod:`agents.pretrain`) and, online, :func:`profiled_poisson_loss`'s."""
+    logits = scores + slot_bias
+    return ((torch.exp(logits) - target * logits) * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 SCORE_FIT_KEY = "fit_rewards"
 """Minibatch observation key of each slot's reward ``float32 (B, N)`` for the online score fit
 (:func:`profiled_poisson_loss`), added by the rollout buffer and removed by the policy before its forward pass."""
@@ -110,7 +118,7 @@ SCORE_FIT_KEY = "fit_rewards"
 
 def profiled_poisson_loss(scores: torch.Tensor, rewards: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
     """The warm start's Poisson loss of the shown slots (``E[r_n] = exp(score[o_n] + b_n)``,
-    :func:`agents.pretrain._poisson_loss`), with each slot's bias ``b_n`` profiled out in closed form.
+    :func:`poisson_loss`), with each slot's bias ``b_n`` profiled out in closed form.
 
     For fixed scores, the bias that minimises the loss on this batch is ``b_n = log(sum_t r_{t,n} / sum_t
     exp(s_{t,n}))``; with it held fixed (detached), the gradient with respect to the scores is the profile
@@ -132,5 +140,4 @@ def profiled_poisson_loss(scores: torch.Tensor, rewards: torch.Tensor, filled: t
         earned = (rewards * weight).sum(dim=0).clamp(min=1e-8)
         log_exposure = torch.logsumexp(scores.masked_fill(~filled, -float("inf")), dim=0)      # stable at any level
         bias = torch.where(filled.any(dim=0), torch.log(earned) - log_exposure, torch.zeros_like(earned))   # (N,)
-    logits = scores + bias
-    return ((torch.exp(logits) - rewards * logits) * weight).sum() / weight.sum().clamp(min=1.0)
+    return poisson_loss(scores, bias, rewards, weight)

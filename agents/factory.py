@@ -466,8 +466,7 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
     seconds = time.perf_counter() - started
     cost = getattr(env.unwrapped, "last_return_cost", None)
     report = {"fit_seconds": seconds, "loss_per_epoch": [float(loss) for loss in losses],
-              **({"return_cost": {key: getattr(value, "item", lambda: value)()
-                                   for key, value in asdict(cost).items()}} if cost is not None else {})}
+              **({"return_cost": asdict(cost)} if cost is not None else {})}
     model.warm_start_report = {**report, "cached": False}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

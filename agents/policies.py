@@ -17,7 +17,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
-from agents.aux_heads import AUX_LABEL_KEYS, SCORE_FIT_KEY, aux_loss, profiled_poisson_loss, shown_slots, with_loss_gradient
+from agents.aux_heads import (AUX_LABEL_KEYS, SCORE_FIT_KEY, aux_loss, profiled_poisson_loss, shown_slots,
+                               with_loss_gradient)
 from agents.distributions import PlackettLuceDistribution
 
 

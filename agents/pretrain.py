@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encoders.errors import ConfigError
-from agents.aux_heads import aux_loss
+from agents.aux_heads import aux_loss, poisson_loss
 from agents.logging_policy import derive_seed, shown_candidates
 from envs.slot_flags import OUTCOME_POSITION_KEYS, slot_flags, slot_rewards_row
 
@@ -56,13 +56,6 @@ class PretrainConfig:
             raise ConfigError(f"PretrainConfig.target must be one of {sorted(_LOSSES)}, got {self.target!r}.")
 
 
-def _poisson_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
-                  ) -> torch.Tensor:
-    """Poisson negative log-likelihood of ``E[target] = exp(score + b_slot)`` (constant terms dropped), weighted mean."""
-    logits = scores + slot_bias
-    return ((torch.exp(logits) - target * logits) * weight).sum() / weight.sum().clamp(min=1.0)
-
-
 def _logistic_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
                    ) -> torch.Tensor:
     """Logistic loss of ``P(target) = sigmoid(score + b_slot)``."""
@@ -77,7 +70,7 @@ def _squared_loss(scores: torch.Tensor, slot_bias: torch.Tensor, target: torch.T
     return (error * error * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-_LOSSES = {"reward": _poisson_loss, "net_reward": _poisson_loss, "clicks": _logistic_loss,
+_LOSSES = {"reward": poisson_loss, "net_reward": poisson_loss, "clicks": _logistic_loss,
            "trust_reward": _squared_loss}
 PRETRAIN_TARGETS = tuple(sorted(_LOSSES))
 """What a warm start can fit: each slot's ``"reward"``, its ``"net_reward"`` (``ShopRank-v1``: the reward minus
@@ -311,7 +304,7 @@ def pretrain_scores(extractor: torch.nn.Module, n_candidates: int, observations:
     losses = []
     m = len(shown)
     loss_fn = _LOSSES[config.target]
-    if loss_fn is _poisson_loss and bool((clicks_t < 0).any()):
+    if loss_fn is poisson_loss and bool((clicks_t < 0).any()):
         raise ConfigError("target='reward' needs non-negative slot rewards (a Poisson fit); use target='clicks' "
                          "with a RewardSpec that has negative weights.")
     for _ in tqdm(range(config.epochs), desc=f"pretraining on logged {config.target}", disable=not progress):

@@ -83,9 +83,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True, resume: Pat
     callbacks = [bar]
     earlier = earlier_curve(run_dir / CURVE_FILE) if resume is not None else None
     resumed = {"resumed_at": resumed_at(resume)} if resume is not None else {}  # before the checkpoint is replaced
-    earlier_warm_start = ({key: value for key, value in json.loads((run_dir / "train.json").read_text()).items()
-                           if key == "warm_start"}
-                          if resume is not None and (run_dir / "train.json").is_file() else {})  # a resumed run fits none
+    earlier_warm_start = earlier_warm_start_record(run_dir) if resume is not None else {}  # a resumed run fits none
     if checkpoint_every > 0:
         callbacks.append(PeriodicCheckpoint(checkpoint_every, config.algo, config.env, config.agent, run_dir,
                                             earlier))
@@ -113,6 +111,13 @@ def warm_start_record(model) -> dict:
     seconds, loss per epoch, and a ``trust_reward`` fit's estimated return cost), or ``{}`` without one."""
     report = getattr(model, "warm_start_report", None)
     return {"warm_start": report} if report else {}
+
+
+def earlier_warm_start_record(run_dir: Path) -> dict:
+    """``{"warm_start": ...}`` as the run's earlier ``train.json`` recorded it, or ``{}``."""
+    path = run_dir / "train.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    return {"warm_start": earlier["warm_start"]} if "warm_start" in earlier else {}
 
 
 def earlier_curve(path: Path) -> list[dict[str, float]] | None:

@@ -15,10 +15,8 @@ from agents.pretrain import collect_logs
 from agents.factory import ONLINE_ONLY_FIELDS, AgentConfig, build_agent, train_agent
 from agents.slate_ppo import SlotCreditPPO
 from encoders.errors import ConfigError
-from envs import RewardSpec, WorldConfig, static_config
-
-FAST_WORLD = WorldConfig(text_encoder="hashing", n_products=300)
-TINY = AgentConfig(n_steps=32, batch_size=32, n_epochs=1, hidden=16, heads=2, n_envs=2, layers=0)
+from envs import RewardSpec, static_config
+from tests.test_aux_heads import FAST_WORLD, TINY  # the same tiny world and agent
 
 
 def test_config_messages():
