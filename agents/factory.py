@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -119,6 +119,13 @@ class AgentConfig:
             also fitted by the warm start's Poisson loss of the policy's own scores, added to PPO's loss with
             this weight (:func:`agents.aux_heads.profiled_poisson_loss`). Needs the Plackett-Luce slate policy
             and ``pretrain_target="reward"``.
+        expected_reward: Train online on the expected reward of each shown slate (the env's
+            ``RewardSpec(expected=True)``: the same weighted sum under the shopper's true click and purchase
+            probabilities, so the sampling noise of clicks and purchases leaves the advantages and the score
+            fit's labels). Only the online training envs change: the warm start's logged sessions, the held-out
+            learning curve and every evaluation keep sampled rewards, and the policy still sees only the
+            observation. A simulation-only training aid: it needs a privileged simulator
+            (``expected_response``), which the default shopper is.
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
@@ -163,6 +170,7 @@ class AgentConfig:
     aux_heads: bool = False
     aux_loss_weight: float = 1.0
     score_fit_weight: float = 0.0
+    expected_reward: bool = False
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "hidden", "heads", "n_envs",
@@ -409,6 +417,14 @@ def make_env(env_config: EnvConfig, sequential: bool, render_mode: str | None = 
     return gym.make(envs.sequential_id(env_id) if sequential else env_id, config=env_config, render_mode=render_mode)
 
 
+def online_env_config(env_config: EnvConfig, config: AgentConfig) -> EnvConfig:
+    """The env config of the online training envs: ``env_config`` with ``RewardSpec(expected=True)`` when
+    ``config.expected_reward`` (see :class:`AgentConfig`), else ``env_config`` itself."""
+    if not config.expected_reward or env_config.reward.expected:
+        return env_config
+    return replace(env_config, reward=replace(env_config.reward, expected=True))
+
+
 def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentConfig(), seed: int = 0,
                 tensorboard_log: str | None = None, n_envs: int | None = None, env_id: str = "ShopRank-v0"):
     """An untrained SB3 model for algorithm ``name`` on ``n_envs`` sessions of ``env_id`` (its sequential twin
@@ -419,6 +435,7 @@ def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentCon
         raise ConfigError(f"AgentConfig.score_fit_weight > 0 is PPO's online score fit; algorithm {name!r} does not "
                           f"use it (set score_fit_weight=0).")
     torch.set_num_threads(config.torch_threads)
+    env_config = online_env_config(env_config, config)
     n = n_envs or config.n_envs
     if config.batched_env and not spec.sequential:
         from envs.vector_env import sb3_vec_env
@@ -478,7 +495,7 @@ def warm_start(model, name: str, env_config: EnvConfig, config: AgentConfig, see
 
 
 ONLINE_ONLY_FIELDS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef",
-                      "clip_range", "target_kl", "score_fit_weight")
+                      "clip_range", "target_kl", "score_fit_weight", "expected_reward")
 """``AgentConfig`` fields that only act once online training starts (PPO's optimiser and rollout settings): they
 neither build the network nor enter the warm start, so :func:`warm_start_key` leaves them out and agents that
 differ only in them share a cached warm start (``tests/test_agents.py`` checks the weights are bit-identical)."""

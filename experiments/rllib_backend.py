@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from agents.factory import AGENT_PRESETS, AgentConfig
+from agents.factory import AGENT_PRESETS, AgentConfig, online_env_config
 from encoders.errors import ConfigError
 from envs.config import EnvConfig, config_from_dict, config_to_dict
 
@@ -154,7 +154,9 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
     weight 0.5, gradient norm clipped at 0.5, no value clipping, no KL penalty, Adam with ``eps=1e-5``, and
     per-slot credit when ``agent.slot_credit`` (the learner class
     :class:`~agents.rllib_learner.ShopRankPPOLearner`); actions go to the env as the module draws them (no
-    normalising or clipping). Not carried over: ``agent.target_kl`` (SB3's early stop of the epochs).
+    normalising or clipping). The env runners' env is ``agent``'s online env
+    (:func:`agents.factory.online_env_config`: expected rewards when ``agent.expected_reward``). Not carried
+    over: ``agent.target_kl`` (SB3's early stop of the epochs).
     """
     _import_ray()
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -163,7 +165,7 @@ def ppo_config(env_dict: dict, num_env_runners: int, config: RllibConfig):
     from agents.rllib_module import module_spec
 
     agent = config.agent
-    env = config_from_dict(dict(env_dict))
+    env = online_env_config(config_from_dict(dict(env_dict)), agent)  # expected rewards when agent.expected_reward
     if env.world.cache_dir and not Path(env.world.cache_dir).is_absolute():
         # env runners do not share the driver's working directory: give them the driver's cache by its full path
         env = replace(env, world=replace(env.world, cache_dir=str(Path(env.world.cache_dir).resolve())))

@@ -295,3 +295,13 @@ def test_rllib_slot_credit_loss_is_sb3_slot_credit_loss_on_the_same_batch(env, s
     policy_loss = learner.metrics.peek((DEFAULT_MODULE_ID, "policy_loss"))
     assert abs(float(policy_loss) - model.logger.name_to_value["train/policy_gradient_loss"]) < 1e-5
     assert abs(float(policy_loss)) > 1e-3  # the per-slot ratios and advantages are in the compared number
+
+
+def test_env_runners_train_on_expected_rewards_when_asked():
+    from envs.config import config_to_dict
+    from experiments.rllib_backend import ppo_config
+
+    for expected in (False, True):
+        config = ppo_config(config_to_dict(TINY), 0, RllibConfig(agent=AgentConfig(expected_reward=expected)))
+        assert config.env_config["reward"]["expected"] is expected
+        assert {**config.env_config, "reward": None} == {**config_to_dict(TINY), "reward": None}
