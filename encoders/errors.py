@@ -43,6 +43,10 @@ class SimulatorError(ShopRankError, RuntimeError):
     """A user simulator that fails or breaks the ``UserSimulator`` protocol (the message names the method)."""
 
 
+class NoExpectedResponseError(SimulatorError):
+    """A feature needs the simulator's true probabilities (``expected_response``) and the simulator has none."""
+
+
 class InputNotFoundError(ShopRankError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from encoders.errors import SimulatorError
+from encoders.errors import NoExpectedResponseError, SimulatorError
 from simulators.protocols import PrivilegedSimulator, Query, UserSimulator
 
 
@@ -218,7 +218,7 @@ class LoopShopper:
 
     def _need_truth(self) -> None:
         if not self.privileged:
-            raise SimulatorError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
+            raise NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
                                  f"{self.name} has none.")
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 import envs  # noqa: F401
 from agents.checkpoint import read_checkpoint
 from agents.factory import ONLINE_ONLY_FIELDS, AgentConfig, build_agent, online_env_config, train_agent, warm_start_key
-from encoders.errors import SimulatorError
+from encoders.errors import NoExpectedResponseError, SimulatorError
 from envs import EnvConfig, RewardSpec, static_config
 from tests.test_aux_heads import FAST_WORLD, TINY  # the same tiny world and agent
 
@@ -53,6 +54,13 @@ def test_training_envs_reward_the_expected_value(tmp_path):
 
 def test_a_simulator_without_expected_response_is_refused():
     cfg = EnvConfig(world=FAST_WORLD, simulator="experiments.examples.custom_shopper:make", max_queries=1)
-    with pytest.raises(SimulatorError, match=re.escape(
-            "RewardSpec(expected=True) needs a simulator with expected_response; PopularityShopper has none.")):
-        train_agent("ppo", cfg, 32, config=replace(TINY, expected_reward=True), env_id="ShopRankStatic-v0")
+    message = "RewardSpec(expected=True) needs a simulator with expected_response; PopularityShopper has none."
+    # the env refuses it when it is built, not at its first step
+    with pytest.raises(NoExpectedResponseError, match=re.escape(message)):
+        gym.make("ShopRank-v0", config=replace(cfg, reward=RewardSpec(expected=True)))
+    with pytest.raises(NoExpectedResponseError, match=re.escape(
+            f"AgentConfig.expected_reward=True trains on expected rewards: {message} Train on sampled rewards with "
+            "expected_reward=False (--agent-set expected_reward=false).")):
+        build_agent("ppo", cfg, replace(TINY, expected_reward=True), env_id="ShopRankStatic-v0")
+    assert issubclass(NoExpectedResponseError, SimulatorError)
+    build_agent("ppo", cfg, TINY, env_id="ShopRankStatic-v0")  # sampled rewards: fine
