@@ -371,7 +371,8 @@ def read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
 def build_policy(algo: str, env_config: EnvConfig, config: AgentConfig, env_id: str = "ShopRank-v0"):
     """The untrained policy network of ``algo`` for ``env_config`` in ``env_id``, without its algorithm: the model
     is built with the smallest buffers and dropped, and the policy's optimiser removed."""
-    model = build_agent(algo, env_config, replace(config, buffer_size=1, learning_starts=0), n_envs=1, env_id=env_id)
+    model = build_agent(algo, env_config, replace(config, buffer_size=1, learning_starts=0), n_envs=1, env_id=env_id,
+                        online=False)
     policy = model.policy
     policy.feature_layout = _model_layout(model)
     policy.optimizer = None

@@ -353,7 +353,7 @@ def distill(teacher_path: Path, config: DistillConfig = DistillConfig(), out: Pa
     n_slots = int(env_config.slate_size)
     agent_config = replace(meta.agent_config, network=spec.network, hidden=spec.hidden, layers=spec.layers,
                            heads=1, pretrain_sessions=0)
-    model = build_agent("ppo", env_config, agent_config, seed=config.seed, n_envs=1, env_id=meta.env_id)
+    model = build_agent("ppo", env_config, agent_config, seed=config.seed, n_envs=1, env_id=meta.env_id, online=False)
     student = model.policy
     extractor = student.pi_features_extractor
     optimizer = torch.optim.Adam(extractor.parameters(), lr=config.learning_rate)

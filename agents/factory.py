@@ -125,7 +125,11 @@ class AgentConfig:
             fit's labels). Only the online training envs change: the warm start's logged sessions, the held-out
             learning curve and every evaluation keep sampled rewards, and the policy still sees only the
             observation. A simulation-only training aid: it needs a privileged simulator
-            (``expected_response``), which the default shopper is.
+            (``expected_response``), which the default shopper is (a model built without online steps, e.g.
+            a loaded checkpoint, does not). What the training envs report follows: ``shop/reward``, SB3's
+            ``rollout/ep_rew_mean`` and the progress bar's reward are expected rewards, while ``shop/clicks``,
+            ``shop/purchases`` and ``shop/revenue`` stay the sampled outcomes. DQN's ``seed_buffer`` keeps the
+            logged (sampled) slot rewards; only the online transitions change.
         torch_threads: Torch intra-op threads while training/acting. 1 is fastest for these small
             networks on a shared 2-core machine (measured: 2048 PPO steps took 12 s with 1 thread and
             261 s with the default under load, which oversubscribes the cores).
@@ -429,16 +433,22 @@ def online_env_config(env_config: EnvConfig, config: AgentConfig) -> EnvConfig:
 
 
 def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentConfig(), seed: int = 0,
-                tensorboard_log: str | None = None, n_envs: int | None = None, env_id: str = "ShopRank-v0"):
+                tensorboard_log: str | None = None, n_envs: int | None = None, env_id: str = "ShopRank-v0",
+                online: bool = True):
     """An untrained SB3 model for algorithm ``name`` on ``n_envs`` sessions of ``env_id`` (its sequential twin
     for sequential algorithms): one batched vector env (``env_id``'s ``vector_entry_point``;
-    ``config.batched_env``, per-query algorithms) or a ``DummyVecEnv`` of single envs."""
+    ``config.batched_env``, per-query algorithms) or a ``DummyVecEnv`` of single envs.
+
+    ``online``: the model will take online steps in these envs, so they are :func:`online_env_config`'s; a
+    model built only for its network (a loaded checkpoint, a distilled student, a warm start with no online
+    step) keeps ``env_config`` as it is and so runs with any simulator."""
     spec = algo_spec(name)
     if config.score_fit_weight > 0 and name != "ppo":
         raise ConfigError(f"AgentConfig.score_fit_weight > 0 is PPO's online score fit; algorithm {name!r} does not "
                           f"use it (set score_fit_weight=0).")
     torch.set_num_threads(config.torch_threads)
-    env_config = online_env_config(env_config, config)
+    if online:
+        env_config = online_env_config(env_config, config)
     n = n_envs or config.n_envs
     try:
         if config.batched_env and not spec.sequential:
@@ -451,8 +461,9 @@ def build_agent(name: str, env_config: EnvConfig, config: AgentConfig = AgentCon
     except NoExpectedResponseError as exc:
         if not config.expected_reward:
             raise
-        raise NoExpectedResponseError(f"AgentConfig.expected_reward=True trains on expected rewards: {exc} Train on "
-                                      f"sampled rewards with expected_reward=False (--agent-set expected_reward=false).") from exc
+        raise NoExpectedResponseError(
+            f"AgentConfig.expected_reward=True trains on expected rewards: {exc} Train on sampled rewards with "
+            f"expected_reward=False (--set agent.expected_reward=false).") from exc
     return spec.build(vec, config, seed, tensorboard_log)
 
 
@@ -555,7 +566,8 @@ def train_agent(name: str, env_config: EnvConfig, total_timesteps: int, seed: in
     """
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
     started = time.perf_counter()
-    model = build_agent(name, env_config, config, seed, tensorboard_log=tb, env_id=env_id)
+    online = resume is not None or total_timesteps > 0
+    model = build_agent(name, env_config, config, seed, tensorboard_log=tb, env_id=env_id, online=online)
     credited = 0.0
     if resume is not None:
         from agents.checkpoint import restore_training_state  # the checkpoint module builds policies through this one

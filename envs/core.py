@@ -400,7 +400,7 @@ class EnvCore:
         self.sim = batch_simulator(simulator, self.table, config.slate_size)
         if self.reward_spec.expected and not self.sim.privileged:  # refused here, not at the first step
             raise NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
-                                 f"{getattr(self.sim, 'name', type(self.sim).__name__)} has none.")
+                                          f"{getattr(self.sim, 'name', type(self.sim).__name__)} has none.")
         self.discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
         self.sessions: Sessions | None = None
         self._prices = world.items.prices

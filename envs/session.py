@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from encoders.errors import ConfigError, SimulatorError
+from encoders.errors import ConfigError, NoExpectedResponseError, SimulatorError
 from envs.config import EnvConfig, resolve_env_config
 from encoders.registry import resolve
 from envs.core import N_EXTRA, N_SESSION, SCORE_BOUND, EnvCore, SlateResult, episode_end, observation_space
@@ -174,7 +174,7 @@ class SessionCore:
                 from the observation alone (the ``profile_oracle``), not for the true hidden state.
         """
         if not self.privileged:
-            raise SimulatorError(f"{type(self.sim).__name__} has no expected_response: no oracle possible.")
+            raise NoExpectedResponseError(f"{type(self.sim).__name__} has no expected_response: no oracle possible.")
         state = self.state
         if observable:
             estimate = getattr(self.sim, "observable_state", None)

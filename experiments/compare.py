@@ -98,17 +98,23 @@ def split_overrides(overrides: Sequence[str], agent_overrides: Sequence[str] = (
     return env, agent
 
 
-def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: BaselineConfig) -> None:
-    """Build each baseline in ``names`` on ``env`` and let it rank one query, before anything trains.
+def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: BaselineConfig,
+              agent_overrides: Sequence[str] = ()) -> None:
+    """Build each baseline in ``names`` on ``env`` and let it rank one query, and check each RL agent's needs of
+    the simulator, before anything trains.
 
-    Catches an agent that cannot work with this env or simulator (e.g. ``oracle`` with a custom shopper
-    that has no ``expected_response``) in seconds instead of after the RL agents' training. Offline
-    learners are fitted to a few logged sessions only (the check is about compatibility, not quality).
+    Catches an agent that cannot work with this env or simulator (e.g. ``oracle``, or an RL agent trained on
+    expected rewards, with a custom shopper that has no ``expected_response``) in seconds instead of after
+    other agents' training. Offline learners are fitted to a few logged sessions only (the check is about
+    compatibility, not quality).
 
     Raises:
         ConfigError: naming the agent and what it lacks.
     """
     from dataclasses import replace
+
+    from agents.factory import AGENT_PRESETS
+    from experiments.config import apply_overrides
 
     quick = replace(baseline_config, n_log_sessions=min(baseline_config.n_log_sessions, 20))
     for name in (n for n in names if n in BASELINES):
@@ -119,6 +125,15 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
         except (ShopRankError, TypeError) as exc:
             raise ConfigError(f"agent {name!r} cannot run in {env_id} with this config: {exc} "
                               "(checked before any training; nothing was trained)") from exc
+    core = getattr(env.unwrapped, "core", None)
+    for name in (n for n in names if n in AGENT_PRESETS):
+        preset = AGENT_PRESETS[name]
+        config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
+        if preset.online and config.expected_reward and core is not None and not core.privileged:
+            raise ConfigError(f"agent {name!r} cannot run in {env_id} with this config: it trains on expected rewards "
+                              f"(expected_reward=True), which need a simulator with expected_response; "
+                              f"{type(core.sim).__name__} has none. Add --agent-set expected_reward=false "
+                              "(checked before any training; nothing was trained)")
 
 
 WARM_STARTS = "_warm_starts"
@@ -277,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           curve_points=args.curve_points)
     agents.update(checkpoint_agents(args.checkpoint, names))
     names += [name for name in agents if name not in names]
-    preflight(names, make_env(args.env, config), args.env, baseline_config)
+    preflight(names, make_env(args.env, config), args.env, baseline_config, agent_overrides)
     if args.baseline is not None and args.baseline not in names:
         raise ConfigError(f"--baseline {args.baseline!r} must be one of the compared agents {names}.")
     run_config = {"agents": names, "seeds": args.seeds, "sessions": args.sessions, "env": args.env,

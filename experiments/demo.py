@@ -1,9 +1,9 @@
 """``shoprank demo``: the main job on the built-in catalog, in one command.
 
 Trains PPO on ``ShopRankStatic-v0`` (one query per episode) for each of 3 seeds — its candidate scores
-warm-started on 20,000 logged sessions of a random ranking, then trained online (the ``ppo`` preset of
-``agents.factory.AGENT_PRESETS`` with a smaller warm start than its 100,000 sessions, to keep the demo
-short) — then compares it with the random, retriever-order, LambdaMART, observation-only oracle and
+warm-started on 20,000 logged sessions of a random ranking, then trained online on expected rewards (the
+``ppo`` preset of ``agents.factory.AGENT_PRESETS`` with a smaller warm start than its 100,000 sessions, to
+keep the demo short) — then compares it with the random, retriever-order, LambdaMART, observation-only oracle and
 privileged myopic-oracle baselines on the same held-out shoppers (common random numbers), and writes the
 report. Equivalent to::
 

@@ -219,7 +219,7 @@ class LoopShopper:
     def _need_truth(self) -> None:
         if not self.privileged:
             raise NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
-                                 f"{self.name} has none.")
+                                          f"{self.name} has none.")
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
         self._need_truth()

@@ -251,7 +251,7 @@ def test_a_cached_warm_start_continues_exactly_like_a_fitted_one(tmp_path):
     assert warm_start_key("ppo", env_config, dc_replace(cfg, pretrain_sessions=41), 3, "ShopRankStatic-v0") != saved[0].stem
     # online-only settings neither build the network nor enter the fit: the same warm start, the same key
     online = dc_replace(cfg, learning_rate=1e-5, n_steps=16, batch_size=16, n_epochs=1, gamma=0.5, gae_lambda=0.5,
-                        ent_coef=0.01, clip_range=0.1, target_kl=0.5, score_fit_weight=2.0)
+                        ent_coef=0.01, clip_range=0.1, target_kl=0.5, score_fit_weight=2.0, expected_reward=True)
     assert warm_start_key("ppo", env_config, online, 3, "ShopRankStatic-v0") == saved[0].stem
     model = build_agent("ppo", env_config, online, seed=3, env_id="ShopRankStatic-v0")
     warm_start(model, "ppo", env_config, online, 3, False, env_id="ShopRankStatic-v0")
