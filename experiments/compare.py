@@ -113,9 +113,6 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
     """
     from dataclasses import replace
 
-    from agents.factory import AGENT_PRESETS
-    from experiments.config import apply_overrides
-
     quick = replace(baseline_config, n_log_sessions=min(baseline_config.n_log_sessions, 20))
     for name in (n for n in names if n in BASELINES):
         try:
@@ -126,10 +123,8 @@ def preflight(names: Sequence[str], env: gym.Env, env_id: str, baseline_config: 
             raise ConfigError(f"agent {name!r} cannot run in {env_id} with this config: {exc} "
                               "(checked before any training; nothing was trained)") from exc
     core = getattr(env.unwrapped, "core", None)
-    for name in (n for n in names if n in AGENT_PRESETS):
-        preset = AGENT_PRESETS[name]
-        config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
-        if preset.online and config.expected_reward and core is not None and not core.privileged:
+    for name, config in rl_agent_configs(names, agent_overrides).items():
+        if config["online"] and config["expected_reward"] and core is not None and not core.privileged:
             raise ConfigError(f"agent {name!r} cannot run in {env_id} with this config: it trains on expected rewards "
                               f"(expected_reward=True), which need a simulator with expected_response; "
                               f"{type(core.sim).__name__} has none. Add --agent-set expected_reward=false "
@@ -259,6 +254,20 @@ def _jsonable(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) else value
 
 
+def rl_agent_configs(names: Sequence[str], agent_overrides: Sequence[str] = ()) -> dict[str, dict]:
+    """``name -> AgentConfig`` (as a dict, overrides applied) of each RL preset in ``names``: part of a run's
+    config, so an unfinished run is not resumed after a preset changed (its finished cells would mix the two)."""
+    from agents.factory import AGENT_PRESETS
+    from experiments.config import apply_overrides
+
+    out = {}
+    for name in (n for n in names if n in AGENT_PRESETS):
+        preset = AGENT_PRESETS[name]
+        config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
+        out[name] = {"algo": preset.algo, "online": preset.online, **asdict(config)}
+    return out
+
+
 @command_errors("compare")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns a process exit code (0 ok, 2 bad arguments)."""
@@ -298,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_config = {"agents": names, "seeds": args.seeds, "sessions": args.sessions, "env": args.env,
                   "env_config": _jsonable(config), "baseline_config": _jsonable(baseline_config),
                   "train_steps": args.train_steps, "agent_overrides": agent_overrides,
+                  "agent_configs": rl_agent_configs(names, agent_overrides),
                   **({"checkpoints": args.checkpoint} if args.checkpoint else {}),
                   **({"curve_points": args.curve_points} if args.curve_points != 10 else {})}
     with RunFolder(args.out, "compare", run_config, seeds=args.seeds, overwrite=args.overwrite,

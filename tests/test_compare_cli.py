@@ -62,3 +62,20 @@ def test_curve_points_sets_how_often_training_is_evaluated(tmp_path):
     assert len(curve) <= 4
     saved = json.loads((tmp_path / "compare_config.json").read_text())
     assert saved["curve_points"] == 2
+
+
+def test_the_resolved_rl_configs_are_part_of_the_run_config(monkeypatch):
+    from dataclasses import replace
+
+    import agents.factory as factory
+    from experiments.compare import rl_agent_configs
+
+    configs = rl_agent_configs(["retriever", "ppo", "ppo_pretrained"], ["learning_rate=0.0002"])
+    assert set(configs) == {"ppo", "ppo_pretrained"}
+    assert configs["ppo"]["learning_rate"] == 0.0002 and configs["ppo"]["online"] is True
+    assert configs["ppo_pretrained"]["online"] is False
+    # a preset that changes between an interrupted run and its resumption changes the run's config
+    preset = factory.AGENT_PRESETS["ppo"]
+    monkeypatch.setitem(factory.AGENT_PRESETS, "ppo", replace(preset, config=replace(preset.config, n_epochs=3)))
+    changed = rl_agent_configs(["retriever", "ppo", "ppo_pretrained"], ["learning_rate=0.0002"])
+    assert changed["ppo"] != configs["ppo"] and changed["ppo"]["n_epochs"] == 3
