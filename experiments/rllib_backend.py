@@ -326,6 +326,10 @@ def train_rllib(env_config: EnvConfig | dict | None = None, num_env_runners: int
     else:
         env_dict = config_to_dict(config_from_dict(dict(env_config or {})))
     algo_config = ppo_config(env_dict, num_env_runners, config)
+    if config.agent.expected_reward:  # refused here, before Ray starts, rather than inside every env runner
+        from agents.factory import make_env
+
+        make_env(online_env_config(config_from_dict(env_dict), config.agent), sequential=False).close()
     warm, warm_losses = (warm_started_policy(config_from_dict(env_dict), config)
                          if config.agent.pretrain_sessions > 0 else (None, None))
     started = _start_ray(ray, address, num_cpus)

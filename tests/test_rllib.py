@@ -9,6 +9,7 @@ imports, ~40-80 s).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -305,3 +306,17 @@ def test_env_runners_train_on_expected_rewards_when_asked():
         config = ppo_config(config_to_dict(TINY), 0, RllibConfig(agent=AgentConfig(expected_reward=expected)))
         assert config.env_config["reward"]["expected"] is expected
         assert {**config.env_config, "reward": None} == {**config_to_dict(TINY), "reward": None}
+
+
+def test_expected_rewards_with_a_simulator_without_them_are_refused_before_ray_starts(monkeypatch):
+    import experiments.rllib_backend as backend
+    from encoders.errors import NoExpectedResponseError
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a config that cannot run")
+
+    monkeypatch.setattr(backend, "_start_ray", no_ray)
+    custom = replace(TINY, simulator="experiments.examples.custom_shopper:make")
+    with pytest.raises(NoExpectedResponseError, match=re.escape(
+            "RewardSpec(expected=True) needs a simulator with expected_response; PopularityShopper has none.")):
+        train_rllib(custom, config=RllibConfig(agent=AgentConfig(expected_reward=True)))
