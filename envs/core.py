@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from encoders.errors import NoExpectedResponseError
 from envs.attributes import attribute_ids
 from envs.layout import CANDIDATE_EXTRAS, SESSION_FEATURES, FeatureLayout
 from envs.reward import RewardSpec
+from simulators.batch import expected_reward_refused
 
 N_EXTRA = len(CANDIDATE_EXTRAS)
 """Per-candidate numeric features after the fused vector (see :data:`envs.layout.CANDIDATE_EXTRAS`)."""
@@ -399,8 +399,7 @@ class EnvCore:
         self.table = QueryTable(world, self.layout, config.n_candidates, self.n, ids)
         self.sim = batch_simulator(simulator, self.table, config.slate_size)
         if self.reward_spec.expected and not self.sim.privileged:  # refused here, not at the first step
-            raise NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
-                                          f"{getattr(self.sim, 'name', type(self.sim).__name__)} has none.")
+            raise expected_reward_refused(getattr(self.sim, "name", type(self.sim).__name__))
         self.discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
         self.sessions: Sessions | None = None
         self._prices = world.items.prices

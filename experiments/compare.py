@@ -150,10 +150,9 @@ def rl_factory(name: str, env_config: Any, total_timesteps: int, run_root: Path,
     start alone and the warm start + online RL share it exactly."""
     from agents.callbacks import TrainingProgressBar
     from agents.factory import AGENT_PRESETS, train_agent
-    from experiments.config import apply_overrides
 
     preset = AGENT_PRESETS[name]
-    config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
+    config = preset_config(name, agent_overrides)
 
     def build(env: gym.Env, seed: int) -> Any:
         run_dir = run_root / name / f"seed{seed}"
@@ -254,17 +253,25 @@ def _jsonable(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) else value
 
 
+def preset_config(name: str, agent_overrides: Sequence[str] = ()) -> Any:
+    """The ``AgentConfig`` RL preset ``name`` runs with in a comparison: its own, ``agent_overrides``
+    (``"field=value"``) applied and validated."""
+    from agents.factory import AGENT_PRESETS
+    from experiments.config import apply_overrides
+
+    preset = AGENT_PRESETS[name]
+    return apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
+
+
 def rl_agent_configs(names: Sequence[str], agent_overrides: Sequence[str] = ()) -> dict[str, dict]:
     """``name -> AgentConfig`` (as a dict, overrides applied) of each RL preset in ``names``: part of a run's
     config, so an unfinished run is not resumed after a preset changed (its finished cells would mix the two)."""
     from agents.factory import AGENT_PRESETS
-    from experiments.config import apply_overrides
 
     out = {}
     for name in (n for n in names if n in AGENT_PRESETS):
         preset = AGENT_PRESETS[name]
-        config = apply_overrides(preset.config, list(agent_overrides)) if agent_overrides else preset.config
-        out[name] = {"algo": preset.algo, "online": preset.online, **asdict(config)}
+        out[name] = {"algo": preset.algo, "online": preset.online, **asdict(preset_config(name, agent_overrides))}
     return out
 
 

@@ -133,6 +133,12 @@ def slate_free_utility(sim: Any) -> bool:
         for name in ("utility", "item_probabilities", "expected_response"))
 
 
+def expected_reward_refused(simulator_name: str) -> NoExpectedResponseError:
+    """The error for ``RewardSpec(expected=True)`` with a simulator that has no ``expected_response``."""
+    return NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
+                                   f"{simulator_name} has none.")
+
+
 class LoopShopper:
     """Any ``UserSimulator`` over ``B`` sessions: one call per session, each result checked.
 
@@ -218,8 +224,7 @@ class LoopShopper:
 
     def _need_truth(self) -> None:
         if not self.privileged:
-            raise NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "
-                                          f"{self.name} has none.")
+            raise expected_reward_refused(self.name)
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
         self._need_truth()
