@@ -29,6 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.attributes import attribute_ids
+from envs.kernels import after_slate, ndcg_of, record_clicks, session_block, top_slots
 from envs.layout import CANDIDATE_EXTRAS, SESSION_FEATURES, FeatureLayout
 from envs.reward import RewardSpec
 from simulators.batch import expected_reward_refused
@@ -60,15 +61,6 @@ def row_offsets(b: int, width: int) -> np.ndarray:
     out = _INDEX_CACHE.get(("offsets", b, width))
     if out is None:
         out = _INDEX_CACHE[("offsets", b, width)] = np.arange(b)[:, None] * width
-        out.flags.writeable = False
-    return out
-
-
-def _slots(n: int) -> np.ndarray:
-    """``int64 (n,)`` ``0 .. n-1`` (cached, read-only)."""
-    out = _INDEX_CACHE.get(("slots", n))
-    if out is None:
-        out = _INDEX_CACHE[("slots", n)] = np.arange(n)
         out.flags.writeable = False
     return out
 
@@ -116,80 +108,47 @@ def candidate_features(layout: FeatureLayout, fused: np.ndarray, price_z: np.nda
 
 def session_features(layout: FeatureLayout, n_queries: np.ndarray, totals: np.ndarray, last_ctr: np.ndarray,
                      max_queries: int) -> np.ndarray:
-    """``float32 (B, 4)`` the ``session`` block from counters ``n_queries (B,)``, ``totals (B, 3)`` (clicks,
-    purchases, revenue so far) and ``last_ctr (B,)``."""
-    out = np.empty((len(n_queries), len(layout.session)), dtype=np.float32)
-    queries_used, clicks, purchases, last = layout.session_columns
-    out[:, queries_used] = n_queries / max_queries
-    out[:, clicks] = totals[:, 0] / 10.0
-    out[:, purchases] = totals[:, 1] / 5.0
-    out[:, last] = last_ctr
-    return out
+    """``float32 (B, S)`` the ``session`` block from counters ``n_queries (B,)``, ``totals (B, 3)`` (clicks,
+    purchases, revenue so far) and ``last_ctr (B,)``: queries used / ``max_queries``, clicks / 10, purchases / 5
+    and the last CTR in their :data:`~envs.layout.SESSION_FEATURES` columns (zeros in any further column)."""
+    return session_block(layout.session_columns, len(layout.session), n_queries, totals, last_ctr, max_queries)
 
 
 def slate_positions(scores: np.ndarray, valid: np.ndarray | None, n: int) -> np.ndarray:
     """``int64 (B, N)`` candidate positions shown in slots ``0 .. N-1``: valid candidates by descending score
-    (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)``; ``valid``: ``bool (B, K)``,
-    or ``None`` when every candidate is valid (then every slot is filled)."""
-    if scores.dtype.kind != "f":  # negating an unsigned or int array could wrap; float negation is exact
-        scores = scores.astype(np.float64)
-    if valid is None:
-        return np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    order = np.argsort(np.where(valid, -scores, np.inf), axis=1, kind="stable")[:, :n]
-    # invalid candidates sort last, so slot j is filled iff j < the number of valid candidates
-    return np.where(_slots(order.shape[1]) < valid.sum(axis=1, keepdims=True), order, -1)
+    (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)`` finite numbers; ``valid``:
+    ``bool (B, K)``, or ``None`` when every candidate is valid (then every slot is filled). A NaN or infinite
+    score raises ``ValueError``."""
+    positions, finite = top_slots(scores, all_true(scores.shape) if valid is None else valid, n)
+    if not finite:
+        raise ValueError("action contains NaN or infinite scores.")
+    return positions
 
 
-def ndcg(utility: np.ndarray, valid: np.ndarray | None, positions: np.ndarray, discounts: np.ndarray,
-         shown: np.ndarray | None = None) -> np.ndarray:
+def all_true(shape: tuple[int, ...]) -> np.ndarray:
+    """``bool`` all-True array of ``shape`` (cached, read-only): the mask of "every candidate is valid"."""
+    out = _INDEX_CACHE.get(("true",) + tuple(shape))
+    if out is None:
+        out = _INDEX_CACHE[("true",) + tuple(shape)] = np.ones(shape, dtype=bool)
+        out.flags.writeable = False
+    return out
+
+
+def ndcg(utility: np.ndarray, valid: np.ndarray, positions: np.ndarray, discounts: np.ndarray) -> np.ndarray:
     """NDCG@N of each slate against the shopper's true utilities of the ``K`` candidates.
 
     Gains are utilities shifted to be non-negative over the valid candidates (``u - min u``); a slate of
     sessions without any positive gain scores 1.
 
     Args:
-        utility: ``float (B, K)``; valid: ``bool (B, K)``, or ``None`` when every candidate is valid.
+        utility: ``float (B, K)``; valid: ``bool (B, K)`` real candidates.
         positions: ``int64 (B, N)`` candidate positions per slot, ``-1`` = empty.
         discounts: ``float (N,)`` ``1 / log2(rank + 1)``.
-        shown: ``bool (B, N)`` ``positions >= 0``, or ``None`` when every slot is filled.
 
     Returns:
         ``float64 (B,)``.
     """
-    b, k = utility.shape
-    if valid is None:
-        gains = utility - utility.min(axis=1, keepdims=True)
-    else:
-        low = np.where(valid, utility, np.inf).min(axis=1, keepdims=True)
-        gains = np.where(valid, utility - low, 0.0)  # no valid candidate: low = inf, every gain 0
-    picked = gains.take(row_offsets(b, k) + positions)
-    if shown is not None:  # position -1 read another candidate's gain; masked here
-        picked = np.where(shown, picked, 0.0)
-    dcg = picked @ discounts
-    n = min(len(discounts), k)
-    ideal = np.sort(gains, axis=1)[:, : -n - 1: -1].copy() @ discounts[:n]  # contiguous: the same sum as ever
-    ok = ideal > 0
-    return np.divide(dcg, ideal, out=np.ones_like(dcg), where=ok)
-
-
-def push_history(history: np.ndarray, clicked_ids: np.ndarray) -> np.ndarray:
-    """``int64 (B, H)`` the newest ``H`` of ``history (B, H)`` then ``clicked_ids (B, N)`` (-1 = none, slate
-    order), left-aligned, oldest first."""
-    h = history.shape[1]
-    if len(history) == 1:  # one session: the same rule on Python ints (a tenth of the array calls' cost)
-        kept = [i for i in history[0].tolist() + clicked_ids[0].tolist() if i >= 0][-h:]
-        out = np.full_like(history, -1)
-        out[0, : len(kept)] = kept
-        return out
-    both = np.concatenate([history, clicked_ids], axis=1)
-    ok = both >= 0
-    rank = np.cumsum(ok, axis=1)  # 1-based rank of each valid entry
-    slot = rank - 1 - np.maximum(rank[:, -1:] - h, 0)
-    keep = ok & (slot >= 0)
-    out = np.full_like(history, -1)
-    r, c = np.nonzero(keep)
-    out[r, slot[r, c]] = both[r, c]
-    return out
+    return ndcg_of(utility, valid, positions, discounts)
 
 
 def observation_space(layout: FeatureLayout) -> spaces.Dict:
@@ -403,6 +362,7 @@ class EnvCore:
         self.discounts = 1.0 / np.log2(np.arange(2, config.slate_size + 2))
         self.sessions: Sessions | None = None
         self._prices = world.items.prices
+        self._all_rows = np.arange(self.n)
 
     # -- sessions ---------------------------------------------------------------------------------------
     def start(self, rows: np.ndarray | None, rng: np.random.Generator) -> None:
@@ -429,17 +389,6 @@ class EnvCore:
             s.history_vectors[idx] = 0.0
             s.history_mask[idx] = 0.0
         self.next_queries(idx, rng)
-
-    def _set_history(self, idx: np.ndarray | None, history: np.ndarray) -> None:
-        """Sessions ``idx`` (all when ``None``) now have click ``history`` (``int64 (n, H)``); updates its blocks."""
-        s = self.sessions
-        ok = history >= 0
-        vectors = self.world.fused[np.where(ok, history, 0)]
-        vectors[~ok] = 0.0
-        if idx is None:
-            s.history, s.history_vectors, s.history_mask = history, vectors, ok.astype(np.float32)
-        else:
-            s.history[idx], s.history_vectors[idx], s.history_mask[idx] = history, vectors, ok
 
     def next_queries(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         """Ask the shoppers of sessions ``idx`` (``int64 (n,)``) for their next query and retrieve it."""
@@ -496,45 +445,29 @@ class EnvCore:
         q = s.query if whole else s.query[idx]
         if not whole:
             positions = positions[idx]
-        shown = positions >= 0
-        filled = bool(shown.all())  # every slot shows a product: no empty slot to mask below
-        # an empty slot (-1) reads another candidate here; masked
-        slate = self.table.ids.take(q[:, None] * self.table.k + positions)
-        if not filled:
-            slate = np.where(shown, slate, -1)
+        # an empty slot (-1) reads the last candidate here; masked
+        slate = np.where(positions >= 0, self.table.ids.take(q[:, None] * self.table.k + positions), -1)
         resp = sim.respond(state, q, positions, slate, rng)
         prices = self._prices.take(slate)  # slate -1: the last product's price, times no purchase
-        parts = spec.parts(resp.clicks, resp.purchases, prices)
         if spec.expected:
             click_prob, purchase_prob = sim.expected(state, q, positions, slate)
-            position_rewards = spec.position_rewards(click_prob, purchase_prob, prices)
-            reward = spec.total(spec.parts(click_prob, purchase_prob, prices))
+            parts = spec.slate_rewards(resp.clicks, resp.purchases, prices)[0]
+            _, position_rewards, reward = spec.slate_rewards(click_prob, purchase_prob, prices)
         else:
-            position_rewards = spec.position_rewards(resp.clicks, resp.purchases, prices)
-            reward = spec.total(parts)
+            parts, position_rewards, reward = spec.slate_rewards(resp.clicks, resp.purchases, prices)
         utility = resp.utility if resp.utility is not None else sim.utilities(state, q, self.table.ids[q])
-        if utility is None:
-            scores = np.full(len(q), np.nan)
-        elif filled and self.table.full:
-            scores = ndcg(utility, None, positions, self.discounts)
-        else:
-            scores = ndcg(utility, self.table.valid[q], positions, self.discounts, None if filled else shown)
+        scores = (np.full(len(q), np.nan) if utility is None
+                  else ndcg(utility, self.table.valid.take(q, axis=0), positions, self.discounts))
         left = sim.transition(state, q, positions, slate, resp, rng) | resp.abandoned
-        n_clicks = parts[:, 0]  # the clicks' count (exact in float64)
-        ctr = n_clicks / (positions.shape[1] if filled else np.maximum(shown.sum(axis=1), 1))
         result = SlateResult(slate=slate, positions=positions, clicks=resp.clicks, purchases=resp.purchases,
                              dwell=resp.dwell, parts=parts, reward=reward, position_rewards=position_rewards,
                              ndcg=scores, left=left, responses=resp.raw)
+        rows = self._all_rows if whole else idx
+        if not whole:
+            s.shopper = sim.put(s.shopper, idx, state)
+        after_slate(s.n_queries, s.totals, s.last_ctr, rows, parts, positions)
+        record_clicks(s.history, s.history_vectors, s.history_mask, rows, np.where(resp.clicks, slate, -1),
+                      self.world.fused)
         if whole:
-            s.totals += parts
-            s.last_ctr = ctr
-            if np.count_nonzero(n_clicks):
-                self._set_history(None, push_history(s.history, np.where(resp.clicks, slate, -1)))
-            s.n_queries += 1
             return result
-        s.shopper = sim.put(s.shopper, idx, state)
-        s.totals[idx] += parts
-        s.last_ctr[idx] = ctr
-        self._set_history(idx, push_history(s.history[idx], np.where(resp.clicks, slate, -1)))
-        s.n_queries[idx] += 1
         return result.expand(idx, self.n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from encoders.errors import ConfigError
 from simulators.validation import check_field_types
@@ -41,37 +42,48 @@ class RewardSpec:
             if abs(value) > MAX_WEIGHT:
                 raise ConfigError(f"RewardSpec.{name} must be between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got {value}.")
 
-    def parts(self, clicks: np.ndarray, purchases: np.ndarray, prices: np.ndarray) -> np.ndarray:
-        """``float64 (..., 3)`` reward parts of slates: clicks, purchases, revenue (see :data:`PARTS`).
+    def slate_rewards(self, click: np.ndarray, purchase: np.ndarray, prices: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The reward of ``B`` slates, its parts and each slot's share, in one compiled call.
 
         Args:
-            clicks: ``bool (..., N)`` sampled clicks, or ``float`` click probabilities (expected parts).
-            purchases: ``bool (..., N)`` sampled purchases, or ``float`` purchase probabilities.
-            prices: ``(..., N)`` price of each slot's product (any value on empty slots).
-        """
-        out = np.empty(np.shape(clicks)[:-1] + (3,))
-        clicks, purchases = np.asarray(clicks), np.asarray(purchases)
-        out[..., 0] = clicks.sum(axis=-1)
-        out[..., 1] = purchases.sum(axis=-1)
-        if purchases.dtype == bool:
-            out[..., 2] = np.where(purchases, prices, 0.0).sum(axis=-1)
-        else:
-            out[..., 2] = (purchases * prices).sum(axis=-1)
-        return out
+            click: ``bool (B, N)`` sampled clicks, or ``float`` click probabilities (expected reward).
+            purchase: ``bool (B, N)`` sampled purchases, or ``float`` purchase probabilities.
+            prices: ``(B, N)`` price of each slot's product (any value on empty slots: their click and purchase
+                are 0).
 
-    def position_rewards(self, click: np.ndarray, purchase: np.ndarray, prices: np.ndarray) -> np.ndarray:
-        """``float (..., N)`` each slot's share of the reward: ``click * click_n + purchase * purchase_n +
-        revenue * price_n * purchase_n``. Takes sampled outcomes (bool) or probabilities (float); sums to
-        :meth:`total` of the matching parts. Agents use it for per-slot credit (a SlateQ-style decomposition
-        of the slate reward into items; valid because every slot's outcome is observed)."""
-        click = np.asarray(click, dtype=np.float64)
-        purchase = np.asarray(purchase, dtype=np.float64)
-        return self.click * click + self.purchase * purchase + self.revenue * np.asarray(prices) * purchase
+        Returns:
+            ``(parts float64 (B, 3), position_rewards float64 (B, N), reward float64 (B,))``: the parts
+            (clicks, purchases, revenue; see :data:`PARTS`), each slot's share ``click * click_n + purchase *
+            purchase_n + revenue * price_n * purchase_n`` (a SlateQ-style decomposition agents use for per-slot
+            credit; it sums to the reward up to round-off) and :meth:`total` of the parts.
+        """
+        return _slate_rewards(self.click, self.purchase, self.revenue, click, purchase, prices)
 
     def total(self, parts: np.ndarray) -> np.ndarray:
-        """``float64 (...,)`` weighted sum of :meth:`parts` ``(..., 3)``."""
+        """``float64 (...,)`` weighted sum of reward parts ``(..., 3)`` (clicks, purchases, revenue)."""
         return self.click * parts[..., 0] + self.purchase * parts[..., 1] + self.revenue * parts[..., 2]
 
 
 PARTS = ("clicks", "purchases", "revenue")
-"""Names of the reward parts, in the order of :meth:`RewardSpec.parts`' last axis (also ``info`` keys)."""
+"""Names of the reward parts, in the order of the last axis of :meth:`RewardSpec.slate_rewards`' parts (also ``info`` keys)."""
+
+
+@njit(cache=True)
+def _slate_rewards(w_click, w_purchase, w_revenue, click, purchase, prices):
+    """:meth:`RewardSpec.slate_rewards` (``total`` summed as :meth:`RewardSpec.total` sums)."""
+    b_n, n = click.shape
+    parts = np.zeros((b_n, 3))
+    slots = np.empty((b_n, n))
+    reward = np.empty(b_n)
+    for b in range(b_n):
+        for i in range(n):
+            c = np.float64(click[b, i])
+            p = np.float64(purchase[b, i])
+            spend = np.float64(prices[b, i]) * p
+            parts[b, 0] += c
+            parts[b, 1] += p
+            parts[b, 2] += spend
+            slots[b, i] = w_click * c + w_purchase * p + w_revenue * spend
+        reward[b] = w_click * parts[b, 0] + w_purchase * parts[b, 1] + w_revenue * parts[b, 2]
+    return parts, slots, reward

@@ -27,10 +27,10 @@ import numpy as np
 from encoders.blas import blas_threads
 from envs.core import row_offsets
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
+from simulators.kernels import slot_parameters, table_slot_probabilities, table_transition
 from simulators.protocols import Query
-from simulators.shopper import (DefaultShopper, ShopperState, attractiveness, combined_utility, profile_rows,
-                                purchase_probability, sample_bank_rows, sample_response, sample_traits,
-                                session_update)
+from simulators.shopper import (DefaultShopper, ShopperState, leave_after_purchase, profile_rows, sample_bank_rows,
+                                sample_response, sample_traits)
 
 
 def batch_simulator(simulator: Any, table: Any, n_slots: int) -> BatchSimulator:
@@ -102,8 +102,7 @@ class DefaultShopperBatch:
             for start in range(0, len(rows), 256):  # construction only, chunked to bound memory
                 part = rows[start:start + 256]
                 self._fill(part, np.arange(start, start + len(part)))
-        self._sqrt_v = np.sqrt(sim.visual_dim)
-        self._above = np.zeros((0, 0), dtype=bool)
+        self._parameters = slot_parameters(self.config, sim.visual_dim)
 
     def _fill(self, rows: np.ndarray, intents: np.ndarray) -> None:
         """Compute the per-candidate terms of table ``rows`` for bank ``intents``."""
@@ -150,47 +149,20 @@ class DefaultShopperBatch:
         return profile_rows(state.segment, state.taste, state.price_sensitivity, state.profile_noise)
 
     # -- response ---------------------------------------------------------------------------------------
-    def _terms(self, state: ShopperArrays, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(utility, visual match, price term)``, each ``(B, K)``, of every candidate."""
-        vis = (self.visual[q] @ state.taste[:, :, None])[:, :, 0] / self._sqrt_v
-        price = state.price_sensitivity.astype(np.float32)[:, None] * self.price_z[q]
-        return combined_utility(self.config, self.rel[q], vis, price), vis, price
-
     def _slot_probabilities(self, state: ShopperArrays, q: np.ndarray, positions: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(attractiveness (B, N), p_buy (B, N), utility (B, K))``: each slot's product's probabilities (0 on
-        empty slots) and every candidate's utility."""
-        cfg, k = self.config, self.table.k
-        util, vis, price = self._terms(state, q)
-        shown = positions >= 0  # an empty slot (-1) reads another candidate; masked at the end
-        filled = bool(shown.all())
-        at_row = q[:, None] * k + positions  # flat index of each slot's candidate in the (R, K) tables
-        at_b = row_offsets(len(q), k) + positions  # ... and in the (B, K) arrays
-        above = None
-        if cfg.boredom > 0:
-            n = positions.shape[1]
-            if self._above.shape != (n, n):
-                self._above = np.tri(n, n, -1, dtype=bool)  # slot j is above slot i
-            dup = self.dup.take(at_row[:, :, None] * k + positions[:, None, :])
-            above = (dup & (self._above if filled else self._above & shown[:, None, :])).sum(axis=2)
-        attract = attractiveness(cfg, util.take(at_b), above)
-        over = None
-        if cfg.buy_over_budget > 0:
-            over = np.maximum(0.0, self.log_over_ref.take(at_row) - state.willingness_to_pay[:, None])
-        p_buy = purchase_probability(cfg, self.rel.take(at_row), vis.take(at_b), price.take(at_b), over)
-        if filled:
-            return attract, p_buy, util
-        return np.where(shown, attract, 0.0), np.where(shown, p_buy, 0.0), util
-
-    def _valid_only(self, q: np.ndarray, util: np.ndarray) -> np.ndarray:
-        """``util (B, K)`` with 0 on padded candidates."""
-        return util if self.table.full else np.where(self.table.valid[q], util, 0.0)
+        empty slots) and every candidate's utility (0 on padded candidates), in one compiled call."""
+        t = self.table
+        return table_slot_probabilities(self._parameters, q, positions, state.taste, state.price_sensitivity,
+                                        state.willingness_to_pay, self.rel, self.price_z, self.log_over_ref,
+                                        self.visual, self.dup, t.valid)
 
     def respond(self, state, q, positions, slate, rng) -> BatchResponse:
         attract, p_buy, util = self._slot_probabilities(state, q, positions)
         clicks, purchases, dwell = sample_response(self.click_model, attract, p_buy, rng)
         return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool),
-                             utility=self._valid_only(q, util))
+                             utility=util)
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
         attract, p_buy, _ = self._slot_probabilities(state, q, positions)
@@ -198,17 +170,14 @@ class DefaultShopperBatch:
         return click, click * p_buy
 
     def utilities(self, state: ShopperArrays, q: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        return self._valid_only(q, self._terms(state, q)[0])
+        return self._slot_probabilities(state, q, np.empty((len(q), 0), dtype=np.int64))[2]
 
     def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
-        shown = positions >= 0  # -1 reads another candidate; masked by shown
-        at_row = q[:, None] * self.table.k + positions
-        state.taste, state.patience, left = session_update(
-            self.config, state.taste, state.patience, self.rel.take(at_row),
-            self.visual.reshape(-1, self.visual_dim).take(at_row, axis=0), shown if not shown.all() else None,
-            response.clicks, response.purchases, rng)
-        state.intent = np.where(response.purchases.any(axis=1), -1, state.intent)
-        return left
+        cfg = self.config
+        left, ask = table_transition(cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
+                                     state.patience, state.intent, self.rel, self.visual, response.clicks,
+                                     response.purchases)
+        return leave_after_purchase(cfg, left, ask, rng)
 
     # -- per-session views ------------------------------------------------------------------------------
     def state_of(self, state: ShopperArrays, b: int) -> ShopperState:

@@ -43,6 +43,7 @@ import numpy as np
 from encoders.errors import ConfigError
 from simulators.click_models import PositionBasedModel, load_click_model
 from simulators.items import INTENT_FACETS, ItemTable
+from simulators.kernels import drift_and_fatigue, profile_block, purchases_and_dwell
 from simulators.protocols import ClickModel, ExpectedResponse, Query, Response
 from simulators.validation import check_field_types
 
@@ -216,17 +217,6 @@ def purchase_probability(cfg: ShopperConfig, rel: np.ndarray, vis: np.ndarray, p
     return _sigmoid(buy_logit)
 
 
-def drifted_taste(cfg: ShopperConfig, taste: np.ndarray, clicked_look: np.ndarray) -> np.ndarray:
-    """``float32``: taste moved by ``drift`` toward ``clicked_look`` (mean visual traits of the clicked products)."""
-    return ((1 - cfg.drift) * taste + cfg.drift * clicked_look).astype(np.float32)
-
-
-def patience_after(cfg: ShopperConfig, patience: np.ndarray, irrelevant_share: np.ndarray,
-                   no_click: np.ndarray) -> np.ndarray:
-    """Patience after a slate: ``- fatigue * irrelevant_share``, and ``- no_click_penalty`` where ``no_click``."""
-    return patience - cfg.fatigue * irrelevant_share - cfg.no_click_penalty * no_click
-
-
 def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Hidden traits of ``n`` new shoppers (the draws of :meth:`DefaultShopper.reset`, batched).
 
@@ -248,13 +238,10 @@ def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Ge
 
 def profile_rows(segment: np.ndarray, taste: np.ndarray, price_sensitivity: np.ndarray,
                  profile_noise: np.ndarray) -> np.ndarray:
-    """``float32 (n, S + V + 1)`` observable profiles: segment one-hot, noisy taste, noisy price sensitivity."""
-    n, v = taste.shape
-    out = np.zeros((n, len(SEGMENTS) + v + 1), dtype=np.float32)
-    out[np.arange(n), segment] = 1.0
-    out[:, len(SEGMENTS):-1] = taste + profile_noise[:, :-1]
-    out[:, -1] = price_sensitivity.astype(np.float32) + profile_noise[:, -1]  # float32 sum, as per shopper
-    return out
+    """``float32 (n, S + V + 1)`` observable profiles: segment one-hot, noisy taste, noisy price sensitivity
+    (``segment int64 (n,)``, ``taste float32 (n, V)``, ``price_sensitivity float64 (n,)``, ``profile_noise
+    float32 (n, V + 1)``; the price entry is the float32 sum of both)."""
+    return profile_block(len(SEGMENTS), segment, taste, price_sensitivity, profile_noise)
 
 
 def segment_bank_table(bank_by_segment: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -289,9 +276,9 @@ def sample_response(click_model: ClickModel, attract: np.ndarray, p_buy: np.ndar
         ``(clicks bool (B, N), purchases bool (B, N), dwell float32 (B, N))``.
     """
     clicks = np.asarray(click_model.sample(attract, rng), dtype=bool)
-    purchases = clicks & (rng.random(clicks.shape) < p_buy)
-    dwell = np.where(clicks, rng.gamma(2.0, 15.0, size=clicks.shape) * (1 + 2 * purchases), 0.0)
-    return clicks, purchases, dwell.astype(np.float32)
+    purchases, dwell = purchases_and_dwell(clicks, p_buy, rng.random(clicks.shape),
+                                           rng.gamma(2.0, 15.0, size=clicks.shape))
+    return clicks, purchases, dwell
 
 
 def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, rel: np.ndarray,
@@ -310,26 +297,32 @@ def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, 
     Returns:
         ``(taste float32 (B, V), patience float64 (B,), left bool (B,))`` (see :meth:`DefaultShopper.transition`).
     """
-    if shown is not None:
-        clicks = clicks & shown
-    n_click = clicks.sum(axis=1)
-    if cfg.drift > 0 and np.count_nonzero(n_click):
-        look = (visual * clicks[:, :, None]).sum(axis=1) / np.maximum(n_click, 1).astype(np.float32)[:, None]
-        drifted = drifted_taste(cfg, taste, look)
-        taste = drifted if len(n_click) == 1 else np.where((n_click > 0)[:, None], drifted, taste)
     if shown is None:
-        irrelevant = (rel < 0.5).sum(axis=1) / rel.shape[1]
-    else:
-        n_shown = shown.sum(axis=1)
-        irrelevant = ((rel < 0.5) & shown).sum(axis=1) / np.maximum(n_shown, 1)
-        irrelevant = np.where(n_shown > 0, irrelevant, 1.0)
-    patience = patience_after(cfg, patience, irrelevant, n_click == 0)
-    left = patience <= 0
-    ask = purchases.any(axis=1) & ~left
-    n_ask = np.count_nonzero(ask)
-    if n_ask:
-        left[ask] = rng.random(n_ask) >= cfg.p_continue_after_purchase
-    return taste, patience, left
+        shown = _all_shown(clicks.shape)
+    taste, patience, left, ask = drift_and_fatigue(cfg.drift, cfg.fatigue, cfg.no_click_penalty, taste, patience,
+                                                   rel, visual, shown, clicks, purchases)
+    return taste, patience, leave_after_purchase(cfg, left, ask, rng)
+
+
+def leave_after_purchase(cfg: ShopperConfig, left: np.ndarray, ask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``left (B,)`` after the shoppers marked by ``ask (B,)`` (bought, patience left) choose: one uniform each,
+    in session order, and each leaves with probability ``1 - p_continue_after_purchase`` (``left`` changed in
+    place and returned)."""
+    if ask.any():
+        left[ask] = rng.random(np.count_nonzero(ask)) >= cfg.p_continue_after_purchase
+    return left
+
+
+_ALL_SHOWN: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def _all_shown(shape: tuple[int, ...]) -> np.ndarray:
+    """``bool`` all-True array of ``shape`` (cached, read-only)."""
+    out = _ALL_SHOWN.get(shape)
+    if out is None:
+        out = _ALL_SHOWN[shape] = np.ones(shape, dtype=bool)
+        out.flags.writeable = False
+    return out
 
 
 class DefaultShopper:

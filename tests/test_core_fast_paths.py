@@ -1,8 +1,7 @@
-"""The array core's shortcuts for full slates, one session and one shopper give exactly the general path's results.
-
-Each shortcut skips array calls that cannot change a value (masks that keep everything, size-1 draws); these tests
-compare its output with the general path's, bit for bit, on random inputs that include ties, empty history and
-sessions without clicks, so a shortcut that drifts from its rule fails here.
+"""The array core's compiled rules (``envs.kernels``) against plain NumPy statements of the same rules, and
+their shortcuts (no mask, one session, one shopper) against the general path, bit for bit where the arithmetic is
+the same, on random inputs that include ties, padded candidates, empty slots, empty history and sessions
+without clicks, so a kernel that drifts from its rule fails here.
 """
 
 from __future__ import annotations
@@ -10,43 +9,81 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.core import ndcg, push_history, slate_positions
+from envs.core import ndcg, slate_positions
+from envs.kernels import record_clicks
 from simulators.shopper import SEGMENTS, ShopperConfig, sample_bank_rows, sample_traits, session_update
 
 
+def _argsort_positions(scores: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+    """The slate rule in NumPy: valid candidates by descending score, ties in candidate order, -1 padded."""
+    order = np.argsort(np.where(valid, -scores.astype(np.float64), np.inf), axis=1, kind="stable")[:, :n]
+    return np.where(np.arange(n) < valid.sum(axis=1, keepdims=True), order, -1)
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_slate_positions_without_a_mask_equal_an_all_true_mask(seed):
+def test_slate_positions_follow_the_stable_descending_order(seed):
     rng = np.random.default_rng(seed)
     scores = rng.integers(-3, 3, size=(6, 20)).astype(np.float32)  # many ties: the stable order matters
     full = np.ones((6, 20), dtype=bool)
-    assert np.array_equal(slate_positions(scores, None, 10), slate_positions(scores, full, 10))
+    assert np.array_equal(slate_positions(scores, None, 10), _argsort_positions(scores, full, 10))
     ints = rng.integers(0, 5, size=(6, 20))
     assert np.array_equal(slate_positions(ints, None, 10), slate_positions(ints, full, 10))
+    valid = rng.random((6, 20)) < 0.4  # some rows with fewer than 10 valid candidates: empty slots
+    valid[0] = False
+    assert np.array_equal(slate_positions(scores, valid, 10), _argsort_positions(scores, valid, 10))
+    assert np.all(slate_positions(scores, valid, 10)[0] == -1)
+    bad = scores.copy()
+    bad[3, 7] = np.nan
+    with pytest.raises(ValueError, match="action contains NaN or infinite scores."):
+        slate_positions(bad, None, 10)
+
+
+def _ndcg_reference(utility, valid, positions, discounts):
+    low = np.where(valid, utility, np.inf).min(axis=1, keepdims=True)
+    gains = np.where(valid, utility - low, 0.0)
+    picked = np.where(positions >= 0, np.take_along_axis(gains, np.maximum(positions, 0), axis=1), 0.0)
+    dcg = picked @ discounts
+    n = min(len(discounts), utility.shape[1])
+    ideal = -np.sort(-gains, axis=1)[:, :n] @ discounts[:n]
+    return np.divide(dcg, ideal, out=np.ones_like(dcg), where=ideal > 0)
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_ndcg_without_masks_equals_the_masked_path(seed):
+def test_ndcg_equals_its_numpy_statement(seed):
     rng = np.random.default_rng(seed)
     utility = rng.normal(size=(5, 20))
+    valid = rng.random((5, 20)) < 0.7
+    valid[4] = False  # no valid candidate: every gain 0, NDCG 1
     positions = np.stack([rng.permutation(20)[:10] for _ in range(5)])
-    fast = ndcg(utility, None, positions, 1.0 / np.log2(np.arange(2, 12)))
-    general = ndcg(utility, np.ones((5, 20), dtype=bool), positions, 1.0 / np.log2(np.arange(2, 12)),
-                   np.ones((5, 10), dtype=bool))
-    assert fast.tobytes() == general.tobytes()
-    assert np.all((fast >= 0) & (fast <= 1))
+    positions[1, 6:] = -1  # empty slots
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    got = ndcg(utility, valid, positions, discounts)
+    np.testing.assert_allclose(got, _ndcg_reference(utility, valid, positions, discounts), rtol=1e-12)
+    assert got[4] == 1.0 and np.all((got >= 0) & (got <= 1 + 1e-12))
+    ideal = np.argsort(-np.where(valid[0], utility[0], -np.inf), kind="stable")[:10]
+    assert ndcg(utility[:1], valid[:1], ideal[None], discounts)[0] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_one_session_history_push_equals_the_batched_rule(seed):
+def test_click_history_per_session_equals_the_batched_push(seed):
     rng = np.random.default_rng(seed)
-    h = int(rng.integers(1, 7))
-    history = np.full((4, h), -1, dtype=np.int64)
+    h, n_products, f = int(rng.integers(1, 7)), 1000, 3
+    fused = rng.normal(size=(n_products, f)).astype(np.float32)
+    blocks = [np.full((4, h), -1, dtype=np.int64), np.zeros((4, h, f), dtype=np.float32),
+              np.zeros((4, h), dtype=np.float32)]
+    one = [x.copy() for x in blocks]
     for _ in range(6):
-        clicked = np.where(rng.random((4, 10)) < 0.3, rng.integers(0, 1000, size=(4, 10)), -1)
-        batched = push_history(history, clicked)
+        clicked = np.where(rng.random((4, 10)) < 0.3, rng.integers(0, n_products, size=(4, 10)), -1)
+        expected = [([i for i in blocks[0][b].tolist() + clicked[b].tolist() if i >= 0][-h:]) for b in range(4)]
+        record_clicks(*blocks, np.arange(4), clicked, fused)
         for b in range(4):
-            assert np.array_equal(push_history(history[b:b + 1], clicked[b:b + 1]), batched[b:b + 1])
-        history = batched
+            record_clicks(*one, np.array([b]), clicked[b:b + 1], fused)
+            kept = expected[b]
+            assert blocks[0][b].tolist() == kept + [-1] * (h - len(kept))
+            np.testing.assert_array_equal(blocks[1][b, : len(kept)], fused[kept])
+            assert np.all(blocks[1][b, len(kept):] == 0) and blocks[2][b].tolist() == [1.0] * len(kept) + [0.0] * (h - len(kept))
+        for x, y in zip(blocks, one):
+            assert np.array_equal(x, y)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -24,7 +24,7 @@ from gymnasium.vector import AutoresetMode
 
 import envs  # noqa: F401  (registers the ids)
 from envs import EnvConfig, RewardSpec, WorldConfig, get_world
-from envs.core import push_history
+from envs.kernels import record_clicks
 from envs.layout import FeatureLayout
 from envs.vector_env import ShopRankVectorEnv
 
@@ -210,7 +210,11 @@ def test_history_keeps_newest_oldest_first():
     clicked[0, [1, 4, 6]] = [20, 21, 22]
     clicked[1, [0, 9]] = [30, 31]
     clicked[2, :] = np.arange(100, 110)
-    history = push_history(history, clicked)
+    fused = np.arange(200, dtype=np.float32)[:, None]
+    vectors, mask = np.zeros((8, h, 1), dtype=np.float32), np.zeros((8, h), dtype=np.float32)
+    record_clicks(history, vectors, mask, np.arange(8), clicked, fused)
+    np.testing.assert_array_equal(vectors[..., 0], np.where(history >= 0, history, 0))
+    np.testing.assert_array_equal(mask, history >= 0)
     assert history[0].tolist() == [8, 9, 20, 21, 22][-h:] + [-1] * max(0, h - 5)
     assert history[1].tolist() == (list(range(h)) + [30, 31])[-h:]
     assert history[2].tolist() == list(range(110 - h, 110))

@@ -1,0 +1,242 @@
+"""Compiled (numba) kernels of the default shopper's formulas over ``B`` sessions.
+
+One slate of one session costs a few dozen small NumPy calls when written with arrays; these kernels do
+the same work in one compiled call each, for any ``B`` (the single env's ``B = 1`` and the vector env's
+``B`` in the thousands run the same code, so they give the same numbers). They draw nothing: random numbers
+are drawn by the caller from its ``np.random.Generator``, in the documented order, before or after a kernel.
+
+The scalar formulas (:func:`utility_of`, :func:`attract_of`, :func:`buy_probability_of`) are the shopper's
+own (see :mod:`simulators.shopper`'s module docstring); the array functions there call these kernels.
+
+Shapes: ``B`` sessions, ``N`` slots, ``K`` candidates per query, ``R`` query-table rows, ``V`` visual traits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Parameter vector of the slot-probability kernels (float64, in this order): see ``slot_parameters``.
+P_RELEVANCE, P_VISUAL, P_PRICE, P_TEMPERATURE, P_THRESHOLD, P_BOREDOM = 0, 1, 2, 3, 4, 5
+P_BUY_BIAS, P_BUY_RELEVANCE, P_BUY_PRICE, P_BUY_OVER_BUDGET, P_SQRT_V = 6, 7, 8, 9, 10
+N_PARAMETERS = 11
+
+
+def slot_parameters(cfg, visual_dim: int) -> np.ndarray:
+    """``float64 (11,)`` the :class:`~simulators.shopper.ShopperConfig` numbers the kernels read."""
+    return np.array([cfg.relevance_weight, cfg.visual_weight, cfg.price_weight, cfg.temperature, cfg.threshold,
+                     cfg.boredom, cfg.buy_bias, cfg.buy_relevance, cfg.buy_price, cfg.buy_over_budget,
+                     math.sqrt(visual_dim)], dtype=np.float64)
+
+
+@njit(cache=True)
+def utility_of(p, rel, vis, price):
+    """Utility of a product: ``relevance_weight * rel + visual_weight * vis - price_weight * price``."""
+    return p[P_RELEVANCE] * rel + p[P_VISUAL] * vis - p[P_PRICE] * price
+
+
+@njit(cache=True)
+def attract_of(p, util, duplicates_above):
+    """Attractiveness: ``sigmoid(temperature * (util - threshold)) * (1 - boredom) ** duplicates_above``."""
+    a = 1.0 / (1.0 + math.exp(-(p[P_TEMPERATURE] * (util - p[P_THRESHOLD]))))
+    if duplicates_above > 0:
+        a *= (1.0 - p[P_BOREDOM]) ** duplicates_above
+    return a
+
+
+@njit(cache=True)
+def buy_probability_of(p, rel, vis, price, over_budget):
+    """``P(buy | click)``: sigmoid of ``buy_bias + buy_relevance * rel + visual_weight * vis - buy_price * price
+    - buy_over_budget * over_budget``."""
+    logit = p[P_BUY_BIAS] + p[P_BUY_RELEVANCE] * rel + p[P_VISUAL] * vis - p[P_BUY_PRICE] * price
+    if p[P_BUY_OVER_BUDGET] > 0:
+        logit -= p[P_BUY_OVER_BUDGET] * over_budget
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+@njit(cache=True)
+def visual_match(visual_row, taste_row, sqrt_v):
+    """``float32`` ``visual_row . taste_row / sqrt(V)`` (``(V,)`` each), summed in float32 as the shopper's matmul."""
+    acc = np.float32(0.0)
+    for j in range(visual_row.shape[0]):
+        acc += visual_row[j] * taste_row[j]
+    return np.float32(acc / np.float32(sqrt_v))
+
+
+@njit(cache=True)
+def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingness, rel, price_z, log_over_ref,
+                             visual, dup, valid):
+    """Every candidate's utility and each slot's attractiveness and purchase probability, from table rows.
+
+    Args:
+        p: ``float64 (11,)`` :func:`slot_parameters`.
+        q: ``int64 (B,)`` table rows served; positions: ``int64 (B, N)`` candidate per slot, ``-1`` = empty.
+        taste: ``float32 (B, V)``; price_sensitivity, willingness: ``float64 (B,)``.
+        rel, log_over_ref: ``float64 (R, K)``; price_z: ``float32 (R, K)``; visual: ``float32 (R, K, V)``;
+        dup: ``bool (R, K, K)`` near-duplicate pairs; valid: ``bool (R, K)`` real candidates.
+
+    Returns:
+        ``(attract float64 (B, N), p_buy float64 (B, N), utility float64 (B, K))``: 0 on empty slots and
+        padded candidates.
+    """
+    b_n, n = positions.shape
+    k = rel.shape[1]
+    attract = np.zeros((b_n, n))
+    p_buy = np.zeros((b_n, n))
+    util = np.zeros((b_n, k))
+    vis = np.empty(k, dtype=np.float32)
+    price = np.empty(k, dtype=np.float32)
+    raw = np.empty(k)
+    boredom = p[P_BOREDOM] > 0
+    for b in range(b_n):
+        r = q[b]
+        s = np.float32(price_sensitivity[b])
+        for c in range(k):
+            vis[c] = visual_match(visual[r, c], taste[b], p[P_SQRT_V])
+            price[c] = s * price_z[r, c]
+            raw[c] = utility_of(p, rel[r, c], np.float64(vis[c]), np.float64(price[c]))
+            if valid[r, c]:
+                util[b, c] = raw[c]
+        for i in range(n):
+            c = positions[b, i]
+            if c < 0:
+                continue
+            above = 0
+            if boredom:
+                for j in range(i):
+                    other = positions[b, j]
+                    if other >= 0 and dup[r, c, other]:
+                        above += 1
+            attract[b, i] = attract_of(p, raw[c], above)
+            over = max(0.0, log_over_ref[r, c] - willingness[b])
+            p_buy[b, i] = buy_probability_of(p, rel[r, c], np.float64(vis[c]), np.float64(price[c]), over)
+    return attract, p_buy, util
+
+
+@njit(cache=True)
+def _after_slate(drift, fatigue, no_click_penalty, taste, patience, rel, visual, shown, clicks, purchases):
+    """One shopper after one slate (``taste float32 (V,)`` changed in place): ``(patience, left, bought)``.
+
+    ``rel (N,)``, ``visual (N, V)``, ``shown, clicks, purchases (N,)`` per slot. Taste drifts toward the mean
+    look of the clicked products; patience drops by ``fatigue`` times the share of irrelevant products shown
+    (``rel < 0.5``; 1 when nothing was shown) and by ``no_click_penalty`` after a slate without a click; the
+    shopper leaves when patience reaches 0."""
+    n = len(clicks)
+    v = taste.shape[0]
+    n_click = 0
+    n_shown = 0
+    n_irrelevant = 0
+    bought = False
+    look = np.zeros(v, dtype=np.float32)
+    for i in range(n):
+        if not shown[i]:
+            continue
+        n_shown += 1
+        if rel[i] < 0.5:
+            n_irrelevant += 1
+        if clicks[i]:
+            n_click += 1
+            for j in range(v):
+                look[j] += visual[i, j]
+        if purchases[i]:
+            bought = True
+    if drift > 0 and n_click > 0:
+        for j in range(v):
+            taste[j] = np.float32((1.0 - drift) * taste[j] + drift * (look[j] / np.float32(n_click)))
+    irrelevant = n_irrelevant / n_shown if n_shown > 0 else 1.0
+    patience = patience - fatigue * irrelevant - no_click_penalty * (n_click == 0)
+    return patience, patience <= 0, bought
+
+
+@njit(cache=True)
+def drift_and_fatigue(drift, fatigue, no_click_penalty, taste, patience, rel, visual, shown, clicks, purchases):
+    """The deterministic part of a slate's effect on ``B`` shoppers (see ``simulators.shopper.session_update``).
+
+    Args:
+        drift, fatigue, no_click_penalty: :class:`~simulators.shopper.ShopperConfig` numbers.
+        taste: ``float32 (B, V)``; patience: ``float64 (B,)``.
+        rel: ``float (B, N)`` intent match per slot; visual: ``float32 (B, N, V)``; shown, clicks, purchases:
+            ``bool (B, N)``.
+
+    Returns:
+        ``(taste float32 (B, V), patience float64 (B,), left bool (B,), ask bool (B,))``: ``ask`` marks
+        shoppers who bought and still have patience (the caller draws whether they stay).
+    """
+    b_n = clicks.shape[0]
+    taste = taste.copy()
+    patience = patience.copy()
+    left = np.zeros(b_n, dtype=np.bool_)
+    ask = np.zeros(b_n, dtype=np.bool_)
+    for b in range(b_n):
+        patience[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste[b], patience[b], rel[b],
+                                                    visual[b], shown[b], clicks[b], purchases[b])
+        ask[b] = bought and not left[b]
+    return taste, patience, left, ask
+
+
+@njit(cache=True)
+def table_transition(drift, fatigue, no_click_penalty, q, positions, taste, patience, intent, rel, visual, clicks,
+                     purchases):
+    """:func:`drift_and_fatigue` of ``B`` sessions from table rows, in place, and a new intent after a purchase.
+
+    Args:
+        q: ``int64 (B,)`` table rows; positions: ``int64 (B, N)`` (``-1`` = empty slot).
+        taste: ``float32 (B, V)``, patience: ``float64 (B,)``, intent: ``int64 (B,)`` (set to -1 after a
+            purchase: a new one is drawn), all changed in place.
+        rel: ``float64 (R, K)``; visual: ``float32 (R, K, V)``; clicks, purchases: ``bool (B, N)``.
+
+    Returns:
+        ``(left bool (B,), ask bool (B,))`` as :func:`drift_and_fatigue`.
+    """
+    b_n, n = positions.shape
+    v = taste.shape[1]
+    left = np.zeros(b_n, dtype=np.bool_)
+    ask = np.zeros(b_n, dtype=np.bool_)
+    slot_rel = np.zeros(n)
+    slot_visual = np.zeros((n, v), dtype=np.float32)
+    shown = np.zeros(n, dtype=np.bool_)
+    for b in range(b_n):
+        r = q[b]
+        for i in range(n):
+            c = positions[b, i]
+            shown[i] = c >= 0
+            if c >= 0:
+                slot_rel[i] = rel[r, c]
+                slot_visual[i] = visual[r, c]
+        patience[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste[b], patience[b], slot_rel,
+                                                    slot_visual, shown, clicks[b], purchases[b])
+        ask[b] = bought and not left[b]
+        if bought:
+            intent[b] = -1
+    return left, ask
+
+
+@njit(cache=True)
+def purchases_and_dwell(clicks, p_buy, uniform, gamma):
+    """``(purchases bool (B, N), dwell float32 (B, N))`` from clicks and the draws: a clicked slot is bought
+    when ``uniform < p_buy``; a clicked slot's dwell is ``gamma`` seconds, tripled after a purchase."""
+    b_n, n = clicks.shape
+    purchases = np.zeros((b_n, n), dtype=np.bool_)
+    dwell = np.zeros((b_n, n), dtype=np.float32)
+    for b in range(b_n):
+        for i in range(n):
+            if clicks[b, i]:
+                purchases[b, i] = uniform[b, i] < p_buy[b, i]
+                dwell[b, i] = gamma[b, i] * (3.0 if purchases[b, i] else 1.0)
+    return purchases, dwell
+
+
+@njit(cache=True)
+def profile_block(n_segments, segment, taste, price_sensitivity, profile_noise):
+    """``float32 (B, S + V + 1)`` observable profiles: segment one-hot, noisy taste, noisy price sensitivity
+    (see ``simulators.shopper.profile_rows``)."""
+    b_n, v = taste.shape
+    out = np.zeros((b_n, n_segments + v + 1), dtype=np.float32)
+    for b in range(b_n):
+        out[b, segment[b]] = 1.0
+        for j in range(v):
+            out[b, n_segments + j] = taste[b, j] + profile_noise[b, j]
+        out[b, n_segments + v] = np.float32(price_sensitivity[b]) + profile_noise[b, v]
+    return out
