@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.attributes import attribute_ids
-from envs.kernels import after_slate, ndcg_of, record_clicks, session_block, top_slots
+from envs.kernels import after_slate, clear_sessions, ndcg_of, record_clicks, session_block, slate_rows, top_slots
 from envs.layout import CANDIDATE_EXTRAS, SESSION_FEATURES, FeatureLayout
 from envs.reward import RewardSpec
 from simulators.batch import expected_reward_refused
@@ -368,11 +368,12 @@ class EnvCore:
     def start(self, rows: np.ndarray | None, rng: np.random.Generator) -> None:
         """Start new sessions (all when ``rows`` is ``None``, else where ``bool (B,)`` ``rows``): fresh
         shoppers, zero counters, empty history, and their first query."""
-        idx = np.arange(self.n) if rows is None or self.sessions is None else np.flatnonzero(rows)
+        idx = self._all_rows if rows is None or self.sessions is None else np.flatnonzero(rows)
         if len(idx) == 0:
             return
         fresh = self.sim.sample(len(idx), rng)
-        if self.sessions is None or len(idx) == self.n:
+        s = self.sessions
+        if s is None:
             h, f = self.config.history_size, self.world.fused.shape[1]
             self.sessions = Sessions(shopper=fresh, query=np.zeros(self.n, dtype=np.int64),
                                      n_queries=np.zeros(self.n, dtype=np.int64), totals=np.zeros((self.n, 3)),
@@ -380,14 +381,8 @@ class EnvCore:
                                      history_vectors=np.zeros((self.n, h, f), dtype=np.float32),
                                      history_mask=np.zeros((self.n, h), dtype=np.float32))
         else:
-            s = self.sessions
-            s.shopper = self.sim.put(s.shopper, idx, fresh)
-            s.n_queries[idx] = 0
-            s.totals[idx] = 0.0
-            s.last_ctr[idx] = 0.0
-            s.history[idx] = -1
-            s.history_vectors[idx] = 0.0
-            s.history_mask[idx] = 0.0
+            s.shopper = fresh if len(idx) == self.n else self.sim.put(s.shopper, idx, fresh)
+            clear_sessions(idx, s.n_queries, s.totals, s.last_ctr, s.history, s.history_vectors, s.history_mask)
         self.next_queries(idx, rng)
 
     def next_queries(self, idx: np.ndarray, rng: np.random.Generator) -> None:
@@ -403,14 +398,22 @@ class EnvCore:
                     s.query[b] = self.table.personalise(int(b), text, recent, weight)
                     self.sim.refresh(s.shopper, np.array([b]), s.query[b:b + 1])
 
-    def observation(self) -> dict[str, np.ndarray]:
-        """The batched observation (fresh arrays; see :func:`observation_space`)."""
+    def observation(self, b: int | None = None) -> dict[str, np.ndarray]:
+        """The observation of every session (arrays with a leading ``B`` axis), or of session ``b`` alone (no
+        such axis); fresh arrays either way (see :func:`observation_space`)."""
         s, t = self.sessions, self.table
-        q = s.query
-        return {"query": t.query_obs[q], "profile": self.sim.profile(s.shopper),
-                "session": session_features(self.layout, s.n_queries, s.totals, s.last_ctr, self.config.max_queries),
-                "history": s.history_vectors.copy(), "history_mask": s.history_mask.copy(), "candidates": t.cand[q],
-                "mask": t.mask[q], **({"attributes": t.attr[q]} if self.layout.attribute_buckets else {})}
+        one = b is not None
+        q = s.query.item(b) if one else s.query  # take() copies a row for an int, rows for an array
+        rows = b if one else self._all_rows
+        profile = self.sim.profile(s.shopper)
+        session = session_features(self.layout, s.n_queries, s.totals, s.last_ctr, self.config.max_queries)
+        obs = {"query": t.query_obs.take(q, axis=0), "profile": profile[b] if one else profile,
+               "session": session[b] if one else session, "history": s.history_vectors.take(rows, axis=0),
+               "history_mask": s.history_mask.take(rows, axis=0), "candidates": t.cand.take(q, axis=0),
+               "mask": t.mask.take(q, axis=0)}
+        if self.layout.attribute_buckets:
+            obs["attributes"] = t.attr.take(q, axis=0)
+        return obs
 
     @property
     def candidates(self) -> np.ndarray:
@@ -445,8 +448,7 @@ class EnvCore:
         q = s.query if whole else s.query[idx]
         if not whole:
             positions = positions[idx]
-        # an empty slot (-1) reads the last candidate here; masked
-        slate = np.where(positions >= 0, self.table.ids.take(q[:, None] * self.table.k + positions), -1)
+        slate = slate_rows(self.table.ids, q, positions)
         resp = sim.respond(state, q, positions, slate, rng)
         prices = self._prices.take(slate)  # slate -1: the last product's price, times no purchase
         if spec.expected:

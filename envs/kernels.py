@@ -150,3 +150,28 @@ def after_slate(n_queries, totals, last_ctr, rows, parts, positions):
         for c in range(3):
             totals[b, c] += parts[j, c]
         last_ctr[b] = parts[j, 0] / max(shown, 1)
+
+
+@njit(cache=True)
+def slate_rows(ids, q, positions):
+    """``int64 (B, N)`` catalog rows shown: ``ids[q[b], positions[b, i]]`` (``ids (R, K)`` table rows), ``-1``
+    for empty slots."""
+    b_n, n = positions.shape
+    out = np.full((b_n, n), -1, dtype=np.int64)
+    for b in range(b_n):
+        for i in range(n):
+            if positions[b, i] >= 0:
+                out[b, i] = ids[q[b], positions[b, i]]
+    return out
+
+
+@njit(cache=True)
+def clear_sessions(rows, n_queries, totals, last_ctr, history, vectors, mask):
+    """In place: sessions ``rows`` start afresh (no query shown, zero totals and CTR, empty click history)."""
+    for b in rows:
+        n_queries[b] = 0
+        totals[b] = 0.0
+        last_ctr[b] = 0.0
+        history[b] = -1
+        vectors[b] = 0.0
+        mask[b] = 0.0

@@ -120,7 +120,7 @@ class SessionCore:
 
     def observation(self) -> dict[str, np.ndarray]:
         """The current observation (fresh arrays; see :func:`~envs.core.observation_space`)."""
-        return {key: value[0] for key, value in self.core.observation().items()}
+        return self.core.observation(0)
 
     def show(self, positions: np.ndarray, rng: np.random.Generator) -> SlateOutcome:
         """Show the candidates at ``positions`` (``int64 (N,)`` candidate positions, -1 = empty slot)."""

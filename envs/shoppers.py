@@ -124,8 +124,10 @@ class DefaultShopperBatch:
     # -- sessions ---------------------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator) -> ShopperArrays:
         traits = sample_traits(self.config, n, self.visual_dim, rng)
-        return ShopperArrays(**traits, patience=np.full(n, float(self.config.patience)),
-                             intent=np.full(n, -1, dtype=np.int64))
+        patience, intent = np.empty(n), np.empty(n, dtype=np.int64)
+        patience.fill(self.config.patience)  # (np.full costs several times more on small arrays)
+        intent.fill(-1)
+        return ShopperArrays(**traits, patience=patience, intent=intent)
 
     def put(self, state: ShopperArrays, idx: np.ndarray, fresh: ShopperArrays) -> ShopperArrays:
         for f in fields(ShopperArrays):
@@ -136,7 +138,10 @@ class DefaultShopperBatch:
         return ShopperArrays(**{f.name: getattr(state, f.name)[idx] for f in fields(ShopperArrays)})
 
     def next_queries(self, state: ShopperArrays, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        need = idx[state.intent[idx] < 0]
+        if len(idx) == 1:  # one session: the same rule without the mask's array calls
+            need = idx if state.intent[idx[0]] < 0 else idx[:0]
+        else:
+            need = idx[state.intent[idx] < 0]
         if len(need):
             sim = self.user_simulator
             state.intent[need] = sample_bank_rows(sim.bank_table, sim.bank_counts, state.segment[need], rng)
@@ -174,10 +179,10 @@ class DefaultShopperBatch:
 
     def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
         cfg = self.config
-        left, ask = table_transition(cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
-                                     state.patience, state.intent, self.rel, self.visual, response.clicks,
-                                     response.purchases)
-        return leave_after_purchase(cfg, left, ask, rng)
+        left, ask, n_ask = table_transition(cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
+                                            state.patience, state.intent, self.rel, self.visual, response.clicks,
+                                            response.purchases)
+        return leave_after_purchase(cfg, left, ask, n_ask, rng)
 
     # -- per-session views ------------------------------------------------------------------------------
     def state_of(self, state: ShopperArrays, b: int) -> ShopperState:

@@ -123,8 +123,6 @@ class ShopRankEnv(gym.Env):
         k = self.config.n_candidates
         if scores.shape != (k,) or scores.dtype.kind not in "fiu":
             self.slate_from_scores(scores)  # raises the matching error
-        if not np.isfinite(scores).all():
-            raise ValueError("action contains NaN or infinite scores.")
         return slate_positions(scores[None, :], self.core.core.valid_mask, self.config.slate_size)[0]
 
     def step(self, action: np.ndarray):
@@ -142,7 +140,7 @@ class ShopRankEnv(gym.Env):
                 "shown_ids": outcome.slate, "ndcg": outcome.ndcg, "left": outcome.left,
                 "position_rewards": outcome.position_rewards, "query": query}
         self._last = {"query": query, "outcome": outcome, "positions": positions,
-                      "scores": np.array(action, dtype=np.float64)}
+                      "scores": np.array(action)}
         if not self._ended:
             self.core.next_query(self.np_random)
             info["next_query"] = self.core.query_text

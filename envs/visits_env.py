@@ -88,10 +88,13 @@ class VisitEnvCore(EnvCore):
         """Session ``b``'s :class:`~simulators.longterm.LongTermState` (privileged)."""
         return self.sim.state_of(self.sessions.shopper, b)
 
-    def observation(self) -> dict[str, np.ndarray]:
-        obs = super().observation()
+    def observation(self, b: int | None = None) -> dict[str, np.ndarray]:
+        obs = super().observation(b)
         user = self.sim.user_simulator
-        obs["session"][:, self._visit_columns] = np.stack([user.visit_signals(self.state(b)) for b in range(self.n)])
+        if b is not None:
+            obs["session"][self._visit_columns] = user.visit_signals(self.state(b))
+        else:
+            obs["session"][:, self._visit_columns] = np.stack([user.visit_signals(self.state(i)) for i in range(self.n)])
         return obs
 
     def show(self, positions: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None = None):

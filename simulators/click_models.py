@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from encoders.errors import ConfigError, InputNotFoundError
 
@@ -57,7 +58,7 @@ def _as_probabilities(name: str, values: np.ndarray) -> np.ndarray:
     """``float (..., N)`` ``values`` (read, never written) after checking it is a non-scalar array of
     probabilities; values within ``_PROB_SLACK`` of ``[0, 1]`` are clipped into it (a copy then)."""
     arr = np.asarray(values, dtype=float)
-    if arr.ndim and 0.0 <= arr.min() and arr.max() <= 1.0:  # the common case in two reductions (NaN fails it)
+    if arr.ndim and _in_unit_interval(arr.reshape(-1)):  # the common case in one compiled pass (NaN fails it)
         return arr
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array of shape (B, N), got a scalar.")
@@ -65,6 +66,29 @@ def _as_probabilities(name: str, values: np.ndarray) -> np.ndarray:
     if np.any(bad):
         raise ValueError(f"{name} must hold probabilities in [0, 1], got {float(arr[bad][0])!r}.")
     return np.clip(arr, 0.0, 1.0)
+
+
+@njit(cache=True)
+def _in_unit_interval(values):
+    """Whether every entry of ``float (M,)`` ``values`` is in ``[0, 1]`` (False for NaN)."""
+    for v in values:
+        if not (0.0 <= v <= 1.0):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _examined(attract, exam):
+    """``(attract * exam[:N], ok)`` for ``attract (M, N)``; ``ok`` is False when an entry is outside ``[0, 1]``."""
+    m, n = attract.shape
+    out = np.empty((m, n))
+    for r in range(m):
+        for i in range(n):
+            a = attract[r, i]
+            if not (0.0 <= a <= 1.0):
+                return out, False
+            out[r, i] = a * exam[i]
+    return out, True
 
 
 def _check_slots(model: str, n_slots: int, known: int) -> None:
@@ -147,14 +171,18 @@ class PositionBasedModel:
 
     def click_probs(self, attractiveness: np.ndarray) -> np.ndarray:
         """``float (B, N)`` marginal click probabilities."""
-        attractiveness = _as_probabilities("attractiveness", attractiveness)
-        n = attractiveness.shape[-1]
+        a = np.asarray(attractiveness, dtype=float)
+        n = a.shape[-1] if a.ndim else 0
         _check_slots("PBM", n, len(self.examination))
         exam = self.__dict__.get("_exam")
         if exam is None:  # the tuple as an array, once (a frozen dataclass: not a field)
             exam = np.asarray(self.examination, dtype=float)
             object.__setattr__(self, "_exam", exam)
-        return attractiveness * exam[:n]
+        if a.ndim:
+            probs, ok = _examined(a.reshape(-1, n), exam)  # the common case: one compiled pass
+            if ok:
+                return probs.reshape(a.shape)
+        return _as_probabilities("attractiveness", a) * exam[:n]  # raises, or clips round-off
 
     def sample(self, attractiveness: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``bool (B, N)`` sampled clicks."""

@@ -5,8 +5,9 @@ the same work in one compiled call each, for any ``B`` (the single env's ``B = 1
 ``B`` in the thousands run the same code, so they give the same numbers). They draw nothing: random numbers
 are drawn by the caller from its ``np.random.Generator``, in the documented order, before or after a kernel.
 
-The scalar formulas (:func:`utility_of`, :func:`attract_of`, :func:`buy_probability_of`) are the shopper's
-own (see :mod:`simulators.shopper`'s module docstring); the array functions there call these kernels.
+The shopper's formulas (utility, attractiveness, purchase probability; see :mod:`simulators.shopper`'s module
+docstring) are written once here and compiled both for the kernels and as NumPy ufuncs, which the per-session
+``DefaultShopper`` calls (``simulators.shopper.combined_utility`` and friends).
 
 Shapes: ``B`` sessions, ``N`` slots, ``K`` candidates per query, ``R`` query-table rows, ``V`` visual traits.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, vectorize
 
 # Parameter vector of the slot-probability kernels (float64, in this order): see ``slot_parameters``.
 P_RELEVANCE, P_VISUAL, P_PRICE, P_TEMPERATURE, P_THRESHOLD, P_BOREDOM = 0, 1, 2, 3, 4, 5
@@ -31,29 +32,38 @@ def slot_parameters(cfg, visual_dim: int) -> np.ndarray:
                      math.sqrt(visual_dim)], dtype=np.float64)
 
 
-@njit(cache=True)
-def utility_of(p, rel, vis, price):
+def _utility(rel, vis, price, relevance_weight, visual_weight, price_weight):
     """Utility of a product: ``relevance_weight * rel + visual_weight * vis - price_weight * price``."""
-    return p[P_RELEVANCE] * rel + p[P_VISUAL] * vis - p[P_PRICE] * price
+    return relevance_weight * rel + visual_weight * vis - price_weight * price
 
 
-@njit(cache=True)
-def attract_of(p, util, duplicates_above):
+def _attract(util, duplicates_above, temperature, threshold, boredom):
     """Attractiveness: ``sigmoid(temperature * (util - threshold)) * (1 - boredom) ** duplicates_above``."""
-    a = 1.0 / (1.0 + math.exp(-(p[P_TEMPERATURE] * (util - p[P_THRESHOLD]))))
+    a = 1.0 / (1.0 + math.exp(-(temperature * (util - threshold))))
     if duplicates_above > 0:
-        a *= (1.0 - p[P_BOREDOM]) ** duplicates_above
+        a *= (1.0 - boredom) ** duplicates_above
     return a
 
 
-@njit(cache=True)
-def buy_probability_of(p, rel, vis, price, over_budget):
+def _buy_probability(rel, vis, price, over_budget, buy_bias, buy_relevance, visual_weight, buy_price,
+                     buy_over_budget):
     """``P(buy | click)``: sigmoid of ``buy_bias + buy_relevance * rel + visual_weight * vis - buy_price * price
     - buy_over_budget * over_budget``."""
-    logit = p[P_BUY_BIAS] + p[P_BUY_RELEVANCE] * rel + p[P_VISUAL] * vis - p[P_BUY_PRICE] * price
-    if p[P_BUY_OVER_BUDGET] > 0:
-        logit -= p[P_BUY_OVER_BUDGET] * over_budget
+    logit = buy_bias + buy_relevance * rel + visual_weight * vis - buy_price * price
+    if buy_over_budget > 0:
+        logit -= buy_over_budget * over_budget
     return 1.0 / (1.0 + math.exp(-logit))
+
+
+# Each formula is written once (above) and compiled twice: for the kernels (scalars) and as a NumPy ufunc
+# (arrays of any matching shape) for the per-session shopper, so both compute the same numbers.
+utility_of = njit(cache=True)(_utility)
+attract_of = njit(cache=True)(_attract)
+buy_probability_of = njit(cache=True)(_buy_probability)
+utility_ufunc = vectorize(["float64(float64, float64, float64, float64, float64, float64)"], cache=True)(_utility)
+attract_ufunc = vectorize(["float64(float64, float64, float64, float64, float64)"], cache=True)(_attract)
+buy_probability_ufunc = vectorize(["float64(float64, float64, float64, float64, float64, float64, float64, float64, "
+                                   "float64)"], cache=True)(_buy_probability)
 
 
 @njit(cache=True)
@@ -96,7 +106,8 @@ def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingn
         for c in range(k):
             vis[c] = visual_match(visual[r, c], taste[b], p[P_SQRT_V])
             price[c] = s * price_z[r, c]
-            raw[c] = utility_of(p, rel[r, c], np.float64(vis[c]), np.float64(price[c]))
+            raw[c] = utility_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), p[P_RELEVANCE], p[P_VISUAL],
+                                p[P_PRICE])
             if valid[r, c]:
                 util[b, c] = raw[c]
         for i in range(n):
@@ -109,9 +120,10 @@ def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingn
                     other = positions[b, j]
                     if other >= 0 and dup[r, c, other]:
                         above += 1
-            attract[b, i] = attract_of(p, raw[c], above)
+            attract[b, i] = attract_of(raw[c], np.float64(above), p[P_TEMPERATURE], p[P_THRESHOLD], p[P_BOREDOM])
             over = max(0.0, log_over_ref[r, c] - willingness[b])
-            p_buy[b, i] = buy_probability_of(p, rel[r, c], np.float64(vis[c]), np.float64(price[c]), over)
+            p_buy[b, i] = buy_probability_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), over, p[P_BUY_BIAS],
+                                             p[P_BUY_RELEVANCE], p[P_VISUAL], p[P_BUY_PRICE], p[P_BUY_OVER_BUDGET])
     return attract, p_buy, util
 
 
@@ -188,7 +200,7 @@ def table_transition(drift, fatigue, no_click_penalty, q, positions, taste, pati
         rel: ``float64 (R, K)``; visual: ``float32 (R, K, V)``; clicks, purchases: ``bool (B, N)``.
 
     Returns:
-        ``(left bool (B,), ask bool (B,))`` as :func:`drift_and_fatigue`.
+        ``(left bool (B,), ask bool (B,), n_ask)`` as :func:`drift_and_fatigue`, and the number of ``ask``.
     """
     b_n, n = positions.shape
     v = taste.shape[1]
@@ -197,6 +209,7 @@ def table_transition(drift, fatigue, no_click_penalty, q, positions, taste, pati
     slot_rel = np.zeros(n)
     slot_visual = np.zeros((n, v), dtype=np.float32)
     shown = np.zeros(n, dtype=np.bool_)
+    n_ask = 0
     for b in range(b_n):
         r = q[b]
         for i in range(n):
@@ -208,9 +221,10 @@ def table_transition(drift, fatigue, no_click_penalty, q, positions, taste, pati
         patience[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste[b], patience[b], slot_rel,
                                                     slot_visual, shown, clicks[b], purchases[b])
         ask[b] = bought and not left[b]
+        n_ask += ask[b]
         if bought:
             intent[b] = -1
-    return left, ask
+    return left, ask, n_ask
 
 
 @njit(cache=True)
@@ -240,3 +254,21 @@ def profile_block(n_segments, segment, taste, price_sensitivity, profile_noise):
             out[b, n_segments + j] = taste[b, j] + profile_noise[b, j]
         out[b, n_segments + v] = np.float32(price_sensitivity[b]) + profile_noise[b, v]
     return out
+
+
+@njit(cache=True)
+def traits_from_draws(taste_draws, rest, profile_noise, budget_mean, budget_std):
+    """``(taste float32 (n, V), profile_noise float32 (n, V + 1), willingness_to_pay float64 (n,))`` of ``n``
+    shoppers from standard normal draws ``taste_draws (n, V)`` and ``rest (n (V + 2),)`` (the noise's ``n (V +
+    1)`` numbers, then the budget's ``n``), scaled as ``simulators.shopper.sample_traits`` documents."""
+    n, v = taste_draws.shape
+    taste = np.empty((n, v), dtype=np.float32)
+    noise = np.empty((n, v + 1), dtype=np.float32)
+    willingness = np.empty(n)
+    for b in range(n):
+        for j in range(v):
+            taste[b, j] = taste_draws[b, j]
+        for j in range(v + 1):
+            noise[b, j] = profile_noise * rest[b * (v + 1) + j]
+        willingness[b] = budget_mean + budget_std * rest[n * (v + 1) + b]
+    return taste, noise, willingness

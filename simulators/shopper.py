@@ -43,7 +43,8 @@ import numpy as np
 from encoders.errors import ConfigError
 from simulators.click_models import PositionBasedModel, load_click_model
 from simulators.items import INTENT_FACETS, ItemTable
-from simulators.kernels import drift_and_fatigue, profile_block, purchases_and_dwell
+from simulators.kernels import (attract_ufunc, buy_probability_ufunc, drift_and_fatigue, profile_block, purchases_and_dwell,
+                                traits_from_draws, utility_ufunc)
 from simulators.protocols import ClickModel, ExpectedResponse, Query, Response
 from simulators.validation import check_field_types
 
@@ -196,25 +197,22 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # Each takes arrays of any matching shape: (N,) for one slate, (B, N) or (B, K) for a batch of sessions.
 def combined_utility(cfg: ShopperConfig, rel: np.ndarray, vis: np.ndarray, price: np.ndarray) -> np.ndarray:
     """``relevance_weight * rel + visual_weight * vis - price_weight * price`` (``price`` = ``s * price_z``)."""
-    return cfg.relevance_weight * rel + cfg.visual_weight * vis - cfg.price_weight * price
+    return utility_ufunc(rel, vis, price, cfg.relevance_weight, cfg.visual_weight, cfg.price_weight)
 
 
 def attractiveness(cfg: ShopperConfig, util: np.ndarray, duplicates_above: np.ndarray | None) -> np.ndarray:
     """``sigmoid(temperature * (util - threshold)) * (1 - boredom) ** duplicates_above`` (``None``: no boredom)."""
-    attract = _sigmoid(cfg.temperature * (util - cfg.threshold))
-    if cfg.boredom > 0 and duplicates_above is not None:
-        attract = attract * (1.0 - cfg.boredom) ** duplicates_above
-    return attract
+    above = 0.0 if duplicates_above is None or cfg.boredom == 0 else duplicates_above
+    return attract_ufunc(util, above, cfg.temperature, cfg.threshold, cfg.boredom)
 
 
 def purchase_probability(cfg: ShopperConfig, rel: np.ndarray, vis: np.ndarray, price: np.ndarray,
-                         over_budget: np.ndarray) -> np.ndarray:
+                         over_budget: np.ndarray | None) -> np.ndarray:
     """``P(buy | click)``: sigmoid of the purchase logit of the module docstring (``over_budget`` =
-    ``max(0, log(price / budget))``)."""
-    buy_logit = cfg.buy_bias + cfg.buy_relevance * rel + cfg.visual_weight * vis - cfg.buy_price * price
-    if cfg.buy_over_budget > 0:
-        buy_logit = buy_logit - cfg.buy_over_budget * over_budget
-    return _sigmoid(buy_logit)
+    ``max(0, log(price / budget))``; ``None`` when ``buy_over_budget`` is 0)."""
+    over = 0.0 if over_budget is None else over_budget
+    return buy_probability_ufunc(rel, vis, price, over, cfg.buy_bias, cfg.buy_relevance, cfg.visual_weight,
+                                 cfg.buy_price, cfg.buy_over_budget)
 
 
 def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -227,13 +225,13 @@ def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Ge
     """
     # one shopper: the scalar draw is the same number as the size-1 draw, at a fraction of its cost
     segment = np.array([rng.integers(len(SEGMENTS))]) if n == 1 else rng.integers(len(SEGMENTS), size=n)
-    return {
-        "segment": segment,
-        "taste": rng.normal(size=(n, visual_dim)).astype(np.float32),
-        "price_sensitivity": rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE, size=n),
-        "profile_noise": (cfg.profile_noise * rng.normal(size=(n, visual_dim + 1))).astype(np.float32),
-        "willingness_to_pay": cfg.budget_mean + cfg.budget_std * rng.normal(size=n),
-    }
+    taste = rng.normal(size=(n, visual_dim))
+    price_sensitivity = rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE, size=n)
+    # profile noise (n, V + 1) then willingness to pay (n,): one draw, the same numbers as two in that order
+    rest = rng.normal(size=n * (visual_dim + 2))
+    taste, noise, willingness = traits_from_draws(taste, rest, cfg.profile_noise, cfg.budget_mean, cfg.budget_std)
+    return {"segment": segment, "taste": taste, "price_sensitivity": price_sensitivity, "profile_noise": noise,
+            "willingness_to_pay": willingness}
 
 
 def profile_rows(segment: np.ndarray, taste: np.ndarray, price_sensitivity: np.ndarray,
@@ -258,7 +256,7 @@ def sample_bank_rows(table: np.ndarray, counts: np.ndarray, segment: np.ndarray,
     """``int64 (n,)`` query-bank rows drawn uniformly among those fitting each shopper's ``segment (n,)``."""
     if len(segment) == 1:  # one shopper: the scalar draw is the same number at a fraction of the array draw's cost
         row = int(segment[0])
-        return table[row:row + 1, rng.integers(counts[row])]
+        return table[row:row + 1, rng.integers(int(counts[row]))]  # a Python int bound: half the cost
     return table[segment, rng.integers(counts[segment])]
 
 
@@ -301,15 +299,16 @@ def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, 
         shown = _all_shown(clicks.shape)
     taste, patience, left, ask = drift_and_fatigue(cfg.drift, cfg.fatigue, cfg.no_click_penalty, taste, patience,
                                                    rel, visual, shown, clicks, purchases)
-    return taste, patience, leave_after_purchase(cfg, left, ask, rng)
+    return taste, patience, leave_after_purchase(cfg, left, ask, int(np.count_nonzero(ask)), rng)
 
 
-def leave_after_purchase(cfg: ShopperConfig, left: np.ndarray, ask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``left (B,)`` after the shoppers marked by ``ask (B,)`` (bought, patience left) choose: one uniform each,
-    in session order, and each leaves with probability ``1 - p_continue_after_purchase`` (``left`` changed in
-    place and returned)."""
-    if ask.any():
-        left[ask] = rng.random(np.count_nonzero(ask)) >= cfg.p_continue_after_purchase
+def leave_after_purchase(cfg: ShopperConfig, left: np.ndarray, ask: np.ndarray, n_ask: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """``left (B,)`` after the ``n_ask`` shoppers marked by ``ask (B,)`` (bought, patience left) choose: one
+    uniform each, in session order, and each leaves with probability ``1 - p_continue_after_purchase`` (``left``
+    changed in place and returned)."""
+    if n_ask:
+        left[ask] = rng.random(n_ask) >= cfg.p_continue_after_purchase
     return left
 
 
