@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.attributes import attribute_ids
-from envs.kernels import after_slate, clear_sessions, ndcg_of, record_clicks, session_block, slate_rows, top_slots
+from envs.kernels import clear_sessions, ndcg_of, session_block, settle_slates, slate_rows, top_slots
 from envs.layout import CANDIDATE_EXTRAS, SESSION_FEATURES, FeatureLayout
 from envs.reward import RewardSpec
 from simulators.batch import expected_reward_refused
@@ -363,6 +363,7 @@ class EnvCore:
         self.sessions: Sessions | None = None
         self._prices = world.items.prices
         self._all_rows = np.arange(self.n)
+        self._no_utility = np.zeros((self.n, 0))  # settle_slates' utility without a privileged simulator
 
     # -- sessions ---------------------------------------------------------------------------------------
     def start(self, rows: np.ndarray | None, rng: np.random.Generator) -> None:
@@ -450,26 +451,22 @@ class EnvCore:
             positions = positions[idx]
         slate = slate_rows(self.table.ids, q, positions)
         resp = sim.respond(state, q, positions, slate, rng)
-        prices = self._prices.take(slate)  # slate -1: the last product's price, times no purchase
-        if spec.expected:
-            click_prob, purchase_prob = sim.expected(state, q, positions, slate)
-            parts = spec.slate_rewards(resp.clicks, resp.purchases, prices)[0]
-            _, position_rewards, reward = spec.slate_rewards(click_prob, purchase_prob, prices)
-        else:
-            parts, position_rewards, reward = spec.slate_rewards(resp.clicks, resp.purchases, prices)
+        # what the reward and NDCG need from the shopper before it moves on
+        click_prob, purchase_prob = sim.expected(state, q, positions, slate) if spec.expected else (resp.clicks,
+                                                                                                  resp.purchases)
         utility = resp.utility if resp.utility is not None else sim.utilities(state, q, self.table.ids[q])
-        scores = (np.full(len(q), np.nan) if utility is None
-                  else ndcg(utility, self.table.valid.take(q, axis=0), positions, self.discounts))
         left = sim.transition(state, q, positions, slate, resp, rng) | resp.abandoned
-        result = SlateResult(slate=slate, positions=positions, clicks=resp.clicks, purchases=resp.purchases,
-                             dwell=resp.dwell, parts=parts, reward=reward, position_rewards=position_rewards,
-                             ndcg=scores, left=left, responses=resp.raw)
         rows = self._all_rows if whole else idx
         if not whole:
             s.shopper = sim.put(s.shopper, idx, state)
-        after_slate(s.n_queries, s.totals, s.last_ctr, rows, parts, positions)
-        record_clicks(s.history, s.history_vectors, s.history_mask, rows, np.where(resp.clicks, slate, -1),
-                      self.world.fused)
+        parts, position_rewards, reward, scores = settle_slates(
+            spec.click, spec.purchase, spec.revenue, spec.expected, resp.clicks, resp.purchases, click_prob,
+            purchase_prob, self._prices, slate, self._no_utility if utility is None else utility, self.table.valid, q,
+            positions, self.discounts, rows, s.n_queries, s.totals, s.last_ctr, s.history, s.history_vectors,
+            s.history_mask, self.world.fused)
+        result = SlateResult(slate=slate, positions=positions, clicks=resp.clicks, purchases=resp.purchases,
+                             dwell=resp.dwell, parts=parts, reward=reward, position_rewards=position_rewards,
+                             ndcg=scores, left=left, responses=resp.raw)
         if whole:
             return result
         return result.expand(idx, self.n)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from envs.reward import slate_reward_row
+
 
 @njit(cache=True)
 def top_slots(scores, valid, n):
@@ -54,29 +56,33 @@ def ndcg_of(utility, valid, positions, discounts):
     """``float64 (B,)`` NDCG@N of slates ``positions (B, N)`` against ``utility (B, K)`` over ``valid (B, K)``
     candidates (see :func:`envs.core.ndcg`)."""
     b_n, k = utility.shape
-    n = positions.shape[1]
-    m = min(len(discounts), k)
     out = np.ones(b_n)
     gains = np.empty(k)
     for b in range(b_n):
-        low = np.inf
-        for c in range(k):
-            if valid[b, c] and utility[b, c] < low:
-                low = utility[b, c]
-        for c in range(k):
-            gains[c] = utility[b, c] - low if valid[b, c] else 0.0
-        dcg = 0.0
-        for i in range(n):
-            c = positions[b, i]
-            if c >= 0:
-                dcg += gains[c] * discounts[i]
-        ranked = np.sort(gains)
-        ideal = 0.0
-        for i in range(m):
-            ideal += ranked[k - 1 - i] * discounts[i]
-        if ideal > 0:
-            out[b] = dcg / ideal
+        out[b] = _ndcg_row(utility[b], valid[b], positions[b], discounts, gains)
     return out
+
+
+@njit(cache=True)
+def _ndcg_row(utility, valid, positions, discounts, gains):
+    """One slate's NDCG (``utility, valid (K,)``, ``positions (N,)``; ``gains (K,)`` scratch)."""
+    k = len(utility)
+    low = np.inf
+    for c in range(k):
+        if valid[c] and utility[c] < low:
+            low = utility[c]
+    for c in range(k):
+        gains[c] = utility[c] - low if valid[c] else 0.0
+    dcg = 0.0
+    for i in range(len(positions)):
+        c = positions[i]
+        if c >= 0:
+            dcg += gains[c] * discounts[i]
+    ranked = np.sort(gains)
+    ideal = 0.0
+    for i in range(min(len(discounts), k)):
+        ideal += ranked[k - 1 - i] * discounts[i]
+    return dcg / ideal if ideal > 0 else 1.0
 
 
 @njit(cache=True)
@@ -88,37 +94,100 @@ def record_clicks(history, vectors, mask, rows, clicked, fused):
         history: ``int64 (B, H)``; vectors: ``float32 (B, H, F)``; mask: ``float32 (B, H)``.
         rows: ``int64 (n,)`` sessions; clicked: ``int64 (n, N)``; fused: ``float32 (n_products, F)``.
     """
-    h = history.shape[1]
-    n = clicked.shape[1]
-    kept = np.empty(h + n, dtype=np.int64)
+    kept = np.empty(history.shape[1] + clicked.shape[1], dtype=np.int64)
     for j in range(len(rows)):
         b = rows[j]
-        new = 0
+        _record_row(history[b], vectors[b], mask[b], clicked[j], fused, kept)
+
+
+@njit(cache=True)
+def _record_row(history, vectors, mask, clicked, fused, kept):
+    """One session's :func:`record_clicks` (``history (H,)``, ``vectors (H, F)``, ``mask (H,)``, ``clicked (N,)``;
+    ``kept (H + N,)`` scratch)."""
+    h = len(history)
+    new = 0
+    for i in range(len(clicked)):
+        if clicked[i] >= 0:
+            new += 1
+    if new == 0:
+        return
+    size = 0
+    for c in range(h):
+        if history[c] >= 0:
+            kept[size] = history[c]
+            size += 1
+    for i in range(len(clicked)):
+        if clicked[i] >= 0:
+            kept[size] = clicked[i]
+            size += 1
+    start = max(size - h, 0)
+    for c in range(h):
+        if start + c < size:
+            item = kept[start + c]
+            history[c] = item
+            vectors[c] = fused[item]
+            mask[c] = 1.0
+        else:
+            history[c] = -1
+            vectors[c] = 0.0
+            mask[c] = 0.0
+
+
+@njit(cache=True)
+def settle_slates(w_click, w_purchase, w_revenue, expected, clicks, purchases, click_prob, purchase_prob, price_table,
+                  slate, utility, valid, q, positions, discounts, rows, n_queries, totals, last_ctr, history, vectors,
+                  mask, fused):
+    """The env's side of ``n`` shown slates in one pass: reward, NDCG and the sessions' bookkeeping.
+
+    Reward: :func:`envs.reward.slate_reward_row` of the sampled ``clicks``/``purchases`` (the parts), and, when
+    ``expected``, the reward and slot shares of ``click_prob``/``purchase_prob`` instead. NDCG: :func:`ndcg_of`
+    (nan when ``utility`` has no columns: no privileged simulator). Bookkeeping, in place for session ``rows[j]``:
+    one more query, the totals, the last CTR (clicks per shown product) and the click history
+    (:func:`record_clicks`).
+
+    Args:
+        w_click, w_purchase, w_revenue: ``RewardSpec`` weights; expected: ``RewardSpec.expected``.
+        clicks, purchases: ``bool (n, N)``; click_prob, purchase_prob: ``float (n, N)`` (read when ``expected``).
+        price_table: ``(n_products,)`` prices; slate: ``int64 (n, N)`` catalog rows, ``-1`` = empty slot.
+        utility: ``float (n, K)`` or ``(n, 0)``; valid: ``bool (R, K)`` table rows; q: ``int64 (n,)`` their rows.
+        positions: ``int64 (n, N)``; discounts: ``float (N,)``.
+        rows: ``int64 (n,)`` sessions; n_queries, totals, last_ctr, history, vectors, mask: the sessions' arrays
+            (:class:`envs.core.Sessions`); fused: ``float32 (n_products, F)``.
+
+    Returns:
+        ``(parts float64 (n, 3), position_rewards float64 (n, N), reward float64 (n,), ndcg float64 (n,))``.
+    """
+    b_n, n = slate.shape
+    parts = np.zeros((b_n, 3))
+    slots = np.empty((b_n, n))
+    reward = np.empty(b_n)
+    scores = np.full(b_n, np.nan)
+    prices = np.zeros(n)
+    spare = np.zeros(3)
+    clicked = np.empty(n, dtype=np.int64)
+    gains = np.empty(max(utility.shape[1], 1))
+    kept = np.empty(history.shape[1] + n, dtype=np.int64)
+    for j in range(b_n):
+        shown = 0
         for i in range(n):
-            if clicked[j, i] >= 0:
-                new += 1
-        if new == 0:
-            continue
-        size = 0
-        for c in range(h):
-            if history[b, c] >= 0:
-                kept[size] = history[b, c]
-                size += 1
-        for i in range(n):
-            if clicked[j, i] >= 0:
-                kept[size] = clicked[j, i]
-                size += 1
-        start = max(size - h, 0)
-        for c in range(h):
-            if start + c < size:
-                item = kept[start + c]
-                history[b, c] = item
-                vectors[b, c] = fused[item]
-                mask[b, c] = 1.0
-            else:
-                history[b, c] = -1
-                vectors[b, c] = 0.0
-                mask[b, c] = 0.0
+            item = slate[j, i]
+            prices[i] = price_table[item] if item >= 0 else 0.0
+            clicked[i] = item if clicks[j, i] else -1
+            shown += item >= 0
+        reward[j] = slate_reward_row(w_click, w_purchase, w_revenue, clicks[j], purchases[j], prices, parts[j], slots[j])
+        if expected:
+            spare[:] = 0.0
+            reward[j] = slate_reward_row(w_click, w_purchase, w_revenue, click_prob[j], purchase_prob[j], prices, spare,
+                                         slots[j])
+        if utility.shape[1] > 0:
+            scores[j] = _ndcg_row(utility[j], valid[q[j]], positions[j], discounts, gains)
+        b = rows[j]
+        n_queries[b] += 1
+        for c in range(3):
+            totals[b, c] += parts[j, c]
+        last_ctr[b] = parts[j, 0] / max(shown, 1)
+        _record_row(history[b], vectors[b], mask[b], clicked, fused, kept)
+    return parts, slots, reward, scores
 
 
 @njit(cache=True)
@@ -133,23 +202,6 @@ def session_block(columns, width, n_queries, totals, last_ctr, max_queries):
         out[b, columns[2]] = totals[b, 1] / 5.0
         out[b, columns[3]] = last_ctr[b]
     return out
-
-
-@njit(cache=True)
-def after_slate(n_queries, totals, last_ctr, rows, parts, positions):
-    """In place: sessions ``rows[j]`` showed ``positions[j]`` and earned ``parts[j]`` (clicks, purchases,
-    revenue): one more query, the totals, and the clicks per shown product of this slate."""
-    n = positions.shape[1]
-    for j in range(len(rows)):
-        b = rows[j]
-        shown = 0
-        for i in range(n):
-            if positions[j, i] >= 0:
-                shown += 1
-        n_queries[b] += 1
-        for c in range(3):
-            totals[b, c] += parts[j, c]
-        last_ctr[b] = parts[j, 0] / max(shown, 1)
 
 
 @njit(cache=True)

@@ -71,19 +71,27 @@ PARTS = ("clicks", "purchases", "revenue")
 
 @njit(cache=True)
 def _slate_rewards(w_click, w_purchase, w_revenue, click, purchase, prices):
-    """:meth:`RewardSpec.slate_rewards` (``total`` summed as :meth:`RewardSpec.total` sums)."""
+    """:meth:`RewardSpec.slate_rewards`, compiled."""
     b_n, n = click.shape
     parts = np.zeros((b_n, 3))
     slots = np.empty((b_n, n))
     reward = np.empty(b_n)
     for b in range(b_n):
-        for i in range(n):
-            c = np.float64(click[b, i])
-            p = np.float64(purchase[b, i])
-            spend = np.float64(prices[b, i]) * p
-            parts[b, 0] += c
-            parts[b, 1] += p
-            parts[b, 2] += spend
-            slots[b, i] = w_click * c + w_purchase * p + w_revenue * spend
-        reward[b] = w_click * parts[b, 0] + w_purchase * parts[b, 1] + w_revenue * parts[b, 2]
+        reward[b] = slate_reward_row(w_click, w_purchase, w_revenue, click[b], purchase[b], prices[b], parts[b], slots[b])
     return parts, slots, reward
+
+
+@njit(cache=True)
+def slate_reward_row(w_click, w_purchase, w_revenue, click, purchase, prices, parts, slots):
+    """One slate's reward (returned) with its parts added into ``parts (3,)`` and each slot's share written into
+    ``slots (N,)``; ``click``, ``purchase`` and ``prices`` are ``(N,)`` (see :meth:`RewardSpec.slate_rewards`). The
+    reward is the weighted sum of the parts, summed as :meth:`RewardSpec.total` sums."""
+    for i in range(len(click)):
+        c = np.float64(click[i])
+        p = np.float64(purchase[i])
+        spend = np.float64(prices[i]) * p
+        parts[0] += c
+        parts[1] += p
+        parts[2] += spend
+        slots[i] = w_click * c + w_purchase * p + w_revenue * spend
+    return w_click * parts[0] + w_purchase * parts[1] + w_revenue * parts[2]

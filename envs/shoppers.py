@@ -27,7 +27,7 @@ import numpy as np
 from encoders.blas import blas_threads
 from envs.core import row_offsets
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
-from simulators.kernels import slot_parameters, table_slot_probabilities, table_transition
+from simulators.kernels import commit_state, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
 from simulators.protocols import Query
 from simulators.shopper import (DefaultShopper, ShopperState, leave_after_purchase, profile_rows, sample_bank_rows,
                                 sample_response, sample_traits)
@@ -103,6 +103,7 @@ class DefaultShopperBatch:
                 part = rows[start:start + 256]
                 self._fill(part, np.arange(start, start + len(part)))
         self._parameters = slot_parameters(self.config, sim.visual_dim)
+        self._pending: tuple | None = None  # respond()'s transition, for the transition() that follows
 
     def _fill(self, rows: np.ndarray, intents: np.ndarray) -> None:
         """Compute the per-candidate terms of table ``rows`` for bank ``intents``."""
@@ -164,10 +165,38 @@ class DefaultShopperBatch:
                                         self.visual, self.dup, t.valid)
 
     def respond(self, state, q, positions, slate, rng) -> BatchResponse:
-        attract, p_buy, util = self._slot_probabilities(state, q, positions)
-        clicks, purchases, dwell = sample_response(self.click_model, attract, p_buy, rng)
-        return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool),
-                             utility=util)
+        exam = self._examination(positions.shape[1])
+        if exam is None:  # any click model: probabilities, the model's own draws, then purchases and dwell
+            self._pending = None
+            attract, p_buy, util = self._slot_probabilities(state, q, positions)
+            clicks, purchases, dwell = sample_response(self.click_model, attract, p_buy, rng)
+            return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool), utility=util)
+        # independent examination (PBM): the same draws in the same order (the model's click uniforms, then
+        # sample_response's), and the response and the transition's arithmetic in one compiled call
+        shape, cfg = positions.shape, self.config
+        draws = rng.random(shape), rng.random(shape), rng.gamma(2.0, 15.0, size=shape)
+        after = self._after(state)
+        clicks, purchases, dwell, util, n_ask = table_slate_response(
+            self._parameters, cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
+            state.price_sensitivity, state.willingness_to_pay, state.patience, state.intent, self.rel, self.price_z,
+            self.log_over_ref, self.visual, self.dup, self.table.valid, exam, *draws, *after)
+        self._pending = (state, positions, n_ask)
+        return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool), utility=util)
+
+    def _after(self, state: ShopperArrays) -> tuple[np.ndarray, ...]:
+        """Buffers for the state after a slate (taste, patience, intent, left, ask), kept between steps."""
+        b, v = state.taste.shape
+        buffers = self.__dict__.get("_after_buffers")
+        if buffers is None or buffers[0].shape != (b, v):
+            buffers = self._after_buffers = (np.empty((b, v), dtype=np.float32), np.empty(b), np.empty(b, dtype=np.int64),
+                                             np.empty(b, dtype=bool), np.empty(b, dtype=bool))
+        return buffers
+
+    def _examination(self, n: int) -> np.ndarray | None:
+        """``float (n,)`` the click model's per-slot examination when it examines slots independently of each
+        other and of clicks (``independent_examination(n)``, e.g. PBM), else ``None``."""
+        exam = getattr(self.click_model, "independent_examination", None)
+        return exam(n) if callable(exam) else None
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
         attract, p_buy, _ = self._slot_probabilities(state, q, positions)
@@ -179,9 +208,15 @@ class DefaultShopperBatch:
 
     def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
         cfg = self.config
-        left, ask, n_ask = table_transition(cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
-                                            state.patience, state.intent, self.rel, self.visual, response.clicks,
-                                            response.purchases)
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is state and pending[1] is positions:  # computed by respond()
+            taste, patience, intent, left, ask = self._after(state)
+            commit_state(state.taste, state.patience, state.intent, taste, patience, intent)
+            left, n_ask = left.copy(), pending[2]
+        else:
+            left, ask, n_ask = table_transition(cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions,
+                                                state.taste, state.patience, state.intent, self.rel, self.visual,
+                                                response.clicks, response.purchases)
         return leave_after_purchase(cfg, left, ask, n_ask, rng)
 
     # -- per-session views ------------------------------------------------------------------------------

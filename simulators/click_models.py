@@ -173,21 +173,28 @@ class PositionBasedModel:
         """``float (B, N)`` marginal click probabilities."""
         a = np.asarray(attractiveness, dtype=float)
         n = a.shape[-1] if a.ndim else 0
-        _check_slots("PBM", n, len(self.examination))
-        exam = self.__dict__.get("_exam")
-        if exam is None:  # the tuple as an array, once (a frozen dataclass: not a field)
-            exam = np.asarray(self.examination, dtype=float)
-            object.__setattr__(self, "_exam", exam)
+        exam = self.independent_examination(n)
         if a.ndim:
             probs, ok = _examined(a.reshape(-1, n), exam)  # the common case: one compiled pass
             if ok:
                 return probs.reshape(a.shape)
-        return _as_probabilities("attractiveness", a) * exam[:n]  # raises, or clips round-off
+        return _as_probabilities("attractiveness", a) * exam  # raises, or clips round-off
 
     def sample(self, attractiveness: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``bool (B, N)`` sampled clicks."""
+        """``bool (B, N)`` sampled clicks: one uniform per slot, clicked when below ``click_probs``."""
         probs = self.click_probs(attractiveness)
         return rng.random(probs.shape) < probs
+
+    def independent_examination(self, n_slots: int) -> np.ndarray:
+        """``float (n_slots,)`` examination per slot, independent of the other slots and of clicks: a sampler
+        may draw slot ``k``'s click as ``uniform_k < attractiveness_k * examination_k`` itself (the numbers
+        :meth:`sample` draws), e.g. inside a compiled kernel. Only models with this property define it."""
+        _check_slots("PBM", n_slots, len(self.examination))
+        exam = self.__dict__.get("_exam")
+        if exam is None:  # the tuple as an array, once (a frozen dataclass: not a field)
+            exam = np.asarray(self.examination, dtype=float)
+            object.__setattr__(self, "_exam", exam)
+        return exam[:n_slots]
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,36 @@ def visual_match(visual_row, taste_row, sqrt_v):
 
 
 @njit(cache=True)
+def _session_probabilities(p, r, positions, taste, price_sensitivity, willingness, rel, price_z, log_over_ref, visual,
+                           dup, valid, attract, p_buy, util, vis, price, raw):
+    """One session's row of :func:`table_slot_probabilities`, written into ``attract, p_buy (N,)`` and ``util
+    (K,)`` (zeros expected; ``vis``, ``price``, ``raw`` are ``(K,)`` scratch)."""
+    k = rel.shape[1]
+    s = np.float32(price_sensitivity)
+    for c in range(k):
+        vis[c] = visual_match(visual[r, c], taste, p[P_SQRT_V])
+        price[c] = s * price_z[r, c]
+        raw[c] = utility_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), p[P_RELEVANCE], p[P_VISUAL],
+                            p[P_PRICE])
+        if valid[r, c]:
+            util[c] = raw[c]
+    for i in range(len(positions)):
+        c = positions[i]
+        if c < 0:
+            continue
+        above = 0
+        if p[P_BOREDOM] > 0:
+            for j in range(i):
+                other = positions[j]
+                if other >= 0 and dup[r, c, other]:
+                    above += 1
+        attract[i] = attract_of(raw[c], np.float64(above), p[P_TEMPERATURE], p[P_THRESHOLD], p[P_BOREDOM])
+        over = max(0.0, log_over_ref[r, c] - willingness)
+        p_buy[i] = buy_probability_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), over, p[P_BUY_BIAS],
+                                      p[P_BUY_RELEVANCE], p[P_VISUAL], p[P_BUY_PRICE], p[P_BUY_OVER_BUDGET])
+
+
+@njit(cache=True)
 def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingness, rel, price_z, log_over_ref,
                              visual, dup, valid):
     """Every candidate's utility and each slot's attractiveness and purchase probability, from table rows.
@@ -99,32 +129,92 @@ def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingn
     vis = np.empty(k, dtype=np.float32)
     price = np.empty(k, dtype=np.float32)
     raw = np.empty(k)
-    boredom = p[P_BOREDOM] > 0
+    for b in range(b_n):
+        _session_probabilities(p, q[b], positions[b], taste[b], price_sensitivity[b], willingness[b], rel, price_z,
+                               log_over_ref, visual, dup, valid, attract[b], p_buy[b], util[b], vis, price, raw)
+    return attract, p_buy, util
+
+
+@njit(cache=True)
+def table_slate_response(p, drift, fatigue, no_click_penalty, q, positions, taste, price_sensitivity, willingness,
+                         patience, intent, rel, price_z, log_over_ref, visual, dup, valid, examination, click_draws,
+                         buy_draws, dwell_draws, taste_after, patience_after, intent_after, left, ask):
+    """A slate's whole effect on ``B`` default shoppers whose click model examines slots independently (PBM).
+
+    The probabilities of :func:`table_slot_probabilities`; a slot is clicked when ``click_draws < attract *
+    examination`` (what ``PositionBasedModel.sample`` draws), bought and dwelt on as :func:`purchases_and_dwell`
+    says; then each shopper after the slate as :func:`table_transition`, written into the ``*_after``, ``left``
+    and ``ask`` arrays (the state passed in is left as it is: a caller commits it when the slate is done).
+
+    Args:
+        p: :func:`slot_parameters`; drift, fatigue, no_click_penalty: the transition's numbers.
+        q, positions, taste, price_sensitivity, willingness, rel, price_z, log_over_ref, visual, dup, valid: as
+            :func:`table_slot_probabilities`; patience: ``float64 (B,)``; intent: ``int64 (B,)``.
+        examination: ``float64 (>= N,)`` per-slot examination probabilities.
+        click_draws, buy_draws: ``float64 (B, N)`` uniforms; dwell_draws: ``float64 (B, N)`` Gamma(2, 15) draws.
+        taste_after: ``float32 (B, V)``, patience_after: ``float64 (B,)``, intent_after: ``int64 (B,)``, left,
+            ask: ``bool (B,)``: written with the state after the slate (``ask``: bought and still patient; the
+            caller draws whether they stay).
+
+    Returns:
+        ``(clicks bool (B, N), purchases bool (B, N), dwell float32 (B, N), utility float64 (B, K), n_ask)``.
+    """
+    b_n, n = positions.shape
+    k = rel.shape[1]
+    v = taste.shape[1]
+    clicks = np.zeros((b_n, n), dtype=np.bool_)
+    purchases = np.zeros((b_n, n), dtype=np.bool_)
+    dwell = np.zeros((b_n, n), dtype=np.float32)
+    util = np.zeros((b_n, k))
+    taste_after[:] = taste
+    intent_after[:] = intent
+    n_ask = 0
+    attract = np.zeros(n)
+    p_buy = np.zeros(n)
+    vis = np.empty(k, dtype=np.float32)
+    price = np.empty(k, dtype=np.float32)
+    raw = np.empty(k)
+    slot_rel = np.zeros(n)
+    slot_visual = np.zeros((n, v), dtype=np.float32)
+    shown = np.zeros(n, dtype=np.bool_)
     for b in range(b_n):
         r = q[b]
-        s = np.float32(price_sensitivity[b])
-        for c in range(k):
-            vis[c] = visual_match(visual[r, c], taste[b], p[P_SQRT_V])
-            price[c] = s * price_z[r, c]
-            raw[c] = utility_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), p[P_RELEVANCE], p[P_VISUAL],
-                                p[P_PRICE])
-            if valid[r, c]:
-                util[b, c] = raw[c]
+        attract[:] = 0.0
+        p_buy[:] = 0.0
+        _session_probabilities(p, r, positions[b], taste[b], price_sensitivity[b], willingness[b], rel, price_z,
+                               log_over_ref, visual, dup, valid, attract, p_buy, util[b], vis, price, raw)
         for i in range(n):
-            c = positions[b, i]
-            if c < 0:
-                continue
-            above = 0
-            if boredom:
-                for j in range(i):
-                    other = positions[b, j]
-                    if other >= 0 and dup[r, c, other]:
-                        above += 1
-            attract[b, i] = attract_of(raw[c], np.float64(above), p[P_TEMPERATURE], p[P_THRESHOLD], p[P_BOREDOM])
-            over = max(0.0, log_over_ref[r, c] - willingness[b])
-            p_buy[b, i] = buy_probability_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), over, p[P_BUY_BIAS],
-                                             p[P_BUY_RELEVANCE], p[P_VISUAL], p[P_BUY_PRICE], p[P_BUY_OVER_BUDGET])
-    return attract, p_buy, util
+            clicks[b, i] = click_draws[b, i] < attract[i] * examination[i]
+        _purchase_and_dwell(clicks[b], p_buy, buy_draws[b], dwell_draws[b], purchases[b], dwell[b])
+        _slot_terms(r, positions[b], rel, visual, slot_rel, slot_visual, shown)
+        patience_after[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste_after[b], patience[b],
+                                                          slot_rel, slot_visual, shown, clicks[b], purchases[b])
+        ask[b] = bought and not left[b]
+        n_ask += ask[b]
+        if bought:
+            intent_after[b] = -1
+    return clicks, purchases, dwell, util, n_ask
+
+
+@njit(cache=True)
+def _slot_terms(r, positions, rel, visual, slot_rel, slot_visual, shown):
+    """Gather table row ``r``'s intent match and visual traits of the slots' candidates (``positions (N,)``) into
+    ``slot_rel (N,)``, ``slot_visual (N, V)``, and ``shown (N,)``."""
+    for i in range(len(positions)):
+        c = positions[i]
+        shown[i] = c >= 0
+        if c >= 0:
+            slot_rel[i] = rel[r, c]
+            slot_visual[i] = visual[r, c]
+
+
+@njit(cache=True)
+def _purchase_and_dwell(clicks, p_buy, uniform, gamma, purchases, dwell):
+    """One session's row of :func:`purchases_and_dwell`, written into ``purchases`` and ``dwell`` (``(N,)``)."""
+    for i in range(len(clicks)):
+        if clicks[i]:
+            purchases[i] = uniform[i] < p_buy[i]
+            dwell[i] = gamma[i] * (3.0 if purchases[i] else 1.0)
 
 
 @njit(cache=True)
@@ -211,13 +301,7 @@ def table_transition(drift, fatigue, no_click_penalty, q, positions, taste, pati
     shown = np.zeros(n, dtype=np.bool_)
     n_ask = 0
     for b in range(b_n):
-        r = q[b]
-        for i in range(n):
-            c = positions[b, i]
-            shown[i] = c >= 0
-            if c >= 0:
-                slot_rel[i] = rel[r, c]
-                slot_visual[i] = visual[r, c]
+        _slot_terms(q[b], positions[b], rel, visual, slot_rel, slot_visual, shown)
         patience[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste[b], patience[b], slot_rel,
                                                     slot_visual, shown, clicks[b], purchases[b])
         ask[b] = bought and not left[b]
@@ -235,10 +319,7 @@ def purchases_and_dwell(clicks, p_buy, uniform, gamma):
     purchases = np.zeros((b_n, n), dtype=np.bool_)
     dwell = np.zeros((b_n, n), dtype=np.float32)
     for b in range(b_n):
-        for i in range(n):
-            if clicks[b, i]:
-                purchases[b, i] = uniform[b, i] < p_buy[b, i]
-                dwell[b, i] = gamma[b, i] * (3.0 if purchases[b, i] else 1.0)
+        _purchase_and_dwell(clicks[b], p_buy[b], uniform[b], gamma[b], purchases[b], dwell[b])
     return purchases, dwell
 
 
@@ -272,3 +353,12 @@ def traits_from_draws(taste_draws, rest, profile_noise, budget_mean, budget_std)
             noise[b, j] = profile_noise * rest[b * (v + 1) + j]
         willingness[b] = budget_mean + budget_std * rest[n * (v + 1) + b]
     return taste, noise, willingness
+
+
+@njit(cache=True)
+def commit_state(taste, patience, intent, taste_after, patience_after, intent_after):
+    """In place: the shoppers' ``taste (B, V)``, ``patience (B,)`` and ``intent (B,)`` become the ``*_after``
+    arrays (what :func:`table_slate_response` wrote)."""
+    taste[:] = taste_after
+    patience[:] = patience_after
+    intent[:] = intent_after

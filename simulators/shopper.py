@@ -307,7 +307,9 @@ def leave_after_purchase(cfg: ShopperConfig, left: np.ndarray, ask: np.ndarray, 
     """``left (B,)`` after the ``n_ask`` shoppers marked by ``ask (B,)`` (bought, patience left) choose: one
     uniform each, in session order, and each leaves with probability ``1 - p_continue_after_purchase`` (``left``
     changed in place and returned)."""
-    if n_ask:
+    if n_ask and len(left) == 1:  # one session: the scalar draw is the same number as the size-1 draw
+        left[0] = rng.random() >= cfg.p_continue_after_purchase
+    elif n_ask:
         left[ask] = rng.random(n_ask) >= cfg.p_continue_after_purchase
     return left
 
