@@ -372,17 +372,16 @@ class EnvCore:
         idx = self._all_rows if rows is None or self.sessions is None else np.flatnonzero(rows)
         if len(idx) == 0:
             return
-        fresh = self.sim.sample(len(idx), rng)
         s = self.sessions
         if s is None:
             h, f = self.config.history_size, self.world.fused.shape[1]
-            self.sessions = Sessions(shopper=fresh, query=np.zeros(self.n, dtype=np.int64),
+            self.sessions = Sessions(shopper=self.sim.sample(len(idx), rng), query=np.zeros(self.n, dtype=np.int64),
                                      n_queries=np.zeros(self.n, dtype=np.int64), totals=np.zeros((self.n, 3)),
                                      last_ctr=np.zeros(self.n), history=np.full((self.n, h), -1, dtype=np.int64),
                                      history_vectors=np.zeros((self.n, h, f), dtype=np.float32),
                                      history_mask=np.zeros((self.n, h), dtype=np.float32))
         else:
-            s.shopper = fresh if len(idx) == self.n else self.sim.put(s.shopper, idx, fresh)
+            s.shopper = self.sim.restart(s.shopper, idx, rng)
             clear_sessions(idx, s.n_queries, s.totals, s.last_ctr, s.history, s.history_vectors, s.history_mask)
         self.next_queries(idx, rng)
 

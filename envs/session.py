@@ -71,7 +71,7 @@ class SlateOutcome:
     left: bool
     ndcg: float
     position_rewards: np.ndarray
-    """``float (N,)`` each slot's share of ``reward`` (see :meth:`RewardSpec.position_rewards`)."""
+    """``float (N,)`` each slot's share of ``reward`` (see :meth:`RewardSpec.slate_rewards`)."""
     response: Any = None
     """The simulator's ``Response`` when it made one (plug-ins), else ``None``."""
 

@@ -27,10 +27,10 @@ import numpy as np
 from encoders.blas import blas_threads
 from envs.core import row_offsets
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
-from simulators.kernels import commit_state, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
+from simulators.kernels import commit_state, restart_shoppers, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
 from simulators.protocols import Query
 from simulators.shopper import (DefaultShopper, ShopperState, leave_after_purchase, profile_rows, sample_bank_rows,
-                                sample_response, sample_traits)
+                                sample_response, sample_traits, trait_draws)
 
 
 def batch_simulator(simulator: Any, table: Any, n_slots: int) -> BatchSimulator:
@@ -130,6 +130,13 @@ class DefaultShopperBatch:
         intent.fill(-1)
         return ShopperArrays(**traits, patience=patience, intent=intent)
 
+    def restart(self, state: ShopperArrays, idx: np.ndarray, rng: np.random.Generator) -> ShopperArrays:
+        cfg = self.config
+        restart_shoppers(idx, *trait_draws(len(idx), self.visual_dim, rng), cfg.profile_noise, cfg.budget_mean,
+                         cfg.budget_std, float(cfg.patience), state.segment, state.taste, state.price_sensitivity,
+                         state.profile_noise, state.patience, state.willingness_to_pay, state.intent)
+        return state
+
     def put(self, state: ShopperArrays, idx: np.ndarray, fresh: ShopperArrays) -> ShopperArrays:
         for f in fields(ShopperArrays):
             getattr(state, f.name)[idx] = getattr(fresh, f.name)
@@ -139,12 +146,14 @@ class DefaultShopperBatch:
         return ShopperArrays(**{f.name: getattr(state, f.name)[idx] for f in fields(ShopperArrays)})
 
     def next_queries(self, state: ShopperArrays, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if len(idx) == 1:  # one session: the same rule without the mask's array calls
-            need = idx if state.intent[idx[0]] < 0 else idx[:0]
-        else:
-            need = idx[state.intent[idx] < 0]
+        sim = self.user_simulator
+        if len(idx) == 1:  # one session: the same rule on basic slices (a fraction of the fancy indexing's cost)
+            b = int(idx[0])
+            if state.intent[b] < 0:
+                state.intent[b:b + 1] = sample_bank_rows(sim.bank_table, sim.bank_counts, state.segment[b:b + 1], rng)
+            return self.bank_row[state.intent[b:b + 1]]
+        need = idx[state.intent[idx] < 0]
         if len(need):
-            sim = self.user_simulator
             state.intent[need] = sample_bank_rows(sim.bank_table, sim.bank_counts, state.segment[need], rng)
         return self.bank_row[state.intent[idx]]
 
@@ -174,7 +183,8 @@ class DefaultShopperBatch:
         # independent examination (PBM): the same draws in the same order (the model's click uniforms, then
         # sample_response's), and the response and the transition's arithmetic in one compiled call
         shape, cfg = positions.shape, self.config
-        draws = rng.random(shape), rng.random(shape), rng.gamma(2.0, 15.0, size=shape)
+        uniforms = rng.random((2,) + shape)  # the same numbers as two draws of `shape`
+        draws = uniforms[0], uniforms[1], rng.gamma(2.0, 15.0, size=shape)
         after = self._after(state)
         clicks, purchases, dwell, util, n_ask = table_slate_response(
             self._parameters, cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,

@@ -68,6 +68,11 @@ class BatchSimulator(Protocol):
         """``state`` with sessions ``idx`` (``int64 (n,)``) replaced by the ``n`` shoppers of ``fresh``."""
         ...
 
+    def restart(self, state: Any, idx: np.ndarray, rng: np.random.Generator) -> Any:
+        """``state`` with sessions ``idx`` given new shoppers: ``put(state, idx, sample(len(idx), rng))``, the
+        same draws (an implementation may write them in place)."""
+        ...
+
     def take(self, state: Any, idx: np.ndarray) -> Any:
         """The state of sessions ``idx`` alone (a copy, as :meth:`sample` would return it)."""
         ...
@@ -172,6 +177,9 @@ class LoopShopper:
         for j, b in enumerate(idx):
             state.states[b], state.queries[b] = fresh.states[j], fresh.queries[j]
         return state
+
+    def restart(self, state: LoopState, idx: np.ndarray, rng: np.random.Generator) -> LoopState:
+        return self.put(state, idx, self.sample(len(idx), rng))
 
     def take(self, state: LoopState, idx: np.ndarray) -> LoopState:
         return LoopState([state.states[b] for b in idx], [state.queries[b] for b in idx])

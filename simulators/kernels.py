@@ -347,12 +347,35 @@ def traits_from_draws(taste_draws, rest, profile_noise, budget_mean, budget_std)
     noise = np.empty((n, v + 1), dtype=np.float32)
     willingness = np.empty(n)
     for b in range(n):
-        for j in range(v):
-            taste[b, j] = taste_draws[b, j]
-        for j in range(v + 1):
-            noise[b, j] = profile_noise * rest[b * (v + 1) + j]
-        willingness[b] = budget_mean + budget_std * rest[n * (v + 1) + b]
+        willingness[b] = _trait_row(taste_draws, rest, b, profile_noise, budget_mean, budget_std, taste[b], noise[b])
     return taste, noise, willingness
+
+
+@njit(cache=True)
+def restart_shoppers(rows, segment_draws, taste_draws, price_draws, rest, profile_noise, budget_mean, budget_std,
+                     patience0, segment, taste, price_sensitivity, noise, patience, willingness, intent):
+    """In place: the shoppers of sessions ``rows (n,)`` become the ``n`` new shoppers of the draws (as
+    :func:`traits_from_draws`, with ``segment_draws``, ``price_draws (n,)``), with patience ``patience0`` and no
+    intent (``-1``); the other arguments after ``patience0`` are the state's arrays."""
+    for j in range(len(rows)):
+        b = rows[j]
+        segment[b] = segment_draws[j]
+        price_sensitivity[b] = price_draws[j]
+        willingness[b] = _trait_row(taste_draws, rest, j, profile_noise, budget_mean, budget_std, taste[b], noise[b])
+        patience[b] = patience0
+        intent[b] = -1
+
+
+@njit(cache=True)
+def _trait_row(taste_draws, rest, j, profile_noise, budget_mean, budget_std, taste, noise):
+    """Shopper ``j`` of :func:`traits_from_draws` written into ``taste (V,)`` and ``noise (V + 1,)``; returns their
+    willingness to pay."""
+    n, v = taste_draws.shape
+    for i in range(v):
+        taste[i] = taste_draws[j, i]
+    for i in range(v + 1):
+        noise[i] = profile_noise * rest[j * (v + 1) + i]
+    return budget_mean + budget_std * rest[n * (v + 1) + j]
 
 
 @njit(cache=True)

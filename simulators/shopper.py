@@ -223,15 +223,22 @@ def sample_traits(cfg: ShopperConfig, n: int, visual_dim: int, rng: np.random.Ge
         mean 1), ``profile_noise float32 (n, V + 1)``, ``willingness_to_pay float64 (n,)``. With ``n = 1``
         the draws equal those of one :meth:`DefaultShopper.reset` (same generator calls, same order).
     """
+    segment, taste, price_sensitivity, rest = trait_draws(n, visual_dim, rng)
+    taste, noise, willingness = traits_from_draws(taste, rest, cfg.profile_noise, cfg.budget_mean, cfg.budget_std)
+    return {"segment": segment, "taste": taste, "price_sensitivity": price_sensitivity, "profile_noise": noise,
+            "willingness_to_pay": willingness}
+
+
+def trait_draws(n: int, visual_dim: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The draws of :func:`sample_traits`, in its order: ``segment int64 (n,)``, ``taste float64 (n, V)``
+    standard normals, ``price_sensitivity float64 (n,)`` and ``n (V + 2)`` standard normals (the profile noise's
+    ``n (V + 1)``, then the willingness to pay's ``n``: one draw gives the same numbers as those two)."""
     # one shopper: the scalar draw is the same number as the size-1 draw, at a fraction of its cost
     segment = np.array([rng.integers(len(SEGMENTS))]) if n == 1 else rng.integers(len(SEGMENTS), size=n)
     taste = rng.normal(size=(n, visual_dim))
     price_sensitivity = rng.gamma(_PRICE_SENSITIVITY_SHAPE, _PRICE_SENSITIVITY_SCALE, size=n)
-    # profile noise (n, V + 1) then willingness to pay (n,): one draw, the same numbers as two in that order
-    rest = rng.normal(size=n * (visual_dim + 2))
-    taste, noise, willingness = traits_from_draws(taste, rest, cfg.profile_noise, cfg.budget_mean, cfg.budget_std)
-    return {"segment": segment, "taste": taste, "price_sensitivity": price_sensitivity, "profile_noise": noise,
-            "willingness_to_pay": willingness}
+    return segment, taste, price_sensitivity, rng.normal(size=n * (visual_dim + 2))
 
 
 def profile_rows(segment: np.ndarray, taste: np.ndarray, price_sensitivity: np.ndarray,

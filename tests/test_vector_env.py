@@ -342,3 +342,52 @@ def test_position_rewards_sum_to_the_reward(vec):
         assert info["position_rewards"].shape == (8, 10)
         np.testing.assert_allclose(info["position_rewards"][stepped].sum(axis=1), reward[stepped], rtol=1e-6)
         assert np.all(info["position_rewards"][~info["clicked"]] == 0.0)
+
+
+class _OpaqueClicks:
+    """A PBM behind a wrapper without ``independent_examination``: the default shopper then samples clicks through
+    ``sample`` (the general path) instead of its one compiled call."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def click_probs(self, attractiveness):
+        return self.model.click_probs(attractiveness)
+
+    def sample(self, attractiveness, rng):
+        return self.model.sample(attractiveness, rng)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"reward": RewardSpec(expected=True)}, {"n_candidates": 12}])
+def test_compiled_response_equals_the_general_path(world, overrides):
+    """With a PBM the default shopper responds and moves on in one compiled call; the same shopper whose click
+    model hides that its slots are examined independently goes the general way (probabilities, the model's
+    ``sample``, purchases, transition). Same seed, same actions: the same trajectory, bit for bit."""
+    from simulators.click_models import PositionBasedModel
+    from simulators.shopper import DefaultShopper
+
+    cfg = EnvConfig(**{"n_candidates": 20, "slate_size": 10, "max_queries": 6, "world": WORLD, **overrides})
+    pbm = PositionBasedModel.geometric(cfg.slate_size, 0.9)
+    envs_ = [gym.make("ShopRank-v0", config=cfg, world=world, simulator=DefaultShopper(
+        world.items, cfg.shopper, click_model=model, n_slots=cfg.slate_size)).unwrapped
+             for model in (pbm, _OpaqueClicks(pbm))]
+    assert envs_[0].core.batch._examination(cfg.slate_size) is not None
+    assert envs_[1].core.batch._examination(cfg.slate_size) is None
+    rng = np.random.default_rng(0)
+    outs = [e.reset(seed=4) for e in envs_]
+    clicks = 0
+    for _ in range(60):
+        action = rng.normal(size=cfg.n_candidates).astype(np.float32)
+        steps = [e.step(action) for e in envs_]
+        (obs1, r1, te1, tr1, info1), (obs2, r2, te2, tr2, info2) = steps
+        assert (r1, te1, tr1) == (r2, te2, tr2)
+        for key in ("shown_ids", "clicked_positions", "purchased_positions", "position_rewards"):
+            np.testing.assert_array_equal(info1[key], info2[key])
+        assert info1["ndcg"] == info2["ndcg"]
+        for key in obs1:
+            np.testing.assert_array_equal(obs1[key], obs2[key])
+        clicks += len(info1["clicked_positions"])
+        if te1 or tr1:
+            for e in envs_:
+                e.reset()
+    assert clicks > 20
