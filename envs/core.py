@@ -119,7 +119,12 @@ def slate_positions(scores: np.ndarray, valid: np.ndarray | None, n: int) -> np.
     (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)`` finite numbers; ``valid``:
     ``bool (B, K)``, or ``None`` when every candidate is valid (then every slot is filled). A NaN or infinite
     score raises ``ValueError``."""
-    positions, finite = top_slots(scores, all_true(scores.shape) if valid is None else valid, n)
+    return _top_slots(scores, all_true(scores.shape) if valid is None else valid, row_numbers(len(scores))[:, 0], n)
+
+
+def _top_slots(scores: np.ndarray, valid: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """:func:`slate_positions` with ``valid (R, K)`` read at row ``rows[b]`` for session ``b``."""
+    positions, finite = top_slots(scores, valid, rows, n)
     if not finite:
         raise ValueError("action contains NaN or infinite scores.")
     return positions
@@ -425,11 +430,9 @@ class EnvCore:
         """``bool (B, K)`` real (non-padded) current candidates."""
         return self.table.valid[self.sessions.query]
 
-    @property
-    def valid_mask(self) -> np.ndarray | None:
-        """:attr:`valid`, or ``None`` when every candidate of every query is real (what
-        :func:`slate_positions` takes: no mask to apply then)."""
-        return None if self.table.full else self.table.valid[self.sessions.query]
+    def slate_positions(self, scores: np.ndarray) -> np.ndarray:
+        """:func:`slate_positions` of ``scores (B, K)`` over the sessions' current candidates."""
+        return _top_slots(scores, self.table.valid, self.sessions.query, self.config.slate_size)
 
     # -- one slate per session --------------------------------------------------------------------------
     def show(self, positions: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None = None) -> SlateResult:

@@ -15,13 +15,13 @@ from envs.reward import slate_reward_row
 
 
 @njit(cache=True)
-def top_slots(scores, valid, n):
+def top_slots(scores, valid, rows, n):
     """``(positions int64 (B, n), finite bool)``: valid candidates by descending score, ties in candidate
     order, ``-1`` for slots left empty; ``finite`` is False when any score is NaN or infinite (then
     ``positions`` is meaningless).
 
     Args:
-        scores: ``(B, K)`` numbers; valid: ``bool (B, K)``; n: slots.
+        scores: ``(B, K)`` numbers; valid: ``bool (R, K)``, row ``rows[b]`` for session ``b``; n: slots.
     """
     b_n, k = scores.shape
     out = np.full((b_n, n), -1, dtype=np.int64)
@@ -32,7 +32,7 @@ def top_slots(scores, valid, n):
             s = np.float64(scores[b, c])
             if not np.isfinite(s):
                 return out, False
-            if not valid[b, c]:
+            if not valid[rows[b], c]:
                 continue
             # insert c after every kept score >= s (earlier candidates win ties)
             j = filled

@@ -104,6 +104,7 @@ class DefaultShopperBatch:
                 self._fill(part, np.arange(start, start + len(part)))
         self._parameters = slot_parameters(self.config, sim.visual_dim)
         self._pending: tuple | None = None  # respond()'s transition, for the transition() that follows
+        self._examination_of: dict[int, np.ndarray | None] = {}
 
     def _fill(self, rows: np.ndarray, intents: np.ndarray) -> None:
         """Compute the per-candidate terms of table ``rows`` for bank ``intents``."""
@@ -204,9 +205,12 @@ class DefaultShopperBatch:
 
     def _examination(self, n: int) -> np.ndarray | None:
         """``float (n,)`` the click model's per-slot examination when it examines slots independently of each
-        other and of clicks (``independent_examination(n)``, e.g. PBM), else ``None``."""
-        exam = getattr(self.click_model, "independent_examination", None)
-        return exam(n) if callable(exam) else None
+        other and of clicks (``independent_examination(n)``, e.g. PBM), else ``None`` (cached per ``n``)."""
+        cache = self._examination_of
+        if n not in cache:
+            exam = getattr(self.click_model, "independent_examination", None)
+            cache[n] = exam(n) if callable(exam) else None
+        return cache[n]
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
         attract, p_buy, _ = self._slot_probabilities(state, q, positions)

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.config import EnvConfig
-from envs.core import SCORE_BOUND, episode_end, observation_space, slate_positions
+from envs.core import SCORE_BOUND, episode_end, observation_space
 from envs.session import init_session_env
 from envs.world import ShopWorld
 from simulators.protocols import UserSimulator
@@ -114,7 +114,7 @@ class ShopRankEnv(gym.Env):
             raise ValueError(f"action must have shape ({k},), got {scores.shape}.")
         if not np.all(np.isfinite(scores)):
             raise ValueError("action contains NaN or infinite scores.")
-        positions = slate_positions(scores[None, :], self.core.core.valid_mask, self.config.slate_size)[0]
+        positions = self.core.core.slate_positions(scores[None, :])[0]
         return np.where(positions >= 0, self.core.candidates[np.maximum(positions, 0)], -1)
 
     def _positions(self, scores: np.ndarray) -> np.ndarray:
@@ -123,7 +123,7 @@ class ShopRankEnv(gym.Env):
         k = self.config.n_candidates
         if scores.shape != (k,) or scores.dtype.kind not in "fiu":
             self.slate_from_scores(scores)  # raises the matching error
-        return slate_positions(scores[None, :], self.core.core.valid_mask, self.config.slate_size)[0]
+        return self.core.core.slate_positions(scores[None, :])[0]
 
     def step(self, action: np.ndarray):
         if not self.core.started:

@@ -45,7 +45,7 @@ from gymnasium.vector.utils import batch_space
 
 from encoders.errors import ConfigError
 from envs.config import EnvConfig, resolve_env_config
-from envs.core import SCORE_BOUND, EnvCore, episode_end, observation_space, slate_positions
+from envs.core import SCORE_BOUND, EnvCore, episode_end, observation_space
 from envs.session import make_simulator
 from envs.world import ShopWorld, get_world
 from simulators.protocols import UserSimulator
@@ -154,7 +154,7 @@ class ShopRankVectorEnv(VectorEnv):
             # rows to be reset are stepped too (results discarded) when that is harmless to the simulator:
             # cheaper than taking the others apart; at B = 1 nothing is shown then (replays the single env)
             whole = stepped.all() or getattr(core.sim, "steps_ended_sessions", False)
-            res = core.show(slate_positions(actions, core.valid_mask, n), rng, None if whole else np.flatnonzero(stepped))
+            res = core.show(core.slate_positions(actions), rng, None if whole else np.flatnonzero(stepped))
             reward, left = res.reward, res.left
             terminated, truncated = episode_end(left, core.sessions.n_queries, cfg.max_queries)
             terminated, truncated = terminated & stepped, truncated & stepped
