@@ -107,6 +107,8 @@ class SessionCore:
         self.layout = self.core.layout
         self.profile_dim = self.batch.profile_dim
         self._started = False
+        self._session = np.zeros(1, dtype=np.int64)  # the one session's index, for the core's (n,) arguments
+        self._session.flags.writeable = False
 
     # -- session --------------------------------------------------------------------------------------
     def start(self, rng: np.random.Generator) -> None:
@@ -116,7 +118,7 @@ class SessionCore:
 
     def next_query(self, rng: np.random.Generator) -> None:
         """Ask the shopper for a query and retrieve its candidates."""
-        self.core.next_queries(np.zeros(1, dtype=np.int64), rng)
+        self.core.next_queries(self._session, rng)
 
     def observation(self) -> dict[str, np.ndarray]:
         """The current observation (fresh arrays; see :func:`~envs.core.observation_space`)."""
