@@ -64,24 +64,34 @@ def ndcg_of(utility, valid, positions, discounts):
 
 
 @njit(cache=True)
-def _ndcg_row(utility, valid, positions, discounts, gains):
-    """One slate's NDCG (``utility, valid (K,)``, ``positions (N,)``; ``gains (K,)`` scratch)."""
+def _ndcg_row(utility, valid, positions, discounts, best):
+    """One slate's NDCG (``utility, valid (K,)``, ``positions (N,)``; ``best (>= min(N, K),)`` scratch for the
+    largest gains, kept in descending order: the ideal DCG without sorting all ``K``)."""
     k = len(utility)
+    m = min(len(discounts), k)
     low = np.inf
     for c in range(k):
         if valid[c] and utility[c] < low:
             low = utility[c]
-    for c in range(k):
-        gains[c] = utility[c] - low if valid[c] else 0.0
     dcg = 0.0
     for i in range(len(positions)):
         c = positions[i]
-        if c >= 0:
-            dcg += gains[c] * discounts[i]
-    ranked = np.sort(gains)
+        if c >= 0 and valid[c]:
+            dcg += (utility[c] - low) * discounts[i]
+    kept = 0
+    for c in range(k):
+        gain = utility[c] - low if valid[c] else 0.0
+        if kept == m and gain <= best[m - 1]:
+            continue
+        j = min(kept, m - 1)  # insert after every kept gain >= this one
+        while j > 0 and best[j - 1] < gain:
+            best[j] = best[j - 1]
+            j -= 1
+        best[j] = gain
+        kept = min(kept + 1, m)
     ideal = 0.0
-    for i in range(min(len(discounts), k)):
-        ideal += ranked[k - 1 - i] * discounts[i]
+    for i in range(kept):
+        ideal += best[i] * discounts[i]
     return dcg / ideal if ideal > 0 else 1.0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from encoders.blas import blas_threads
 from envs.core import row_offsets
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
-from simulators.kernels import commit_state, restart_shoppers, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
+from simulators.kernels import commit_state, pack_bits, restart_shoppers, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
 from simulators.protocols import Query
 from simulators.shopper import (DefaultShopper, ShopperState, leave_after_purchase, profile_rows, sample_bank_rows,
                                 sample_response, sample_traits, trait_draws)
@@ -76,7 +76,8 @@ class DefaultShopperBatch:
 
     Attributes (per table row ``r``, candidate ``k``): ``rel (R, K)`` intent match, ``price_z (R, K)``,
     ``log_over_ref (R, K)`` ``log(price) - log(median price of its type)``, ``visual (R, K, V)`` visual
-    traits, ``dup (R, K, K)`` near-duplicate pairs among the candidates (diagonal False).
+    traits, ``dup (R, K, W)`` near-duplicate pairs among the candidates as bit sets (:func:`pack_bits`: bit ``j``
+    of row ``(r, k)`` is set when candidates ``k`` and ``j`` are near-duplicates; never ``j = k``).
     """
 
     privileged = True
@@ -97,7 +98,7 @@ class DefaultShopperBatch:
         self.price_z = np.zeros((r, k), dtype=np.float32)
         self.log_over_ref = np.zeros((r, k))
         self.visual = np.zeros((r, k, sim.visual_dim), dtype=np.float32)
-        self.dup = np.zeros((r, k, k), dtype=bool)
+        self.dup = np.zeros((r, k, (k + 63) // 64), dtype=np.uint64)
         with blas_threads(1):  # many small batched products: one BLAS thread is ~50x cheaper on a busy machine
             for start in range(0, len(rows), 256):  # construction only, chunked to bound memory
                 part = rows[start:start + 256]
@@ -121,7 +122,7 @@ class DefaultShopperBatch:
             vec = items.similarity[safe]
             dup = (vec @ np.swapaxes(vec, 1, 2) > cfg.duplicate_threshold) & valid[:, :, None] & valid[:, None, :]
             dup[:, np.arange(ids.shape[1]), np.arange(ids.shape[1])] = False
-            self.dup[rows] = dup
+            self.dup[rows] = pack_bits(dup)
 
     # -- sessions ---------------------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator) -> ShopperArrays:

@@ -66,13 +66,24 @@ buy_probability_ufunc = vectorize(["float64(float64, float64, float64, float64, 
                                    "float64)"], cache=True)(_buy_probability)
 
 
+def pack_bits(flags: np.ndarray) -> np.ndarray:
+    """``uint64 (..., ceil(M / 64))`` bit sets of ``bool (..., M)`` ``flags`` (bit ``j % 64`` of word ``j // 64``)."""
+    m = flags.shape[-1]
+    words = (m + 63) // 64
+    padded = np.zeros(flags.shape[:-1] + (words * 64,), dtype=np.uint64)
+    padded[..., :m] = flags
+    weights = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    return (padded.reshape(flags.shape[:-1] + (words, 64)) * weights).sum(axis=-1, dtype=np.uint64)
+
+
 @njit(cache=True)
-def visual_match(visual_row, taste_row, sqrt_v):
-    """``float32`` ``visual_row . taste_row / sqrt(V)`` (``(V,)`` each), summed in float32 as the shopper's matmul."""
-    acc = np.float32(0.0)
-    for j in range(visual_row.shape[0]):
-        acc += visual_row[j] * taste_row[j]
-    return np.float32(acc / np.float32(sqrt_v))
+def _bit_count(x):
+    """Set bits of a ``uint64``."""
+    n = 0
+    while x:
+        x &= x - np.uint64(1)
+        n += 1
+    return n
 
 
 @njit(cache=True)
@@ -82,8 +93,13 @@ def _session_probabilities(p, r, positions, taste, price_sensitivity, willingnes
     (K,)`` (zeros expected; ``vis``, ``price``, ``raw`` are ``(K,)`` scratch)."""
     k = rel.shape[1]
     s = np.float32(price_sensitivity)
+    sqrt_v = np.float32(p[P_SQRT_V])
+    shown_above = np.zeros(dup.shape[2], dtype=np.uint64)
     for c in range(k):
-        vis[c] = visual_match(visual[r, c], taste, p[P_SQRT_V])
+        acc = np.float32(0.0)  # float32 sums, as the shopper's matmul
+        for j in range(len(taste)):
+            acc += visual[r, c, j] * taste[j]
+        vis[c] = acc / sqrt_v
         price[c] = s * price_z[r, c]
         raw[c] = utility_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), p[P_RELEVANCE], p[P_VISUAL],
                             p[P_PRICE])
@@ -94,11 +110,10 @@ def _session_probabilities(p, r, positions, taste, price_sensitivity, willingnes
         if c < 0:
             continue
         above = 0
-        if p[P_BOREDOM] > 0:
-            for j in range(i):
-                other = positions[j]
-                if other >= 0 and dup[r, c, other]:
-                    above += 1
+        if p[P_BOREDOM] > 0:  # near-duplicates of c among the products shown above it
+            for w in range(shown_above.shape[0]):
+                above += _bit_count(dup[r, c, w] & shown_above[w])
+            shown_above[c // 64] |= np.uint64(1) << np.uint64(c % 64)
         attract[i] = attract_of(raw[c], np.float64(above), p[P_TEMPERATURE], p[P_THRESHOLD], p[P_BOREDOM])
         over = max(0.0, log_over_ref[r, c] - willingness)
         p_buy[i] = buy_probability_of(rel[r, c], np.float64(vis[c]), np.float64(price[c]), over, p[P_BUY_BIAS],
@@ -115,7 +130,8 @@ def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingn
         q: ``int64 (B,)`` table rows served; positions: ``int64 (B, N)`` candidate per slot, ``-1`` = empty.
         taste: ``float32 (B, V)``; price_sensitivity, willingness: ``float64 (B,)``.
         rel, log_over_ref: ``float64 (R, K)``; price_z: ``float32 (R, K)``; visual: ``float32 (R, K, V)``;
-        dup: ``bool (R, K, K)`` near-duplicate pairs; valid: ``bool (R, K)`` real candidates.
+        dup: ``uint64 (R, K, W)`` near-duplicate pairs as bit sets (:func:`pack_bits`); valid: ``bool (R, K)``
+            real candidates.
 
     Returns:
         ``(attract float64 (B, N), p_buy float64 (B, N), utility float64 (B, K))``: 0 on empty slots and
