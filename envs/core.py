@@ -46,21 +46,11 @@ _INDEX_CACHE: dict[tuple[str, int], np.ndarray] = {}
 
 
 def row_numbers(b: int) -> np.ndarray:
-    """``int64 (b, 1)`` row numbers ``0 .. b-1`` (cached, read-only): the row index of a ``(B, N)`` gather."""
+    """``int64 (b,)`` row numbers ``0 .. b-1`` (cached, read-only): session ``j`` reads row ``j`` of a ``(B, ...)``
+    table."""
     out = _INDEX_CACHE.get(("rows", b))
     if out is None:
-        out = _INDEX_CACHE[("rows", b)] = np.arange(b)[:, None]
-        out.flags.writeable = False
-    return out
-
-
-def row_offsets(b: int, width: int) -> np.ndarray:
-    """``int64 (b, 1)`` ``0, width, .., (b-1) * width`` (cached, read-only): add ``(B, N)`` column numbers to
-    get flat indices into a ``(B, width)`` array (``arr.take(row_offsets(B, W) + cols)`` = ``arr[rows, cols]``,
-    one cheap call where a two-array fancy index costs several times more on small arrays)."""
-    out = _INDEX_CACHE.get(("offsets", b, width))
-    if out is None:
-        out = _INDEX_CACHE[("offsets", b, width)] = np.arange(b)[:, None] * width
+        out = _INDEX_CACHE[("rows", b)] = np.arange(b)
         out.flags.writeable = False
     return out
 
@@ -119,7 +109,7 @@ def slate_positions(scores: np.ndarray, valid: np.ndarray | None, n: int) -> np.
     (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)`` finite numbers; ``valid``:
     ``bool (B, K)``, or ``None`` when every candidate is valid (then every slot is filled). A NaN or infinite
     score raises ``ValueError``."""
-    return _top_slots(scores, all_true(scores.shape) if valid is None else valid, row_numbers(len(scores))[:, 0], n)
+    return _top_slots(scores, all_true(scores.shape) if valid is None else valid, row_numbers(len(scores)), n)
 
 
 def _top_slots(scores: np.ndarray, valid: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
@@ -457,7 +447,9 @@ class EnvCore:
         click_prob, purchase_prob = sim.expected(state, q, positions, slate) if spec.expected else (resp.clicks,
                                                                                                   resp.purchases)
         utility = resp.utility if resp.utility is not None else sim.utilities(state, q, self.table.ids[q])
-        left = sim.transition(state, q, positions, slate, resp, rng) | resp.abandoned
+        left = sim.transition(state, q, positions, slate, resp, rng)
+        if resp.abandoned is not None:
+            left = left | resp.abandoned
         rows = self._all_rows if whole else idx
         if not whole:
             s.shopper = sim.put(s.shopper, idx, state)

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from encoders.blas import blas_threads
-from envs.core import row_offsets
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
 from simulators.kernels import commit_state, pack_bits, restart_shoppers, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
 from simulators.protocols import Query
@@ -181,7 +180,7 @@ class DefaultShopperBatch:
             self._pending = None
             attract, p_buy, util = self._slot_probabilities(state, q, positions)
             clicks, purchases, dwell = sample_response(self.click_model, attract, p_buy, rng)
-            return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool), utility=util)
+            return BatchResponse(clicks, purchases, dwell, None, utility=util)
         # independent examination (PBM): the same draws in the same order (the model's click uniforms, then
         # sample_response's), and the response and the transition's arithmetic in one compiled call
         shape, cfg = positions.shape, self.config
@@ -193,7 +192,7 @@ class DefaultShopperBatch:
             state.price_sensitivity, state.willingness_to_pay, state.patience, state.intent, self.rel, self.price_z,
             self.log_over_ref, self.visual, self.dup, self.table.valid, exam, *draws, *after)
         self._pending = (state, positions, n_ask)
-        return BatchResponse(clicks, purchases, dwell, np.zeros(len(q), dtype=bool), utility=util)
+        return BatchResponse(clicks, purchases, dwell, None, utility=util)
 
     def _after(self, state: ShopperArrays) -> tuple[np.ndarray, ...]:
         """Buffers for the state after a slate (taste, patience, intent, left, ask), kept between steps."""

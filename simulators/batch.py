@@ -28,7 +28,8 @@ class BatchResponse:
     Attributes:
         clicks, purchases: ``bool (B, N)``.
         dwell: ``float32 (B, N)`` seconds on clicked products.
-        abandoned: ``bool (B,)`` the shopper left during the slate.
+        abandoned: ``bool (B,)`` the shopper left during the slate, or ``None`` when no shopper of this simulator
+            ever leaves during a slate (the default shopper leaves only in :meth:`BatchSimulator.transition`).
         raw: The per-session ``Response`` objects (:class:`LoopShopper`), else ``None``.
         utility: ``float (B, K)`` the true utility of every candidate before the slate, when the simulator
             computed it on the way (saves :meth:`BatchSimulator.utilities` a second pass), else ``None``.
@@ -37,7 +38,7 @@ class BatchResponse:
     clicks: np.ndarray
     purchases: np.ndarray
     dwell: np.ndarray
-    abandoned: np.ndarray
+    abandoned: np.ndarray | None
     raw: list | None = None
     utility: np.ndarray | None = None
 

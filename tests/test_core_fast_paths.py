@@ -128,3 +128,111 @@ def test_one_shopper_draws_equal_the_batched_draws(seed):
     for key, value in general.items():
         assert fast[key].dtype == value.dtype and fast[key].tobytes() == value.tobytes(), key
     assert fast_rng.random() == array_rng.random()
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("expected", [False, True])
+def test_settle_slates_equals_the_separate_rules(seed, expected):
+    """``settle_slates`` (the env's side of a slate in one pass) gives the reward of ``RewardSpec.slate_rewards``,
+    the NDCG of ``ndcg``, the click history of ``record_clicks`` and the counters, on slates with empty slots."""
+    from envs.kernels import settle_slates
+    from envs.reward import RewardSpec
+
+    rng = np.random.default_rng(seed)
+    b, n, k, h, f, n_products = 6, 10, 20, 5, 3, 300
+    spec = RewardSpec(click=0.7, purchase=1.3, revenue=0.02, expected=expected)
+    positions = np.stack([rng.permutation(k)[:n] for _ in range(b)])
+    positions[2, 7:] = -1
+    valid_rows = rng.random((b + 2, k)) < 0.9
+    q = rng.permutation(b + 2)[:b]
+    ids = np.where(valid_rows, rng.integers(0, n_products, size=(b + 2, k)), -1)
+    slate = np.where(positions >= 0, ids[q[:, None], np.maximum(positions, 0)], -1)
+    clicks = (rng.random((b, n)) < 0.3) & (slate >= 0)
+    purchases = clicks & (rng.random((b, n)) < 0.5)
+    click_prob, purchase_prob = rng.random((b, n)) * (slate >= 0), rng.random((b, n)) * 0.3 * (slate >= 0)
+    prices = rng.uniform(5, 80, size=n_products)
+    utility = rng.normal(size=(b, k))
+    discounts = 1.0 / np.log2(np.arange(2, n + 2))
+    fused = rng.normal(size=(n_products, f)).astype(np.float32)
+    rows = np.array([5, 0, 3, 1, 4, 2])
+    state = [rng.integers(0, 4, size=b), rng.random((b, 3)), np.zeros(b), np.full((b, h), -1, dtype=np.int64),
+             np.zeros((b, h, f), dtype=np.float32), np.zeros((b, h), dtype=np.float32)]
+    before = [x.copy() for x in state]
+    parts, slots, reward, scores = settle_slates(spec.click, spec.purchase, spec.revenue, spec.expected, clicks,
+                                                 purchases, click_prob, purchase_prob, prices, slate, utility,
+                                                 valid_rows, q, positions, discounts, rows, *state, fused)
+    slate_prices = np.where(slate >= 0, prices[np.maximum(slate, 0)], 0.0)
+    want_parts, want_slots, want_reward = spec.slate_rewards(clicks, purchases, slate_prices)
+    if expected:
+        _, want_slots, want_reward = spec.slate_rewards(click_prob, purchase_prob, slate_prices)
+    np.testing.assert_array_equal(parts, want_parts)
+    np.testing.assert_array_equal(slots, want_slots)
+    np.testing.assert_array_equal(reward, want_reward)
+    np.testing.assert_array_equal(scores, ndcg(utility, valid_rows[q], positions, discounts))
+    n_queries, totals, last_ctr, history, vectors, mask = state
+    np.testing.assert_array_equal(n_queries[rows], before[0][rows] + 1)
+    np.testing.assert_allclose(totals[rows], before[1][rows] + parts)
+    np.testing.assert_array_equal(last_ctr[rows], parts[:, 0] / (slate >= 0).sum(axis=1))
+    want = [x.copy() for x in before[3:]]
+    record_clicks(*want, rows, np.where(clicks, slate, -1), fused)
+    for got, expect in zip((history, vectors, mask), want):
+        np.testing.assert_array_equal(got, expect)
+    assert history[rows[0]].max() >= 0 or not clicks[0].any()
+    empty = settle_slates(spec.click, spec.purchase, spec.revenue, spec.expected, clicks, purchases, click_prob,
+                          purchase_prob, prices, slate, np.zeros((b, 0)), valid_rows, q, positions, discounts, rows,
+                          *[x.copy() for x in before], fused)[3]
+    assert np.all(np.isnan(empty))  # no privileged simulator: no NDCG
+
+
+def test_pack_bits_sets_bit_j_of_word_j_over_64():
+    from simulators.kernels import pack_bits
+
+    rng = np.random.default_rng(0)
+    flags = rng.random((3, 4, 130)) < 0.2
+    bits = pack_bits(flags)
+    assert bits.shape == (3, 4, 3) and bits.dtype == np.uint64
+    for idx in np.ndindex(flags.shape):
+        word, bit = divmod(idx[-1], 64)
+        assert bool((int(bits[idx[:-1] + (word,)]) >> bit) & 1) == flags[idx]
+
+
+def test_restart_writes_the_shoppers_sample_would_draw():
+    """``BatchSimulator.restart`` of the default shopper writes, in place, the shoppers ``put(sample(...))``
+    would, from the same draws, and leaves the generator where they leave it."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from envs import EnvConfig, WorldConfig
+
+    env = gym.make("ShopRank-v0", config=EnvConfig(n_candidates=20, world=WorldConfig(text_encoder="hashing"))).unwrapped
+    sim = env.core.batch
+    state = sim.sample(7, np.random.default_rng(1))
+    copy = sim.take(state, np.arange(7))
+    idx = np.array([5, 1, 2])
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    restarted = sim.restart(state, idx, rng_a)
+    put = sim.put(copy, idx, sim.sample(len(idx), rng_b))
+    assert restarted is state
+    for name in ("segment", "taste", "price_sensitivity", "profile_noise", "patience", "willingness_to_pay", "intent"):
+        got, want = getattr(restarted, name), getattr(put, name)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
+    assert rng_a.random() == rng_b.random()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_slate_rewards_equal_their_numpy_statement(seed):
+    """``RewardSpec.slate_rewards``: parts are the counts and the spend, each slot's share is its weighted click,
+    purchase and spend, and the reward is ``total(parts)``; for sampled (bool) and expected (float) inputs."""
+    from envs.reward import RewardSpec
+
+    rng = np.random.default_rng(seed)
+    spec = RewardSpec(click=0.5, purchase=2.0, revenue=0.03)
+    prices = rng.uniform(1, 90, size=(4, 10))
+    for click, purchase in (((c := rng.random((4, 10)) < 0.4), c & (rng.random((4, 10)) < 0.5)),
+                            (rng.random((4, 10)), rng.random((4, 10)) * 0.2)):
+        parts, slots, reward = spec.slate_rewards(click, purchase, prices)
+        c, p = click.astype(float), purchase.astype(float)
+        np.testing.assert_allclose(parts, np.stack([c.sum(1), p.sum(1), (p * prices).sum(1)], axis=1), rtol=1e-12)
+        np.testing.assert_allclose(slots, 0.5 * c + 2.0 * p + 0.03 * prices * p, rtol=1e-12)
+        assert reward.tobytes() == spec.total(parts).tobytes()
+        np.testing.assert_allclose(slots.sum(axis=1), reward, rtol=1e-12)
