@@ -608,9 +608,12 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     lines += ["## What limits the rest", "",
               "* Single env: a ShopRank step is the array core (`envs/core.py`) at B = 1, the same code as the "
-              "vector env: slate, shopper probabilities, click sampling, transition, NDCG and observation as NumPy "
-              "operations on arrays of 10-50 numbers, where the per-call overhead (~1 µs each) is the cost; "
-              "CartPole's step is a few µs of scalar Python. The batched env is the fast path"
+              "vector env: about ten compiled calls (`envs/kernels.py`, `simulators/kernels.py`: slate order, the "
+              "shopper's response and transition, reward, NDCG and bookkeeping, observation blocks), four random "
+              "draws and the Gymnasium API's Python (the observation dict of fresh arrays, `info`); each call costs "
+              "~1-3 µs however little it computes, and a random-action episode lasts ~2.5 steps, so a reset (new "
+              "shopper, first query) weighs on every step; CartPole's step is a few µs of scalar Python. The "
+              "batched env is the fast path"
               + _vector_vs_cartpole(report) + ".",
               "* PPO: the rest of `learn()` is the policy and SB3's handling of the Dict observation: "
               "forward/backward of the candidate-set extractor (self-attention over K = 50 candidates) or, for "

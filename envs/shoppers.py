@@ -5,11 +5,15 @@ Two implementations, chosen by :func:`batch_simulator`:
 
 * :class:`DefaultShopperBatch` — the default shopper (:class:`~simulators.shopper.DefaultShopper`) in
   arrays: its query bank is retrieved once into the :class:`~envs.core.QueryTable`, its per-candidate terms
-  (intent match, visual traits, price, near-duplicates) are tables over table rows, and one step is a
-  fixed number of NumPy calls over ``(B, K)`` / ``(B, N)`` arrays. Its formulas are the shopper's own
-  (``simulators.shopper``: :func:`sample_traits`, :func:`combined_utility`, :func:`attractiveness`,
-  :func:`purchase_probability`, :func:`sample_response`, :func:`session_update`, ...), which
-  ``DefaultShopper``'s per-session methods call too.
+  (intent match, visual traits, price, near-duplicates as bit sets) are tables over table rows, and a
+  slate is a few compiled calls over all ``B`` sessions (:mod:`simulators.kernels`): with a click model whose
+  slots are examined independently (PBM, ``independent_examination``) the response and the transition's
+  arithmetic are one call after the draws; with any other model, the probabilities, the model's own
+  ``sample``, then purchases and the transition (the same numbers; tested). Its formulas are the shopper's
+  own, written once in :mod:`simulators.kernels` and compiled both for the kernels and as the NumPy ufuncs
+  ``DefaultShopper``'s per-session methods call (:func:`~simulators.shopper.combined_utility`,
+  :func:`~simulators.shopper.attractiveness`, :func:`~simulators.shopper.purchase_probability`,
+  :func:`~simulators.shopper.session_update`, ...).
 * :class:`~simulators.batch.LoopShopper` — any per-session ``UserSimulator`` plug-in: it loops over the sessions and calls
   the plug-in's methods, checking each result (a broken plug-in raises ``SimulatorError`` naming the
   method). So a custom shopper runs in the vector env too, at the speed of its own per-session calls.
@@ -185,12 +189,12 @@ class DefaultShopperBatch:
         # sample_response's), and the response and the transition's arithmetic in one compiled call
         shape, cfg = positions.shape, self.config
         uniforms = rng.random((2,) + shape)  # the same numbers as two draws of `shape`
-        draws = uniforms[0], uniforms[1], rng.gamma(2.0, 15.0, size=shape)
+        dwell_draws = rng.gamma(2.0, 15.0, size=shape)
         after = self._after(state)
         clicks, purchases, dwell, util, n_ask = table_slate_response(
             self._parameters, cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
             state.price_sensitivity, state.willingness_to_pay, state.patience, state.intent, self.rel, self.price_z,
-            self.log_over_ref, self.visual, self.dup, self.table.valid, exam, *draws, *after)
+            self.log_over_ref, self.visual, self.dup, self.table.valid, exam, uniforms, dwell_draws, *after)
         self._pending = (state, positions, n_ask)
         return BatchResponse(clicks, purchases, dwell, None, utility=util)
 

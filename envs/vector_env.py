@@ -8,7 +8,7 @@ registered as the ``vector_entry_point`` of ``ShopRank-v0`` and ``ShopRankStatic
                              config=EnvConfig(...))
 
 Any simulator runs here: the default shopper in arrays (:class:`~envs.shoppers.DefaultShopperBatch`: its
-query bank is retrieved once, one step is a fixed number of NumPy calls over ``(B, K)`` / ``(B, N)`` arrays),
+query bank is retrieved once, one step is a few compiled calls over all ``B`` sessions),
 a custom ``config.simulator`` through :class:`~envs.shoppers.LoopShopper` (one call per session). Personalised
 retrieval (``personalize_query > 0``) and expected rewards (``RewardSpec.expected``) are supported too.
 

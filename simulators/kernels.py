@@ -153,11 +153,11 @@ def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingn
 
 @njit(cache=True)
 def table_slate_response(p, drift, fatigue, no_click_penalty, q, positions, taste, price_sensitivity, willingness,
-                         patience, intent, rel, price_z, log_over_ref, visual, dup, valid, examination, click_draws,
-                         buy_draws, dwell_draws, taste_after, patience_after, intent_after, left, ask):
+                         patience, intent, rel, price_z, log_over_ref, visual, dup, valid, examination, uniforms,
+                         dwell_draws, taste_after, patience_after, intent_after, left, ask):
     """A slate's whole effect on ``B`` default shoppers whose click model examines slots independently (PBM).
 
-    The probabilities of :func:`table_slot_probabilities`; a slot is clicked when ``click_draws < attract *
+    The probabilities of :func:`table_slot_probabilities`; a slot is clicked when ``uniforms[0] < attract *
     examination`` (what ``PositionBasedModel.sample`` draws), bought and dwelt on as :func:`purchases_and_dwell`
     says; then each shopper after the slate as :func:`table_transition`, written into the ``*_after``, ``left``
     and ``ask`` arrays (the state passed in is left as it is: a caller commits it when the slate is done).
@@ -167,7 +167,8 @@ def table_slate_response(p, drift, fatigue, no_click_penalty, q, positions, tast
         q, positions, taste, price_sensitivity, willingness, rel, price_z, log_over_ref, visual, dup, valid: as
             :func:`table_slot_probabilities`; patience: ``float64 (B,)``; intent: ``int64 (B,)``.
         examination: ``float64 (>= N,)`` per-slot examination probabilities.
-        click_draws, buy_draws: ``float64 (B, N)`` uniforms; dwell_draws: ``float64 (B, N)`` Gamma(2, 15) draws.
+        uniforms: ``float64 (2, B, N)``: the clicks' uniforms, then the purchases'; dwell_draws: ``float64 (B, N)``
+            Gamma(2, 15) draws.
         taste_after: ``float32 (B, V)``, patience_after: ``float64 (B,)``, intent_after: ``int64 (B,)``, left,
             ask: ``bool (B,)``: written with the state after the slate (``ask``: bought and still patient; the
             caller draws whether they stay).
@@ -200,8 +201,8 @@ def table_slate_response(p, drift, fatigue, no_click_penalty, q, positions, tast
         _session_probabilities(p, r, positions[b], taste[b], price_sensitivity[b], willingness[b], rel, price_z,
                                log_over_ref, visual, dup, valid, attract, p_buy, util[b], vis, price, raw)
         for i in range(n):
-            clicks[b, i] = click_draws[b, i] < attract[i] * examination[i]
-        _purchase_and_dwell(clicks[b], p_buy, buy_draws[b], dwell_draws[b], purchases[b], dwell[b])
+            clicks[b, i] = uniforms[0, b, i] < attract[i] * examination[i]
+        _purchase_and_dwell(clicks[b], p_buy, uniforms[1, b], dwell_draws[b], purchases[b], dwell[b])
         _slot_terms(r, positions[b], rel, visual, slot_rel, slot_visual, shown)
         patience_after[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste_after[b], patience[b],
                                                           slot_rel, slot_visual, shown, clicks[b], purchases[b])
