@@ -8,7 +8,8 @@ Every rule of a session is defined here once, over ``B`` sessions at a time; the
 * shopper sampling, query sampling, the shopper's response and transition: a :class:`BatchSimulator`
   (:mod:`envs.shoppers`; the default shopper in arrays, any per-session ``UserSimulator`` through a loop);
 * retrieval and the candidate features: :class:`QueryTable` and :func:`candidate_features`;
-* session features: :func:`session_features`; the click history: :func:`push_history`;
+* session features: :func:`session_features`; the click history and the session counters:
+  :func:`envs.kernels.settle_slates` (with the reward and NDCG);
 * the slate from scores: :func:`slate_positions`;
 * reward through :class:`~envs.reward.RewardSpec`; NDCG: :func:`ndcg`;
 * the episode end: :func:`episode_end`.
@@ -43,6 +44,8 @@ SCORE_BOUND = 10.0
 
 
 _INDEX_CACHE: dict[tuple[str, int], np.ndarray] = {}
+_KERNEL_SCORES = (np.dtype(np.float32), np.dtype(np.float64))
+"""Score dtypes the slate-order kernel takes as they are (any other real dtype is converted to float64)."""
 
 
 def row_numbers(b: int) -> np.ndarray:
@@ -109,11 +112,19 @@ def slate_positions(scores: np.ndarray, valid: np.ndarray | None, n: int) -> np.
     (ties keep the retriever's order), ``-1`` for empty slots. ``scores``: ``(B, K)`` finite numbers; ``valid``:
     ``bool (B, K)``, or ``None`` when every candidate is valid (then every slot is filled). A NaN or infinite
     score raises ``ValueError``."""
-    return _top_slots(scores, all_true(scores.shape) if valid is None else valid, row_numbers(len(scores)), n)
+    scores = np.asarray(scores)
+    if valid is not None and np.shape(valid) != scores.shape:
+        raise ValueError(f"valid must have the shape of scores {scores.shape}, got {np.shape(valid)}.")
+    return _top_slots(scores, all_true(scores.shape) if valid is None else np.asarray(valid, dtype=bool),
+                      row_numbers(len(scores)), n)
 
 
 def _top_slots(scores: np.ndarray, valid: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     """:func:`slate_positions` with ``valid (R, K)`` read at row ``rows[b]`` for session ``b``."""
+    if scores.dtype not in _KERNEL_SCORES:  # float16, long double, big-endian, ints: as float64 (exact for ints)
+        if scores.dtype.kind not in "fiu":
+            raise ValueError(f"scores must be real numbers (float or int), got dtype {scores.dtype}.")
+        scores = scores.astype(np.float64)
     positions, finite = top_slots(scores, valid, rows, n)
     if not finite:
         raise ValueError("action contains NaN or infinite scores.")
@@ -376,7 +387,9 @@ class EnvCore:
                                      history_vectors=np.zeros((self.n, h, f), dtype=np.float32),
                                      history_mask=np.zeros((self.n, h), dtype=np.float32))
         else:
-            s.shopper = self.sim.restart(s.shopper, idx, rng)
+            restart = getattr(self.sim, "restart", None)  # optional: a BatchSimulator written before it existed
+            s.shopper = (restart(s.shopper, idx, rng) if callable(restart)
+                         else self.sim.put(s.shopper, idx, self.sim.sample(len(idx), rng)))
             clear_sessions(idx, s.n_queries, s.totals, s.last_ctr, s.history, s.history_vectors, s.history_mask)
         self.next_queries(idx, rng)
 

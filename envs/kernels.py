@@ -2,16 +2,15 @@
 
 A slate of one session would cost dozens of small NumPy calls; each rule here is one compiled call for any
 ``B``, so the single env (``B = 1``) and the vector env run the same code and get the same numbers. The
-documented, typed entry points are in :mod:`envs.core`; these take plain arrays and numbers. Nothing here
-draws random numbers.
+documented, typed entry points are in :mod:`envs.core` and :class:`envs.reward.RewardSpec`; these take plain
+arrays and numbers. Nothing here draws random numbers. Kernels that call each other live in one file: numba's
+on-disk cache of a kernel is renewed when its own file changes, not when a function it calls in another file does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-from envs.reward import slate_reward_row
 
 
 @njit(cache=True)
@@ -149,7 +148,7 @@ def settle_slates(w_click, w_purchase, w_revenue, expected, clicks, purchases, c
                   mask, fused):
     """The env's side of ``n`` shown slates in one pass: reward, NDCG and the sessions' bookkeeping.
 
-    Reward: :func:`envs.reward.slate_reward_row` of the sampled ``clicks``/``purchases`` (the parts), and, when
+    Reward: :func:`slate_reward_row` of the sampled ``clicks``/``purchases`` (the parts), and, when
     ``expected``, the reward and slot shares of ``click_prob``/``purchase_prob`` instead. NDCG: :func:`ndcg_of`
     (nan when ``utility`` has no columns: no privileged simulator). Bookkeeping, in place for session ``rows[j]``:
     one more query, the totals, the last CTR (clicks per shown product) and the click history
@@ -237,3 +236,31 @@ def clear_sessions(rows, n_queries, totals, last_ctr, history, vectors, mask):
         history[b] = -1
         vectors[b] = 0.0
         mask[b] = 0.0
+
+
+@njit(cache=True)
+def slate_rewards_of(w_click, w_purchase, w_revenue, click, purchase, prices):
+    """:meth:`envs.reward.RewardSpec.slate_rewards`, compiled (the weights as numbers)."""
+    b_n, n = click.shape
+    parts = np.zeros((b_n, 3))
+    slots = np.empty((b_n, n))
+    reward = np.empty(b_n)
+    for b in range(b_n):
+        reward[b] = slate_reward_row(w_click, w_purchase, w_revenue, click[b], purchase[b], prices[b], parts[b], slots[b])
+    return parts, slots, reward
+
+
+@njit(cache=True)
+def slate_reward_row(w_click, w_purchase, w_revenue, click, purchase, prices, parts, slots):
+    """One slate's reward (returned) with its parts added into ``parts (3,)`` and each slot's share written into
+    ``slots (N,)``; ``click``, ``purchase`` and ``prices`` are ``(N,)`` (see :meth:`envs.reward.RewardSpec.slate_rewards`). The
+    reward is the weighted sum of the parts, summed as :meth:`envs.reward.RewardSpec.total` sums."""
+    for i in range(len(click)):
+        c = np.float64(click[i])
+        p = np.float64(purchase[i])
+        spend = np.float64(prices[i]) * p
+        parts[0] += c
+        parts[1] += p
+        parts[2] += spend
+        slots[i] = w_click * c + w_purchase * p + w_revenue * spend
+    return w_click * parts[0] + w_purchase * parts[1] + w_revenue * parts[2]

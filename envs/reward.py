@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from encoders.errors import ConfigError
+from envs.kernels import slate_rewards_of
 from simulators.validation import check_field_types
 
 
@@ -58,7 +58,7 @@ class RewardSpec:
             purchase_n + revenue * price_n * purchase_n`` (a SlateQ-style decomposition agents use for per-slot
             credit; it sums to the reward up to round-off) and :meth:`total` of the parts.
         """
-        return _slate_rewards(self.click, self.purchase, self.revenue, click, purchase, prices)
+        return slate_rewards_of(self.click, self.purchase, self.revenue, click, purchase, prices)
 
     def total(self, parts: np.ndarray) -> np.ndarray:
         """``float64 (...,)`` weighted sum of reward parts ``(..., 3)`` (clicks, purchases, revenue)."""
@@ -67,31 +67,3 @@ class RewardSpec:
 
 PARTS = ("clicks", "purchases", "revenue")
 """Names of the reward parts, in the order of the last axis of :meth:`RewardSpec.slate_rewards`' parts (also ``info`` keys)."""
-
-
-@njit(cache=True)
-def _slate_rewards(w_click, w_purchase, w_revenue, click, purchase, prices):
-    """:meth:`RewardSpec.slate_rewards`, compiled."""
-    b_n, n = click.shape
-    parts = np.zeros((b_n, 3))
-    slots = np.empty((b_n, n))
-    reward = np.empty(b_n)
-    for b in range(b_n):
-        reward[b] = slate_reward_row(w_click, w_purchase, w_revenue, click[b], purchase[b], prices[b], parts[b], slots[b])
-    return parts, slots, reward
-
-
-@njit(cache=True)
-def slate_reward_row(w_click, w_purchase, w_revenue, click, purchase, prices, parts, slots):
-    """One slate's reward (returned) with its parts added into ``parts (3,)`` and each slot's share written into
-    ``slots (N,)``; ``click``, ``purchase`` and ``prices`` are ``(N,)`` (see :meth:`RewardSpec.slate_rewards`). The
-    reward is the weighted sum of the parts, summed as :meth:`RewardSpec.total` sums."""
-    for i in range(len(click)):
-        c = np.float64(click[i])
-        p = np.float64(purchase[i])
-        spend = np.float64(prices[i]) * p
-        parts[0] += c
-        parts[1] += p
-        parts[2] += spend
-        slots[i] = w_click * c + w_purchase * p + w_revenue * spend
-    return w_click * parts[0] + w_purchase * parts[1] + w_revenue * parts[2]

@@ -30,6 +30,7 @@ import numpy as np
 
 from encoders.blas import blas_threads
 from simulators.batch import BatchResponse, BatchSimulator, LoopShopper
+from simulators.click_models import independent_examination_of
 from simulators.kernels import commit_state, pack_bits, restart_shoppers, slot_parameters, table_slate_response, table_slot_probabilities, table_transition
 from simulators.protocols import Query
 from simulators.shopper import (DefaultShopper, ShopperState, leave_after_purchase, profile_rows, sample_bank_rows,
@@ -195,8 +196,9 @@ class DefaultShopperBatch:
             self._parameters, cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions, state.taste,
             state.price_sensitivity, state.willingness_to_pay, state.patience, state.intent, self.rel, self.price_z,
             self.log_over_ref, self.visual, self.dup, self.table.valid, exam, uniforms, dwell_draws, *after)
-        self._pending = (state, positions, n_ask)
-        return BatchResponse(clicks, purchases, dwell, None, utility=util)
+        response = BatchResponse(clicks, purchases, dwell, None, utility=util)
+        self._pending = (state, positions, response, n_ask)
+        return response
 
     def _after(self, state: ShopperArrays) -> tuple[np.ndarray, ...]:
         """Buffers for the state after a slate (taste, patience, intent, left, ask), kept between steps."""
@@ -209,11 +211,11 @@ class DefaultShopperBatch:
 
     def _examination(self, n: int) -> np.ndarray | None:
         """``float (n,)`` the click model's per-slot examination when it examines slots independently of each
-        other and of clicks (``independent_examination(n)``, e.g. PBM), else ``None`` (cached per ``n``)."""
+        other and of clicks (:func:`~simulators.click_models.independent_examination_of`, e.g. PBM), else ``None``
+        (cached per ``n``)."""
         cache = self._examination_of
         if n not in cache:
-            exam = getattr(self.click_model, "independent_examination", None)
-            cache[n] = exam(n) if callable(exam) else None
+            cache[n] = independent_examination_of(self.click_model, n)
         return cache[n]
 
     def expected(self, state, q, positions, slate) -> tuple[np.ndarray, np.ndarray]:
@@ -227,10 +229,11 @@ class DefaultShopperBatch:
     def transition(self, state, q, positions, slate, response, rng) -> np.ndarray:
         cfg = self.config
         pending, self._pending = self._pending, None
-        if pending is not None and pending[0] is state and pending[1] is positions:  # computed by respond()
+        if pending is not None and all(a is b for a, b in zip(pending, (state, positions, response))):
+            # the state after this slate, computed by respond() for this state, slate and response
             taste, patience, intent, left, ask = self._after(state)
             commit_state(state.taste, state.patience, state.intent, taste, patience, intent)
-            left, n_ask = left.copy(), pending[2]
+            left, n_ask = left.copy(), pending[3]
         else:
             left, ask, n_ask = table_transition(cfg.drift, cfg.fatigue, cfg.no_click_penalty, q, positions,
                                                 state.taste, state.patience, state.intent, self.rel, self.visual,

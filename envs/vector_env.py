@@ -131,6 +131,8 @@ class ShopRankVectorEnv(VectorEnv):
         shape = (self.num_envs, self.config.n_candidates)
         if actions.shape != shape:
             raise ValueError(f"actions must have shape {shape}, got {actions.shape}.")
+        if actions.dtype.kind == "c":
+            raise ValueError(f"actions must be real scores (float or int), got dtype {actions.dtype}.")
         if not np.issubdtype(actions.dtype, np.number) or not np.all(np.isfinite(actions)):
             raise ValueError("actions contain NaN or infinite scores.")
         return actions

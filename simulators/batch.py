@@ -71,7 +71,8 @@ class BatchSimulator(Protocol):
 
     def restart(self, state: Any, idx: np.ndarray, rng: np.random.Generator) -> Any:
         """``state`` with sessions ``idx`` given new shoppers: ``put(state, idx, sample(len(idx), rng))``, the
-        same draws (an implementation may write them in place)."""
+        same draws (an implementation may write them in place). Optional: the env falls back to that
+        expression when a simulator does not have it."""
         ...
 
     def take(self, state: Any, idx: np.ndarray) -> Any:

@@ -27,6 +27,7 @@ import json
 import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -191,10 +192,23 @@ class PositionBasedModel:
         :meth:`sample` draws), e.g. inside a compiled kernel. Only models with this property define it."""
         _check_slots("PBM", n_slots, len(self.examination))
         exam = self.__dict__.get("_exam")
-        if exam is None:  # the tuple as an array, once (a frozen dataclass: not a field)
-            exam = np.asarray(self.examination, dtype=float)
+        if exam is None:  # the tuple as an array, once (a frozen dataclass: not a field), read-only
+            exam = np.array(self.examination, dtype=float)
+            exam.flags.writeable = False
             object.__setattr__(self, "_exam", exam)
         return exam[:n_slots]
+
+
+def independent_examination_of(model: Any, n_slots: int) -> np.ndarray | None:
+    """``float (n_slots,)`` ``model.independent_examination(n_slots)`` when the model has it and its ``sample`` and
+    ``click_probs`` are those of the class that declares it (a subclass that changes how clicks are drawn or
+    their probabilities keeps its own ``sample``), else ``None``."""
+    cls = type(model)
+    owner = next((c for c in cls.__mro__ if "independent_examination" in vars(c)), None)
+    if owner is None or any(getattr(cls, name, None) is not getattr(owner, name, None)
+                            for name in ("sample", "click_probs")):
+        return None
+    return model.independent_examination(n_slots)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ without clicks, so a kernel that drifts from its rule fails here.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -236,3 +238,106 @@ def test_slate_rewards_equal_their_numpy_statement(seed):
         np.testing.assert_allclose(slots, 0.5 * c + 2.0 * p + 0.03 * prices * p, rtol=1e-12)
         assert reward.tobytes() == spec.total(parts).tobytes()
         np.testing.assert_allclose(slots.sum(axis=1), reward, rtol=1e-12)
+
+
+def _env(**overrides):
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from envs import EnvConfig, WorldConfig
+
+    return gym.make("ShopRank-v0", config=EnvConfig(n_candidates=20, world=WorldConfig(text_encoder="hashing"),
+                                                    **overrides)).unwrapped
+
+
+def test_a_pbm_subclass_with_its_own_sample_keeps_it():
+    """The compiled PBM response is taken only when the model's ``sample`` and ``click_probs`` are PBM's own: a
+    subclass that draws clicks its own way is called (here it never clicks: no click in 40 steps)."""
+    import gymnasium as gym
+
+    from simulators.click_models import PositionBasedModel, independent_examination_of
+    from simulators.shopper import DefaultShopper
+
+    class NeverClicks(PositionBasedModel):
+        def sample(self, attractiveness, rng):
+            rng.random(np.shape(attractiveness))
+            return np.zeros(np.shape(attractiveness), dtype=bool)
+
+    pbm = PositionBasedModel.geometric(10)
+    assert independent_examination_of(pbm, 10) is not None
+    assert independent_examination_of(NeverClicks(pbm.examination), 10) is None
+    exam = pbm.independent_examination(10)
+    with pytest.raises(ValueError):
+        exam[0] = 0.5  # read-only: the frozen model's cached array
+    base = _env()
+    env = gym.make("ShopRank-v0", config=base.config, world=base.world, simulator=DefaultShopper(
+        base.world.items, base.config.shopper, click_model=NeverClicks(pbm.examination), n_slots=10)).unwrapped
+    env.reset(seed=0)
+    clicks = 0
+    for step in range(40):
+        _, _, te, tr, info = env.step(np.random.default_rng(step).random(20).astype(np.float32))
+        clicks += len(info["clicked_positions"])
+        if te or tr:
+            env.reset()
+    assert clicks == 0
+
+
+def test_a_batch_simulator_without_restart_gets_put_of_sample():
+    """``BatchSimulator.restart`` is optional: without it the env puts freshly sampled shoppers (the same draws,
+    the same episodes)."""
+    envs_ = [_env(), _env()]
+    envs_[1].core.core.sim.restart = None  # as a simulator written before the method existed
+    rng = np.random.default_rng(0)
+    outs = [e.reset(seed=2)[0] for e in envs_]
+    for _ in range(30):
+        action = rng.random(20).astype(np.float32)
+        steps = [e.step(action) for e in envs_]
+        for key in steps[0][0]:
+            np.testing.assert_array_equal(steps[0][0][key], steps[1][0][key])
+        assert steps[0][1:4] == steps[1][1:4]
+        if steps[0][2] or steps[0][3]:
+            outs = [e.reset()[0] for e in envs_]
+            for key in outs[0]:
+                np.testing.assert_array_equal(outs[0][key], outs[1][key])
+
+
+def test_slate_order_takes_any_real_dtype_and_refuses_others():
+    env = _env()
+    env.reset(seed=0)
+    scores = np.random.default_rng(0).random(20)
+    half = env.slate_from_scores(scores.astype(np.float16))
+    np.testing.assert_array_equal(half, env.slate_from_scores(scores.astype(np.float16).astype(np.float64)))
+    np.testing.assert_array_equal(env.slate_from_scores((scores * 100).astype(np.int16)),
+                                  env.slate_from_scores((scores * 100).astype(np.int16).astype(np.float64)))
+    big_endian = env.slate_from_scores(scores.astype(">f8"))
+    np.testing.assert_array_equal(big_endian, env.slate_from_scores(scores))
+    env.step(scores.astype(np.float16))
+    with pytest.raises(ValueError, match=re.escape("valid must have the shape of scores (1, 5), got (1, 3).")):
+        slate_positions(np.zeros((1, 5)), np.ones((1, 3), dtype=bool), 3)
+    from envs.vector_env import ShopRankVectorEnv
+
+    vec = ShopRankVectorEnv(num_envs=2, config=env.config, world=env.world)
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape("actions must be real scores (float or int), got dtype complex128.")):
+        vec.step(np.zeros((2, 20), dtype=complex))
+
+
+def test_transition_with_another_response_than_respond_gave_follows_that_response():
+    """``respond`` computes the state after its own response; a ``transition`` called with a different response
+    (same state and slate) moves the shopper by the response it is given."""
+    env = _env()
+    env.reset(seed=3)
+    core = env.core.core
+    sim, q = core.sim, core.sessions.query
+    positions = core.slate_positions(np.random.default_rng(1).random((1, 20)).astype(np.float32))
+    slate = core.table.ids[q[:, None], positions]
+    state = sim.take(core.sessions.shopper, np.arange(1))
+    twin = sim.take(core.sessions.shopper, np.arange(1))
+    response = sim.respond(state, q, positions, slate, np.random.default_rng(5))
+    assert response.clicks.any()  # so that the two responses move the shopper differently
+    other = type(response)(np.zeros_like(response.clicks), np.zeros_like(response.purchases), response.dwell, None)
+    sim.transition(state, q, positions, slate, other, np.random.default_rng(6))
+    sim._pending = None  # the general path, for the same response
+    sim.transition(twin, q, positions, slate, other, np.random.default_rng(6))
+    for name in ("taste", "patience", "intent"):
+        assert getattr(state, name).tobytes() == getattr(twin, name).tobytes(), name
