@@ -105,6 +105,13 @@ class ClickModel(Protocol):
 
     Models with satisfaction (cascade, DCM, DBN) read ``attractiveness`` as the probability that an
     examined result is clicked; a click may end the examination.
+
+    Optional: ``independent_examination(n_slots) -> float (n_slots,)`` for a model that examines each slot
+    independently of the others and of clicks and draws slot ``k``'s click as ``uniform_k < attractiveness_k *
+    examination_k``, one uniform per slot in slot order (PBM). The default shopper then draws those uniforms
+    itself and computes its whole response in one compiled call (the same numbers as ``sample``); a subclass
+    that overrides ``sample`` or ``click_probs`` is always called through them
+    (:func:`simulators.click_models.independent_examination_of`).
     """
 
     def click_probs(self, attractiveness: np.ndarray) -> np.ndarray:
