@@ -33,7 +33,7 @@ from envs.attributes import attribute_ids
 from envs.kernels import clear_sessions, ndcg_of, session_block, settle_slates, slate_rows, top_slots
 from envs.layout import CANDIDATE_EXTRAS, SESSION_FEATURES, FeatureLayout
 from envs.reward import RewardSpec
-from simulators.batch import expected_reward_refused
+from simulators.batch import all_true, expected_reward_refused
 
 N_EXTRA = len(CANDIDATE_EXTRAS)
 """Per-candidate numeric features after the fused vector (see :data:`envs.layout.CANDIDATE_EXTRAS`)."""
@@ -129,15 +129,6 @@ def _top_slots(scores: np.ndarray, valid: np.ndarray, rows: np.ndarray, n: int) 
     if not finite:
         raise ValueError("action contains NaN or infinite scores.")
     return positions
-
-
-def all_true(shape: tuple[int, ...]) -> np.ndarray:
-    """``bool`` all-True array of ``shape`` (cached, read-only): the mask of "every candidate is valid"."""
-    out = _INDEX_CACHE.get(("true",) + tuple(shape))
-    if out is None:
-        out = _INDEX_CACHE[("true",) + tuple(shape)] = np.ones(shape, dtype=bool)
-        out.flags.writeable = False
-    return out
 
 
 def ndcg(utility: np.ndarray, valid: np.ndarray, positions: np.ndarray, discounts: np.ndarray) -> np.ndarray:

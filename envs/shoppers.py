@@ -110,6 +110,7 @@ class DefaultShopperBatch:
         self._parameters = slot_parameters(self.config, sim.visual_dim)
         self._pending: tuple | None = None  # respond()'s transition, for the transition() that follows
         self._examination_of: dict[int, np.ndarray | None] = {}
+        self._after_buffers: tuple[np.ndarray, ...] | None = None  # see _after
 
     def _fill(self, rows: np.ndarray, intents: np.ndarray) -> None:
         """Compute the per-candidate terms of table ``rows`` for bank ``intents``."""
@@ -203,7 +204,7 @@ class DefaultShopperBatch:
     def _after(self, state: ShopperArrays) -> tuple[np.ndarray, ...]:
         """Buffers for the state after a slate (taste, patience, intent, left, ask), kept between steps."""
         b, v = state.taste.shape
-        buffers = self.__dict__.get("_after_buffers")
+        buffers = self._after_buffers
         if buffers is None or buffers[0].shape != (b, v):
             buffers = self._after_buffers = (np.empty((b, v), dtype=np.float32), np.empty(b), np.empty(b, dtype=np.int64),
                                              np.empty(b, dtype=bool), np.empty(b, dtype=bool))

@@ -140,6 +140,20 @@ def slate_free_utility(sim: Any) -> bool:
         for name in ("utility", "item_probabilities", "expected_response"))
 
 
+_ALL_TRUE: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def all_true(shape: tuple[int, ...]) -> np.ndarray:
+    """``bool`` all-True array of ``shape`` (cached, read-only): the mask of "every candidate is valid" or "every
+    slot shows a product" for the compiled rules that always take a mask."""
+    key = tuple(shape)
+    out = _ALL_TRUE.get(key)
+    if out is None:
+        out = _ALL_TRUE[key] = np.ones(key, dtype=bool)
+        out.flags.writeable = False
+    return out
+
+
 def expected_reward_refused(simulator_name: str) -> NoExpectedResponseError:
     """The error for ``RewardSpec(expected=True)`` with a simulator that has no ``expected_response``."""
     return NoExpectedResponseError(f"RewardSpec(expected=True) needs a simulator with expected_response; "

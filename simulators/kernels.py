@@ -88,13 +88,13 @@ def _bit_count(x):
 
 @njit(cache=True)
 def _session_probabilities(p, r, positions, taste, price_sensitivity, willingness, rel, price_z, log_over_ref, visual,
-                           dup, valid, attract, p_buy, util, vis, price, raw):
+                           dup, valid, attract, p_buy, util, vis, price, raw, shown_above):
     """One session's row of :func:`table_slot_probabilities`, written into ``attract, p_buy (N,)`` and ``util
-    (K,)`` (zeros expected; ``vis``, ``price``, ``raw`` are ``(K,)`` scratch)."""
+    (K,)`` (zeros expected; ``vis``, ``price``, ``raw`` are ``(K,)`` scratch, ``shown_above`` ``uint64 (W,)``)."""
     k = rel.shape[1]
     s = np.float32(price_sensitivity)
     sqrt_v = np.float32(p[P_SQRT_V])
-    shown_above = np.zeros(dup.shape[2], dtype=np.uint64)
+    shown_above[:] = 0
     for c in range(k):
         acc = np.float32(0.0)  # float32 sums, as the shopper's matmul
         for j in range(len(taste)):
@@ -145,9 +145,11 @@ def table_slot_probabilities(p, q, positions, taste, price_sensitivity, willingn
     vis = np.empty(k, dtype=np.float32)
     price = np.empty(k, dtype=np.float32)
     raw = np.empty(k)
+    shown_above = np.empty(dup.shape[2], dtype=np.uint64)
     for b in range(b_n):
         _session_probabilities(p, q[b], positions[b], taste[b], price_sensitivity[b], willingness[b], rel, price_z,
-                               log_over_ref, visual, dup, valid, attract[b], p_buy[b], util[b], vis, price, raw)
+                               log_over_ref, visual, dup, valid, attract[b], p_buy[b], util[b], vis, price, raw,
+                               shown_above)
     return attract, p_buy, util
 
 
@@ -191,21 +193,24 @@ def table_slate_response(p, drift, fatigue, no_click_penalty, q, positions, tast
     vis = np.empty(k, dtype=np.float32)
     price = np.empty(k, dtype=np.float32)
     raw = np.empty(k)
+    shown_above = np.empty(dup.shape[2], dtype=np.uint64)
     slot_rel = np.zeros(n)
     slot_visual = np.zeros((n, v), dtype=np.float32)
     shown = np.zeros(n, dtype=np.bool_)
+    look = np.empty(v, dtype=np.float32)
     for b in range(b_n):
         r = q[b]
         attract[:] = 0.0
         p_buy[:] = 0.0
         _session_probabilities(p, r, positions[b], taste[b], price_sensitivity[b], willingness[b], rel, price_z,
-                               log_over_ref, visual, dup, valid, attract, p_buy, util[b], vis, price, raw)
+                               log_over_ref, visual, dup, valid, attract, p_buy, util[b], vis, price, raw,
+                               shown_above)
         for i in range(n):
             clicks[b, i] = uniforms[0, b, i] < attract[i] * examination[i]
         _purchase_and_dwell(clicks[b], p_buy, uniforms[1, b], dwell_draws[b], purchases[b], dwell[b])
         _slot_terms(r, positions[b], rel, visual, slot_rel, slot_visual, shown)
         patience_after[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste_after[b], patience[b],
-                                                          slot_rel, slot_visual, shown, clicks[b], purchases[b])
+                                                          slot_rel, slot_visual, shown, clicks[b], purchases[b], look)
         ask[b] = bought and not left[b]
         n_ask += ask[b]
         if bought:
@@ -235,20 +240,20 @@ def _purchase_and_dwell(clicks, p_buy, uniform, gamma, purchases, dwell):
 
 
 @njit(cache=True)
-def _after_slate(drift, fatigue, no_click_penalty, taste, patience, rel, visual, shown, clicks, purchases):
+def _after_slate(drift, fatigue, no_click_penalty, taste, patience, rel, visual, shown, clicks, purchases, look):
     """One shopper after one slate (``taste float32 (V,)`` changed in place): ``(patience, left, bought)``.
 
     ``rel (N,)``, ``visual (N, V)``, ``shown, clicks, purchases (N,)`` per slot. Taste drifts toward the mean
     look of the clicked products; patience drops by ``fatigue`` times the share of irrelevant products shown
     (``rel < 0.5``; 1 when nothing was shown) and by ``no_click_penalty`` after a slate without a click; the
-    shopper leaves when patience reaches 0."""
+    shopper leaves when patience reaches 0. ``look float32 (V,)`` is scratch."""
     n = len(clicks)
     v = taste.shape[0]
     n_click = 0
     n_shown = 0
     n_irrelevant = 0
     bought = False
-    look = np.zeros(v, dtype=np.float32)
+    look[:] = 0.0
     for i in range(n):
         if not shown[i]:
             continue
@@ -288,9 +293,10 @@ def drift_and_fatigue(drift, fatigue, no_click_penalty, taste, patience, rel, vi
     patience = patience.copy()
     left = np.zeros(b_n, dtype=np.bool_)
     ask = np.zeros(b_n, dtype=np.bool_)
+    look = np.empty(taste.shape[1], dtype=np.float32)
     for b in range(b_n):
         patience[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste[b], patience[b], rel[b],
-                                                    visual[b], shown[b], clicks[b], purchases[b])
+                                                    visual[b], shown[b], clicks[b], purchases[b], look)
         ask[b] = bought and not left[b]
     return taste, patience, left, ask
 
@@ -316,11 +322,12 @@ def table_transition(drift, fatigue, no_click_penalty, q, positions, taste, pati
     slot_rel = np.zeros(n)
     slot_visual = np.zeros((n, v), dtype=np.float32)
     shown = np.zeros(n, dtype=np.bool_)
+    look = np.empty(v, dtype=np.float32)
     n_ask = 0
     for b in range(b_n):
         _slot_terms(q[b], positions[b], rel, visual, slot_rel, slot_visual, shown)
         patience[b], left[b], bought = _after_slate(drift, fatigue, no_click_penalty, taste[b], patience[b], slot_rel,
-                                                    slot_visual, shown, clicks[b], purchases[b])
+                                                    slot_visual, shown, clicks[b], purchases[b], look)
         ask[b] = bought and not left[b]
         n_ask += ask[b]
         if bought:

@@ -42,6 +42,7 @@ import numpy as np
 
 from encoders.errors import ConfigError
 from simulators.click_models import PositionBasedModel, load_click_model
+from simulators.batch import all_true
 from simulators.items import INTENT_FACETS, ItemTable
 from simulators.kernels import (attract_ufunc, buy_probability_ufunc, drift_and_fatigue, profile_block, purchases_and_dwell,
                                 traits_from_draws, utility_ufunc)
@@ -303,7 +304,7 @@ def session_update(cfg: ShopperConfig, taste: np.ndarray, patience: np.ndarray, 
         ``(taste float32 (B, V), patience float64 (B,), left bool (B,))`` (see :meth:`DefaultShopper.transition`).
     """
     if shown is None:
-        shown = _all_shown(clicks.shape)
+        shown = all_true(clicks.shape)
     taste, patience, left, ask = drift_and_fatigue(cfg.drift, cfg.fatigue, cfg.no_click_penalty, taste, patience,
                                                    rel, visual, shown, clicks, purchases)
     return taste, patience, leave_after_purchase(cfg, left, ask, int(np.count_nonzero(ask)), rng)
@@ -319,18 +320,6 @@ def leave_after_purchase(cfg: ShopperConfig, left: np.ndarray, ask: np.ndarray, 
     elif n_ask:
         left[ask] = rng.random(n_ask) >= cfg.p_continue_after_purchase
     return left
-
-
-_ALL_SHOWN: dict[tuple[int, ...], np.ndarray] = {}
-
-
-def _all_shown(shape: tuple[int, ...]) -> np.ndarray:
-    """``bool`` all-True array of ``shape`` (cached, read-only)."""
-    out = _ALL_SHOWN.get(shape)
-    if out is None:
-        out = _ALL_SHOWN[shape] = np.ones(shape, dtype=bool)
-        out.flags.writeable = False
-    return out
 
 
 class DefaultShopper:
